@@ -1,0 +1,52 @@
+"""The ``mmctr`` console script: one sub-command per job, each living in its own module.
+
+Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules are
+imported only when their command runs, so ``mmctr --help`` stays fast and a command whose
+optional dependencies are missing does not break the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+# command name -> (module, one-line help)
+COMMANDS = {
+    "demo": ("fuxictr_mmctr.demo", "the main job on the sample: make it, train DIN, write the zip"),
+    "make-sample": ("fuxictr_mmctr.sample", "write a MicroLens-shaped sample dataset"),
+    "validate": ("fuxictr_mmctr.schema", "check a MicroLens data directory against the schema"),
+    "submit": ("fuxictr_mmctr.submission", "zip predictions into a Codabench submission"),
+    "check-submission": ("fuxictr_mmctr.submission_check", "check a submission zip against test.parquet"),
+    "popularity": ("fuxictr_mmctr.popularity", "the popularity baseline (per-item smoothed CTR)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmctr", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Parse only the command name here; the module parses its own arguments.
+    known, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module_name, help_text = COMMANDS[known.command]
+    module = importlib.import_module(module_name)
+    cmd_parser = argparse.ArgumentParser(prog=f"mmctr {known.command}", description=help_text)
+    module.add_arguments(cmd_parser)
+    args = cmd_parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

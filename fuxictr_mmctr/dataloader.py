@@ -1,0 +1,191 @@
+"""A vectorised MicroLens loader that keeps the official batch contract.
+
+``MMCTRDataLoader`` is passed to FuxiCTR's ``RankDataLoader`` through its ``data_loader=`` hook,
+exactly like the official challenge loader, and yields the same tuples::
+
+    batch_dict  {column: (B,)}           split columns in the feature map (user_id, likes_level,
+                                         views_level, label, ...), item_seq and item_id removed
+    item_dict   {column: (B*(L+1), ...)} item_info columns in the feature map, gathered for the
+                                         last L = max_len history items then the target item
+    mask        (B, L) float32           1 where the history position holds an item
+
+The official collate runs a pandas ``.iloc`` per batch. Here the split is held once as NumPy
+arrays of the narrowest integer type (see :mod:`fuxictr_mmctr.schema`) and the item side as
+arrays indexed by ``item_id``, so a batch is a handful of array gathers and no pandas work.
+
+With ``item_side="ids"`` the loader ships only ids (``item_dict = {"item_id": ...}``): the model
+gathers tags and the pretrained embedding on its own device (see the pretrained-embedding route).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .schema import (LABEL_COLUMN, SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
+                     read_item_info, read_split)
+
+logger = logging.getLogger(__name__)
+
+Batch = Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], torch.Tensor]
+
+# item_info files already read in this process, keyed by (path, mtime, columns): train, valid
+# and test loaders of one run share one copy of the item side.
+_ITEM_CACHE: Dict[tuple, ItemTable] = {}
+
+
+def load_item_table(path, columns) -> ItemTable:
+    """Read ``item_info`` once per process (cached by path, modification time and columns)."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime_ns if path.exists() else None,
+           tuple(columns))
+    if key not in _ITEM_CACHE:
+        _ITEM_CACHE.clear()  # keep at most one item table alive
+        _ITEM_CACHE[key] = read_item_info(path, columns=columns)
+    return _ITEM_CACHE[key]
+
+
+def _feature_columns(feature_map) -> Tuple[list, list, Dict[str, int]]:
+    """Split the feature map into split-side columns, item-side columns and vocab sizes."""
+    split_cols, item_cols, vocab = [], [], {}
+    for name, spec in feature_map.features.items():
+        if spec.get("source") == "item":
+            if name != TARGET_COLUMN:
+                item_cols.append(name)
+        elif name not in (SEQUENCE_COLUMN, TARGET_COLUMN):
+            split_cols.append(name)
+        if spec.get("type") == "categorical" and "vocab_size" in spec and \
+                spec.get("source") != "item":
+            vocab[name] = int(spec["vocab_size"])
+    return split_cols, item_cols, vocab
+
+
+class MMCTRDataLoader:
+    """Iterate one split in batches of ``(batch_dict, item_dict, mask)``.
+
+    Args:
+        feature_map: FuxiCTR ``FeatureMap``; its features decide which columns are shipped.
+        data_path: the split's parquet file (``.parquet`` is appended when missing).
+        item_info: the ``item_info.parquet`` file (row index == item_id).
+        split: ``train``, ``valid`` or ``test``; a test file may lack ``label``.
+        batch_size: rows per batch. Default: 32.
+        shuffle: reshuffle rows every epoch (uses NumPy's global RNG, seeded by FuxiCTR's
+            ``seed_everything``). Default: False.
+        num_workers: batches assembled ahead in a background thread (0: assemble inline).
+        max_len: history length L fed to the model (the last ``max_len`` positions). Default: 100.
+        item_side: ``"features"`` gathers every item column of the feature map (the official
+            contract); ``"ids"`` ships only item ids for models that gather on their device.
+        **kwargs: the rest of the FuxiCTR params, ignored.
+
+    Attributes:
+        num_samples, num_blocks, num_batches, batch_size: as FuxiCTR's loaders.
+    """
+
+    def __init__(self, feature_map, data_path, item_info=None, split: str = "train",
+                 batch_size: int = 32, shuffle: bool = False, num_workers: int = 0,
+                 max_len: int = 100, item_side: str = "features", **kwargs):
+        if item_info is None:
+            raise ConfigError("MMCTRDataLoader needs `item_info` (path of item_info.parquet) "
+                              "in the dataset config")
+        if item_side not in ("features", "ids"):
+            raise ConfigError(f"item_side={item_side!r}: expected 'features' or 'ids'")
+        data_path = str(data_path)
+        if not data_path.endswith(".parquet"):
+            data_path += ".parquet"
+        self.feature_map = feature_map
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.num_workers = int(num_workers or 0)
+        self.max_len = int(max_len)
+        self.item_side = item_side
+        split_cols, item_cols, vocab = _feature_columns(feature_map)
+        item_cols_loaded = item_cols if item_side == "features" else []
+        self.items = load_item_table(item_info, item_cols_loaded)
+        labels = list(feature_map.labels)
+        self.data: SplitArrays = read_split(
+            data_path, n_items=self.items.num_items, require_label=split != "test",
+            extra_columns=[c for c in split_cols if c not in labels and c != "user_id"],
+            vocab_sizes=vocab)
+        columns = self.data.columns
+        self._batch_cols = [c for c in split_cols + labels if c in columns]
+        self._item_cols = [TARGET_COLUMN] + item_cols_loaded
+        self.num_samples = self.data.num_rows
+        self.num_blocks = 1
+        self.num_batches = int(np.ceil(self.num_samples / self.batch_size))
+        self.seq_len = min(self.max_len, self.data.seq_len)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def make_batch(self, rows) -> Batch:
+        """Assemble the batch for ``rows`` (a slice or an index array)."""
+        cols = self.data.columns
+        batch_dict = {c: torch.from_numpy(np.ascontiguousarray(cols[c][rows]))
+                      for c in self._batch_cols}
+        history = cols[SEQUENCE_COLUMN][rows, -self.seq_len:]                     # (B, L)
+        items = np.concatenate([history, cols[TARGET_COLUMN][rows, None]], axis=1)  # (B, L+1)
+        flat = items.reshape(-1)                                                  # (B*(L+1),)
+        item_dict = {TARGET_COLUMN: torch.from_numpy(flat)}
+        for c in self._item_cols[1:]:
+            item_dict[c] = torch.from_numpy(np.take(self.items.columns[c], flat, axis=0))
+        mask = torch.from_numpy(history > 0).float()                              # (B, L)
+        return batch_dict, item_dict, mask
+
+    def _batches(self) -> Iterator[Batch]:
+        if self.shuffle:
+            order = np.random.permutation(self.num_samples)
+            for start in range(0, self.num_samples, self.batch_size):
+                yield self.make_batch(np.sort(order[start:start + self.batch_size]))
+        else:
+            for start in range(0, self.num_samples, self.batch_size):
+                yield self.make_batch(slice(start, start + self.batch_size))
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.num_workers <= 0:
+            return self._batches()
+        return _prefetch(self._batches(), depth=self.num_workers)
+
+
+def _prefetch(batches: Iterator[Batch], depth: int) -> Iterator[Batch]:
+    """Run ``batches`` in a background thread, ``depth`` batches ahead.
+
+    NumPy's gathers and torch's ops release the GIL, so assembling the next batch overlaps the
+    model's step. Exceptions in the thread are re-raised in the consumer.
+    """
+    buffer: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                buffer.put(batch)
+            buffer.put(done)
+        except BaseException as exc:  # surfaced in the consumer
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="mmctr-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

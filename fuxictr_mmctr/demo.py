@@ -1,0 +1,38 @@
+"""The main job on the bundled sample: make the sample if absent, train DIN, write the zip.
+
+``mmctr demo`` (what ``make demo`` runs) is the same as::
+
+    mmctr make-sample --out data/sample --preset default
+    python run_expid.py --config config/din_config --expid DIN_sample --gpu -1
+    python prediction.py --config config/din_config --expid DIN_sample --gpu -1
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from . import experiment
+from .sample import make_sample
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config/din_config", help="config directory")
+    parser.add_argument("--expid", default="DIN_sample", help="experiment to train")
+    parser.add_argument("--preset", default="default", help="sample size if it must be made")
+    parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for CPU")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fuxictr.utils import load_config
+
+    # The sample is written where the experiment's dataset config looks for it.
+    make_sample(load_config(args.config, args.expid)["data_root"], preset=args.preset)
+    trained = experiment.train(args.config, args.expid, gpu=args.gpu)
+    predicted = experiment.predict(args.config, args.expid, gpu=args.gpu)
+    auc = trained.valid_metrics.get("AUC", float("nan"))
+    print(f"\nDone. {args.expid}: validation AUC {auc:.4f}, logloss "
+          f"{trained.valid_metrics.get('logloss', float('nan')):.4f}\n"
+          f"Submission ({predicted.num_rows} test rows): {predicted.zip_path.resolve()}")
+    return 0

@@ -1,0 +1,314 @@
+"""Train, predict and sweep FuxiCTR experiments: the logic behind the three entry scripts.
+
+The CLI is FuxiCTR's::
+
+    python run_expid.py --config DIR --expid ID --gpu N
+    python prediction.py --config DIR --expid ID --gpu N [--task Task2] [--out ZIP]
+    python run_param_tuner.py --config FILE --gpu 0 1 [--tag T]
+
+Paths in configs resolve against the working directory the user runs from (no ``os.chdir``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from . import compat
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("model", "dataset_id", "data_root", "train_data", "valid_data", "item_info",
+                 "feature_cols", "label_col", "optimizer", "loss", "learning_rate", "batch_size",
+                 "epochs", "model_root", "metrics")
+
+
+@dataclass
+class TrainResult:
+    """What ``run_expid.py`` produced."""
+
+    expid: str
+    valid_metrics: Dict[str, float]
+    checkpoint: Path
+
+
+@dataclass
+class PredictResult:
+    """What ``prediction.py`` produced."""
+
+    expid: str
+    zip_path: Path
+    num_rows: int
+
+
+# ---------------------------------------------------------------------------- config
+
+def load_params(config_dir, expid: str, gpu: int = -1) -> dict:
+    """FuxiCTR's merged ``Base`` + expid + dataset params, checked for what this package needs."""
+    from fuxictr.utils import load_config
+
+    config_dir = str(config_dir)
+    if not os.path.isdir(config_dir):
+        raise ConfigError(f"--config {config_dir}: not a directory")
+    try:
+        params = load_config(config_dir, expid)
+    except AssertionError:
+        raise ConfigError(f"expid {expid!r} not found in {config_dir}") from None
+    except RuntimeError as exc:
+        raise ConfigError(f"{config_dir}: {exc}") from None
+    params["gpu"] = gpu
+    missing = [k for k in REQUIRED_KEYS if k not in params]
+    if missing:
+        raise ConfigError(f"expid {expid!r} in {config_dir}: missing key(s) {missing}")
+    if params.get("rebuild_dataset", False):
+        raise ConfigError(f"dataset {params['dataset_id']}: set `rebuild_dataset: False`; "
+                          "MMCTRDataLoader reads the raw MicroLens parquet files directly")
+    for key in ("train_data", "valid_data", "item_info"):
+        if not Path(params[key]).exists():
+            raise ConfigError(f"dataset {params['dataset_id']}: {key}={params[key]} not found "
+                              f"(paths resolve against {os.getcwd()})")
+    return params
+
+
+def _set_logger(params: dict) -> None:
+    from fuxictr.utils import set_logger
+
+    set_logger(params)
+    logging.info("FuxiCTR %s, fuxictr_mmctr, params: %s", compat.fuxictr_version(),
+                 {k: params[k] for k in sorted(params) if k != "feature_cols"})
+
+
+def build_feature_map(params: dict):
+    """Fit the feature processor on the config (no data rewrite) and load the map."""
+    from fuxictr.preprocess import build_dataset
+
+    from .preprocess import MMCTRFeatureProcessor
+
+    feature_encoder = MMCTRFeatureProcessor(**params)
+    build_dataset(feature_encoder, **params)
+    return load_feature_map(params)
+
+
+def load_feature_map(params: dict):
+    """The feature map saved by training (``<data_root>/<dataset_id>/feature_map.json``)."""
+    from fuxictr.features import FeatureMap
+
+    data_dir = os.path.join(params["data_root"], params["dataset_id"])
+    json_file = os.path.join(data_dir, "feature_map.json")
+    if not os.path.exists(json_file):
+        raise ConfigError(f"{json_file} not found: train the experiment first (run_expid.py)")
+    feature_map = FeatureMap(params["dataset_id"], data_dir)
+    feature_map.load(json_file, params)
+    return feature_map
+
+
+def build_model(feature_map, params: dict):
+    from .models import get_model
+
+    model = get_model(params["model"])(feature_map, **params)
+    model.count_parameters()
+    return model
+
+
+def _loader_params(params: dict) -> dict:
+    from .dataloader import MMCTRDataLoader
+
+    return dict(params, data_loader=MMCTRDataLoader)
+
+
+# ---------------------------------------------------------------------------- jobs
+
+def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
+    """Train ``expid`` with FuxiCTR's ``BaseModel.fit`` and evaluate the best checkpoint."""
+    from fuxictr.pytorch.torch_utils import seed_everything
+
+    params = load_params(config_dir, expid, gpu)
+    _set_logger(params)
+    seed_everything(seed=params.get("seed", 2024))
+    feature_map = build_feature_map(params)
+    model = build_model(feature_map, params)
+    train_gen, valid_gen = compat.rank_data_loaders(feature_map, "train", **_loader_params(params))
+    model.fit(train_gen, validation_data=valid_gen, **params)
+    logging.info("****** Validation evaluation ******")
+    valid_metrics = dict(model.evaluate(valid_gen))
+    _append_result(config_dir, expid, params["dataset_id"], valid_metrics)
+    return TrainResult(expid=expid, valid_metrics=valid_metrics, checkpoint=Path(model.checkpoint))
+
+
+def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
+            out: Optional[str] = None, all_columns: bool = False) -> PredictResult:
+    """Score the test split with the saved feature map and best checkpoint; write the zip.
+
+    Only the test split is read. The zip holds ``prediction.csv`` (``ID`` + ``task``) and is
+    checked before it is written: one row per test row, no NaN, values in [0, 1].
+    """
+    from .submission import count_rows, write_submission
+
+    params = load_params(config_dir, expid, gpu)
+    if not params.get("test_data"):
+        raise ConfigError(f"dataset {params['dataset_id']}: no test_data in the config")
+    _set_logger(params)
+    feature_map = load_feature_map(params)
+    model = build_model(feature_map, params)
+    if not os.path.exists(model.checkpoint):
+        raise ConfigError(f"checkpoint {model.checkpoint} not found: run run_expid.py first")
+    model.load_weights(model.checkpoint)
+    test_gen = compat.rank_data_loaders(feature_map, "test", **_loader_params(params))
+    logging.info("Test scoring...")
+    y_pred = model.predict(test_gen)
+    zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
+    write_submission({task: y_pred}, zip_path, n_rows=count_rows(params["test_data"]),
+                     all_columns=all_columns)
+    logging.info("Submission written: %s", zip_path)
+    return PredictResult(expid=expid, zip_path=zip_path, num_rows=len(y_pred))
+
+
+def _results_file(config_dir) -> Path:
+    """FuxiCTR's convention: results append to ``<config name>.csv`` in the working dir."""
+    return Path(Path(str(config_dir).rstrip("/")).name.replace(".yaml", "") + ".csv")
+
+
+def _append_result(config_dir, expid: str, dataset_id: str, metrics: Dict[str, float]) -> None:
+    line = " {},[command] python {},[exp_id] {},[dataset_id] {},[train] N.A.,[val] {}\n".format(
+        datetime.now().strftime("%Y%m%d-%H%M%S"), " ".join(sys.argv), expid, dataset_id,
+        " - ".join(f"{k}: {v:.6f}" for k, v in metrics.items()))
+    with open(_results_file(config_dir), "a") as fh:
+        fh.write(line)
+
+
+# ---------------------------------------------------------------------------- tuner
+
+def finished_expids(config_dir) -> set:
+    """Expids already recorded in the results file of ``config_dir`` (for resuming sweeps)."""
+    path = _results_file(config_dir)
+    if not path.exists():
+        return set()
+    done = set()
+    for line in path.read_text().splitlines():
+        for field in line.split(","):
+            if field.startswith("[exp_id] "):
+                done.add(field[len("[exp_id] "):].strip())
+    return done
+
+
+def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
+         poll_seconds: float = 1.0) -> List[str]:
+    """FuxiCTR's grid search: enumerate the tuner space, run each expid on a free device.
+
+    Expids already in the results file are skipped, so an interrupted sweep resumes. Each run
+    is a fresh ``python -m fuxictr_mmctr.experiment train`` process with this interpreter.
+
+    Returns:
+        the expids that failed (non-zero exit).
+    """
+    from fuxictr import autotuner
+
+    config_dir = autotuner.enumerate_params(str(config_file))
+    expids = autotuner.load_experiment_ids(config_dir)
+    if tag is not None:
+        expids = [e for e in expids if str(tag) in e]
+        if not expids:
+            raise ConfigError(f"--tag {tag} matches no expid in {config_dir}")
+    done = finished_expids(config_dir)
+    todo = [e for e in expids if e not in done]
+    logger.info("%d experiments, %d already finished, %d to run on devices %s",
+                len(expids), len(expids) - len(todo), len(todo), list(gpus))
+    running: Dict[str, tuple] = {}  # gpu -> (expid, process)
+    failed: List[str] = []
+    free = list(gpus)
+    while todo or running:
+        while todo and free:
+            gpu = free.pop(0)
+            expid = todo.pop(0)
+            cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr.experiment", "train",
+                   "--config", config_dir, "--expid", expid, "--gpu", str(gpu)]
+            logger.info("Run %s on gpu %s", expid, gpu)
+            running[gpu] = (expid, subprocess.Popen(cmd))
+        time.sleep(poll_seconds if running else 0)
+        for gpu, (expid, proc) in list(running.items()):
+            if proc.poll() is not None:
+                if proc.returncode != 0:
+                    logger.error("%s failed with exit code %d", expid, proc.returncode)
+                    failed.append(expid)
+                del running[gpu]
+                free.append(gpu)
+    return failed
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def _expid_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default="./config/", help="the config directory")
+    parser.add_argument("--expid", required=True, help="the experiment id to run")
+    parser.add_argument("--gpu", type=int, default=-1, help="the GPU index, -1 for CPU")
+    return parser
+
+
+def _guard(job) -> int:
+    """Run ``job``; a config or data error becomes one clear line and exit code 2."""
+    from .errors import DataValidationError
+
+    try:
+        job()
+    except (ConfigError, DataValidationError) as exc:
+        logging.getLogger("fuxictr_mmctr").error("%s", exc)
+        return 2
+    return 0
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _expid_parser("Train one experiment (FuxiCTR run_expid).").parse_args(argv)
+
+    def job():
+        result = train(args.config, args.expid, args.gpu)
+        logging.info("Validation: %s",
+                     " - ".join(f"{k}: {v:.6f}" for k, v in result.valid_metrics.items()))
+    return _guard(job)
+
+
+def predict_main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _expid_parser("Predict the test split and write a Codabench submission zip.")
+    parser.add_argument("--task", default="Task2", choices=["Task1", "Task2", "Task1&2"],
+                        help="the column of prediction.csv to fill")
+    parser.add_argument("--all-columns", action="store_true",
+                        help="write ID,Task1,Task2,Task1&2 with unused columns 0")
+    parser.add_argument("--out", default=None, help="zip path (default submission/<expid>.zip)")
+    args = parser.parse_args(argv)
+
+    def job():
+        result = predict(args.config, args.expid, args.gpu, task=args.task, out=args.out,
+                         all_columns=args.all_columns)
+        logging.info("Wrote %s (%d rows)", result.zip_path, result.num_rows)
+    return _guard(job)
+
+
+def tune_main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Grid search with FuxiCTR's autotuner.")
+    parser.add_argument("--config", required=True, help="the tuner config file")
+    parser.add_argument("--tag", default=None, help="run only expids containing this tag")
+    parser.add_argument("--gpu", nargs="+", default=["-1"], help="GPU indexes, -1 for CPU")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    failed: List[str] = []
+    code = _guard(lambda: failed.extend(tune(args.config, args.gpu, args.tag)))
+    if failed:
+        logger.error("%d experiment(s) failed: %s", len(failed), failed)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    commands = {"train": train_main, "predict": predict_main, "tune": tune_main}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: python -m fuxictr_mmctr.experiment {{{','.join(commands)}}} ...")
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

@@ -1,0 +1,72 @@
+"""DIN: Deep Interest Network.
+
+Zhou et al., "Deep Interest Network for Click-Through Rate Prediction", KDD 2018.
+https://arxiv.org/abs/1706.06978
+
+The architecture and hyper-parameter names follow the official MM-CTR challenge baseline, so
+its DIN config runs unchanged: target attention (FuxiCTR's ``DIN_Attention``) pools the history
+against the target item, and an MLP reads ``[row features, target item, pooled history]``.
+"""
+from __future__ import annotations
+
+import torch
+from fuxictr.pytorch.layers import DIN_Attention, MLP_Block
+
+from .base import MMCTRModel, resolve_activations
+
+
+class DIN(MMCTRModel):
+    """Deep Interest Network over the MicroLens item side.
+
+    Args:
+        feature_map: FuxiCTR ``FeatureMap``.
+        model_id: experiment id. Default: ``"DIN"``.
+        gpu: GPU index, -1 for CPU. Default: -1.
+        dnn_hidden_units: MLP widths. Default: ``(512, 128, 64)``.
+        dnn_activations: MLP activation, e.g. ``"ReLU"`` or ``"Dice"``. Default: ``"ReLU"``.
+        attention_hidden_units: widths of the attention MLP. Default: ``(64,)``.
+        attention_hidden_activations: its activation. Default: ``"Dice"``.
+        attention_output_activation: activation of the attention score. Default: None.
+        attention_dropout: dropout in the attention MLP. Default: 0.
+        learning_rate: Default: 1.0e-3.
+        embedding_dim: Default: 10.
+        net_dropout: dropout in the MLP. Default: 0.
+        batch_norm: batch norm in the MLP. Default: False.
+        din_use_softmax: normalise attention scores with a masked softmax. Default: False.
+        **kwargs: :class:`MMCTRModel` and FuxiCTR ``BaseModel`` arguments.
+
+    Shapes: history ``(B, L, D_item)``, target ``(B, D_item)`` -> ``y_pred`` ``(B, 1)``.
+    """
+
+    def __init__(self, feature_map, model_id="DIN", gpu=-1,
+                 dnn_hidden_units=(512, 128, 64), dnn_activations="ReLU",
+                 attention_hidden_units=(64,), attention_hidden_activations="Dice",
+                 attention_output_activation=None, attention_dropout=0.0,
+                 learning_rate=1.0e-3, embedding_dim=10, net_dropout=0.0, batch_norm=False,
+                 din_use_softmax=False, **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
+                         **kwargs)
+        dnn_hidden_units = list(dnn_hidden_units)
+        self.attention_layers = DIN_Attention(
+            self.item_info_dim,
+            attention_units=list(attention_hidden_units),
+            hidden_activations=attention_hidden_activations,
+            output_activation=attention_output_activation,
+            dropout_rate=attention_dropout,
+            use_softmax=din_use_softmax)
+        self.dnn = MLP_Block(input_dim=self.row_feature_dim + 2 * self.item_info_dim,
+                             output_dim=1,
+                             hidden_units=dnn_hidden_units,
+                             hidden_activations=resolve_activations(dnn_activations,
+                                                                    dnn_hidden_units),
+                             output_activation=self.output_activation,
+                             dropout_rates=net_dropout,
+                             batch_norm=batch_norm)
+        self.finish_init(kwargs["optimizer"], kwargs["loss"], learning_rate)
+
+    def forward(self, inputs):
+        row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
+        pooled = self.attention_layers(target_emb, history_emb, mask)  # (B, D_item)
+        parts = [target_emb, pooled] if row_emb is None else [row_emb, target_emb, pooled]
+        y_pred = self.dnn(torch.cat(parts, dim=-1))                       # (B, 1)
+        return {"y_pred": y_pred}

@@ -1,0 +1,25 @@
+"""The model registry: every model of the package, found by name.
+
+``getattr(fuxictr_mmctr.models, "DIN")`` works as in FuxiCTR's scripts, and
+:func:`get_model` fails with the list of available names.
+"""
+from .base import MMCTRModel
+from .DIN import DIN
+
+MODELS = {cls.__name__: cls for cls in (DIN,)}
+
+
+def get_model(name: str):
+    """The model class called ``name``.
+
+    Raises:
+        ValueError: unknown name; the message lists the available models.
+    """
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") \
+            from None
+
+
+__all__ = ["MMCTRModel", "get_model", "MODELS", *MODELS]

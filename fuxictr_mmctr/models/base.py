@@ -1,0 +1,177 @@
+"""What every MM-CTR model shares, written once on top of FuxiCTR's ``BaseModel``.
+
+A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
+:meth:`MMCTRModel.finish_init`, and writes only ``forward``. The base class owns:
+
+* unpacking the ``(batch_dict, item_dict, mask)`` batch of :class:`~fuxictr_mmctr.dataloader.
+  MMCTRDataLoader`, the labels and the group id;
+* the item-side embedding: every ``source: item`` feature of the feature map embedded by
+  FuxiCTR's ``FeatureEmbedding`` and concatenated per item into ``(B, L+1, D_item)``;
+* the train step: gradient accumulation, gradient clipping, optional label smoothing;
+* checkpoints written atomically (temp file, then rename).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .. import compat  # noqa: F401  (NumPy 2 aliases for FuxiCTR 2.3.7)
+from ..io import atomic_path
+
+from fuxictr.pytorch.layers import Dice, FeatureEmbedding
+from fuxictr.pytorch.models import BaseModel
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_activations(activation, hidden_units: Sequence[int]):
+    """FuxiCTR's activation spec for ``MLP_Block``, with ``"Dice"`` sized per layer.
+
+    ``MLP_Block`` cannot build ``Dice`` from a bare string (it needs each layer's width), so a
+    string ``"Dice"`` becomes one ``Dice(units)`` per hidden layer; anything else passes through.
+    """
+    if isinstance(activation, str) and activation.lower() == "dice":
+        return [Dice(units) for units in hidden_units]
+    return activation
+
+
+class MMCTRModel(BaseModel):
+    """Base class of the package's CTR models.
+
+    Args:
+        feature_map: FuxiCTR ``FeatureMap`` of the dataset.
+        model_id: experiment id; names the checkpoint. Default: ``"MMCTRModel"``.
+        gpu: GPU index, -1 for CPU. Default: -1.
+        embedding_dim: default embedding size of every feature. Default: 64.
+        accumulation_steps: batches whose gradients are summed before one optimizer step.
+            Default: 1.
+        label_smoothing: targets become ``y * (1 - s) + s / 2`` in the loss. Default: 0.
+        embedding_regularizer, net_regularizer: FuxiCTR regularizer specs. Default: None.
+        **kwargs: the rest of FuxiCTR's ``BaseModel`` arguments (``model_root``, ``metrics``,
+            ``optimizer``, ``loss``, ``verbose``, ...).
+
+    Shapes: ``B`` batch size, ``L`` history length, ``D_item`` = :attr:`item_info_dim`.
+    """
+
+    def __init__(self, feature_map, model_id: str = "MMCTRModel", gpu: int = -1,
+                 embedding_dim: int = 64, accumulation_steps: int = 1,
+                 label_smoothing: float = 0.0, embedding_regularizer=None,
+                 net_regularizer=None, **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu,
+                         embedding_regularizer=embedding_regularizer,
+                         net_regularizer=net_regularizer, **kwargs)
+        if int(accumulation_steps) < 1:
+            raise ValueError(f"accumulation_steps={accumulation_steps} must be >= 1")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+        self.embedding_dim = embedding_dim
+        self.accumulation_steps = int(accumulation_steps)
+        self.label_smoothing = float(label_smoothing)
+        self.item_features: List[str] = [
+            name for name, spec in feature_map.features.items()
+            if spec.get("source") == "item" and spec["type"] != "meta"]
+        self.item_info_dim = sum(self._feature_dim(name) for name in self.item_features)
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+
+    # ------------------------------------------------------------------ sizes
+    def _feature_dim(self, name: str) -> int:
+        spec = self.feature_map.features[name]
+        return int(spec.get("emb_output_dim", spec.get("embedding_dim", self.embedding_dim)))
+
+    @property
+    def row_feature_dim(self) -> int:
+        """Width of :meth:`embed_row_features`: the non-item, non-meta features."""
+        return sum(self._feature_dim(name) for name, spec in self.feature_map.features.items()
+                   if spec.get("source") != "item" and spec["type"] != "meta")
+
+    def finish_init(self, optimizer, loss, learning_rate: float) -> None:
+        """Compile, initialise and move to the device: the last lines of every ``__init__``."""
+        self.compile(optimizer, loss, learning_rate)
+        self.reset_parameters()
+        self.model_to_device()
+
+    # ------------------------------------------------------------------ batch
+    def get_inputs(self, inputs, feature_source=None):
+        """Unpack a batch onto the device.
+
+        Returns:
+            ``(X_dict, item_dict, mask)``: row features without labels and meta columns,
+            item-side columns ``(B*(L+1), ...)``, history mask ``(B, L)``.
+        """
+        batch_dict, item_dict, mask = inputs
+        X_dict = {}
+        for name, value in batch_dict.items():
+            if name in self.feature_map.labels:
+                continue
+            spec = self.feature_map.features[name]
+            if spec["type"] == "meta":
+                continue
+            if feature_source and spec.get("source") not in feature_source:
+                continue
+            X_dict[name] = value.to(self.device)
+        item_dict = {name: value.to(self.device) for name, value in item_dict.items()}
+        return X_dict, item_dict, mask.to(self.device)
+
+    def get_labels(self, inputs) -> torch.Tensor:
+        """Labels ``(B, 1)`` float."""
+        return inputs[0][self.feature_map.labels[0]].to(self.device).float().view(-1, 1)
+
+    def get_group_id(self, inputs):
+        return inputs[0][self.feature_map.group_id]
+
+    # ------------------------------------------------------------------ embeddings
+    def embed_row_features(self, X_dict: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """Per-row features (likes_level, views_level, user_id when categorical, ...).
+
+        Returns:
+            ``(B, row_feature_dim)`` or None when the batch carries no such feature.
+        """
+        if not X_dict:
+            return None
+        return self.embedding_layer(X_dict, flatten_emb=True)
+
+    def embed_items(self, item_dict: Dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
+        """Embed the history and target items: ``(B*(L+1), ...)`` -> ``(B, L+1, D_item)``."""
+        item_emb = self.embedding_layer(item_dict, flatten_emb=True)  # (B*(L+1), D_item)
+        return item_emb.view(batch_size, -1, self.item_info_dim)
+
+    def embed_batch(self, inputs) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor,
+                                            torch.Tensor]:
+        """The embeddings every model starts from.
+
+        Returns:
+            ``(row_emb, target_emb, history_emb, mask)``: ``(B, D_row)`` or None,
+            ``(B, D_item)``, ``(B, L, D_item)``, ``(B, L)``.
+        """
+        X_dict, item_dict, mask = self.get_inputs(inputs)
+        row_emb = self.embed_row_features(X_dict)
+        item_emb = self.embed_items(item_dict, mask.shape[0])  # (B, L+1, D_item)
+        return row_emb, item_emb[:, -1, :], item_emb[:, :-1, :], mask
+
+    # ------------------------------------------------------------------ training
+    def add_loss(self, return_dict, y_true):
+        if self.training and self.label_smoothing > 0:
+            y_true = y_true * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return self.loss_fn(return_dict["y_pred"], y_true, reduction="mean")
+
+    def train_step(self, batch_data):
+        """Forward, backward, and an optimizer step every ``accumulation_steps`` batches
+        (and at the end of an epoch), with gradients clipped to ``max_gradient_norm``."""
+        return_dict = self.forward(batch_data)
+        y_true = self.get_labels(batch_data)
+        loss = self.compute_loss(return_dict, y_true)
+        (loss / self.accumulation_steps).backward()
+        step = self._batch_index + 1
+        if step % self.accumulation_steps == 0 or step == self._steps_per_epoch:
+            nn.utils.clip_grad_norm_(self.parameters(), self._max_gradient_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        return loss
+
+    def save_weights(self, checkpoint):
+        """Write the checkpoint atomically: a crash never leaves a truncated best model."""
+        with atomic_path(checkpoint) as tmp:
+            torch.save(self.state_dict(), tmp)
