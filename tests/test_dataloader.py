@@ -22,7 +22,8 @@ def feature_map_for(item_dim=8, user_as_feature=False):
         "likes_level": {"type": "categorical", "source": "", "vocab_size": 11},
         "views_level": {"type": "categorical", "source": "", "vocab_size": 11},
         "item_id": {"type": "categorical", "source": "item", "vocab_size": 13},
-        "item_tags": {"type": "sequence", "source": "item", "vocab_size": 15, "max_len": 5},
+        "item_tags": {"type": "sequence", "source": "item", "vocab_size": 15, "max_len": 5,
+                      "feature_encoder": "layers.MaskedAveragePooling()"},
         "item_emb_d128": {"type": "embedding", "source": "item", "embedding_dim": item_dim},
     }
     return fm

@@ -1,0 +1,123 @@
+"""Model-level tests: the registry, and every registered model's forward/backward on a batch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_dataloader import feature_map_for
+
+import fuxictr_mmctr
+from fuxictr_mmctr.dataloader import MMCTRDataLoader
+from fuxictr_mmctr.models import MODELS, get_model
+from fuxictr_mmctr.models.base import MMCTRModel
+
+SMALL = {
+    "DIN": dict(dnn_hidden_units=[16, 8], attention_hidden_units=[8]),
+}
+
+
+def build(name, tmp_path, **overrides):
+    params = dict(model_root=str(tmp_path), metrics=["AUC", "logloss"], verbose=0,
+                  optimizer="adam", loss="binary_crossentropy", embedding_dim=4,
+                  learning_rate=1.0e-2, **SMALL.get(name, {}))
+    params.update(overrides)
+    return get_model(name)(feature_map_for(), **params)
+
+
+def test_registry_lists_names_on_unknown_model():
+    with pytest.raises(ValueError, match="available: .*DIN"):
+        get_model("DeepFM")
+
+
+def test_models_are_package_attributes():
+    for name in MODELS:
+        assert getattr(fuxictr_mmctr, name) is MODELS[name]
+        assert issubclass(MODELS[name], MMCTRModel)
+        assert MODELS[name].__module__.endswith("." + name)  # one file per model, named after it
+
+
+@pytest.fixture
+def batch(handmade):
+    loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
+                             item_info=handmade / "item_info.parquet", batch_size=16, max_len=6)
+    return next(iter(loader))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_backward_shapes(name, tmp_path, batch):
+    model = build(name, tmp_path)
+    model.train()
+    out = model(batch)["y_pred"]
+    assert out.shape == (16, 1)
+    assert ((out > 0) & (out < 1)).all()
+    loss = model.compute_loss(model(batch), model.get_labels(batch))
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_fully_padded_history_gives_finite_output(name, tmp_path, batch):
+    model = build(name, tmp_path)
+    model.eval()
+    batch_dict, item_dict, mask = batch
+    ids = item_dict["item_id"].view(16, -1).clone()
+    ids[:, :-1] = 0
+    item_dict = {"item_id": ids.view(-1),
+                 "item_tags": item_dict["item_tags"].view(16, 7, -1).clone(),
+                 "item_emb_d128": item_dict["item_emb_d128"].view(16, 7, -1).clone()}
+    item_dict["item_tags"][:, :-1] = 0
+    item_dict["item_emb_d128"][:, :-1] = 0
+    item_dict = {k: v.reshape(16 * 7, *v.shape[2:]) for k, v in item_dict.items()}
+    with torch.no_grad():
+        out = model((batch_dict, item_dict, torch.zeros_like(mask)))["y_pred"]
+    assert torch.isfinite(out).all()
+
+
+def test_dice_activation_builds(tmp_path, batch):
+    model = build("DIN", tmp_path, dnn_activations="Dice", attention_hidden_activations="Dice")
+    assert model(batch)["y_pred"].shape == (16, 1)
+
+
+def test_gradient_accumulation_steps_every_k_batches(tmp_path, batch):
+    model = build("DIN", tmp_path, accumulation_steps=2)
+    model._max_gradient_norm = 10.0
+    model._steps_per_epoch = 5
+    before = [p.detach().clone() for p in model.parameters()]
+    model._batch_index = 0
+    model.train_step(batch)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no step yet
+    model._batch_index = 1
+    model.train_step(batch)
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.parameters())
+
+
+def test_label_smoothing_changes_training_loss_only(tmp_path, batch):
+    plain = build("DIN", tmp_path)
+    smooth = build("DIN", tmp_path, label_smoothing=0.2)
+    smooth.load_state_dict(plain.state_dict())
+    plain.eval(), smooth.eval()
+    y = plain.get_labels(batch)
+    assert torch.isclose(plain.add_loss(plain(batch), y), smooth.add_loss(smooth(batch), y))
+    plain.train(), smooth.train()
+    torch.manual_seed(0)
+    a = plain.add_loss(plain(batch), y)
+    torch.manual_seed(0)
+    b = smooth.add_loss(smooth(batch), y)
+    assert not torch.isclose(a, b)
+
+
+def test_checkpoint_is_written_atomically(tmp_path, batch, monkeypatch):
+    model = build("DIN", tmp_path)
+    path = tmp_path / "best.model"
+    model.save_weights(path)
+    good = path.read_bytes()
+
+    def crash(obj, f):
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        model.save_weights(path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".best")] == []
