@@ -41,7 +41,7 @@ def make_split_columns(n_rows: int, n_items: int, seq_len: int, seed: int, label
     return cols
 
 
-def make_item_info_columns(n_items: int, emb_dim: int = 8, n_tags: int = 15, seed: int = 0):
+def make_item_info_columns(n_items: int, emb_dim: int = 128, n_tags: int = 15, seed: int = 0):
     rng = np.random.default_rng(seed)
     tags = rng.integers(1, n_tags, size=(n_items + 1, 5))
     tags[:, :2] = 0  # left padding
@@ -83,3 +83,10 @@ def repo_config(tmp_path):
     dst = tmp_path / "config"
     shutil.copytree(ROOT / "config", dst)
     return dst
+
+
+def point_config_at(config_dir: Path, data_root: Path) -> Path:
+    """Rewrite the sample datasets of a copied config/ to read from ``data_root``."""
+    path = Path(config_dir) / "din_config" / "dataset_config.yaml"
+    path.write_text(path.read_text().replace("./data/sample/", f"{data_root}/"))
+    return Path(config_dir) / "din_config"

@@ -12,7 +12,7 @@ from fuxictr_mmctr.dataloader import MMCTRDataLoader
 from fuxictr_mmctr.errors import ConfigError, DataValidationError
 
 
-def feature_map_for(item_dim=8, user_as_feature=False):
+def feature_map_for(item_dim=128, user_as_feature=False):
     fm = FeatureMap("handmade", "/nonexistent")
     fm.labels = ["label"]
     fm.features = {
@@ -78,7 +78,7 @@ def test_item_dict_is_flattened_history_then_target(handmade):
     assert "item_seq" not in batch_dict and "item_id" not in batch_dict
     ids = item_dict["item_id"].view(4, 7)
     assert item_dict["item_tags"].shape == (28, 5)
-    assert item_dict["item_emb_d128"].shape == (28, 8)
+    assert item_dict["item_emb_d128"].shape == (28, 128)
     assert item_dict["item_emb_d128"].dtype == torch.float32
     np.testing.assert_array_equal((ids[:, :-1] > 0).float().numpy(), mask.numpy())
     assert (ids[:, -1] > 0).all()  # the target is never padding

@@ -190,8 +190,8 @@ def test_item_info_nan_embedding(tmp_path):
 
 def test_item_info_embedding_of_wrong_dimension(tmp_path):
     path = _item_info(tmp_path)
-    _raises(lambda: read_item_info(path, list_widths={"item_emb_d128": 128}), file=path,
-            column="item_emb_d128", row=0, match="expected 128")
+    _raises(lambda: read_item_info(path, list_widths={"item_emb_d128": 64}), file=path,
+            column="item_emb_d128", row=0, match="expected 64")
 
 
 def test_item_info_missing_requested_column(tmp_path):

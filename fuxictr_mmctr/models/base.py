@@ -6,7 +6,11 @@ A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
 * unpacking the ``(batch_dict, item_dict, mask)`` batch of :class:`~fuxictr_mmctr.dataloader.
   MMCTRDataLoader`, the labels and the group id;
 * the item-side embedding: every ``source: item`` feature of the feature map embedded by
-  FuxiCTR's ``FeatureEmbedding`` and concatenated per item into ``(B, L+1, D_item)``;
+  FuxiCTR's ``FeatureEmbedding`` and concatenated per item into ``(B, L+1, D_item)``; with
+  ``item_side: ids`` the loader ships only item ids and the item columns (tags, the 128-d
+  embedding column) are gathered here from tables held on the model's device;
+* the optimizer over trainable parameters only (a frozen pretrained table is not in it), with
+  optional weight decay (``Adam``/``AdamW``);
 * the train step: gradient accumulation, gradient clipping, optional label smoothing;
 * checkpoints written atomically (temp file, then rename).
 """
@@ -15,14 +19,17 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import compat  # noqa: F401  (NumPy 2 aliases for FuxiCTR 2.3.7)
+from ..errors import ConfigError
 from ..io import atomic_path
 
 from fuxictr.pytorch.layers import Dice, FeatureEmbedding
 from fuxictr.pytorch.models import BaseModel
+from fuxictr.pytorch.torch_utils import get_loss
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,12 @@ class MMCTRModel(BaseModel):
         accumulation_steps: batches whose gradients are summed before one optimizer step.
             Default: 1.
         label_smoothing: targets become ``y * (1 - s) + s / 2`` in the loss. Default: 0.
+        weight_decay: decoupled with ``optimizer: AdamW``, L2 with ``Adam``. Default: 0.
+        item_side: ``"features"`` (the loader gathers item columns) or ``"ids"`` (the loader
+            ships item ids; item columns are gathered from tables on the model's device).
+            Must match the loader's setting (both read the same config key). Default:
+            ``"features"``.
+        item_info: path of ``item_info.parquet``; read for the device tables with ``ids``.
         embedding_regularizer, net_regularizer: FuxiCTR regularizer specs. Default: None.
         **kwargs: the rest of FuxiCTR's ``BaseModel`` arguments (``model_root``, ``metrics``,
             ``optimizer``, ``loss``, ``verbose``, ...).
@@ -58,8 +71,9 @@ class MMCTRModel(BaseModel):
 
     def __init__(self, feature_map, model_id: str = "MMCTRModel", gpu: int = -1,
                  embedding_dim: int = 64, accumulation_steps: int = 1,
-                 label_smoothing: float = 0.0, embedding_regularizer=None,
-                 net_regularizer=None, **kwargs):
+                 label_smoothing: float = 0.0, weight_decay: float = 0.0,
+                 item_side: str = "features", item_info: Optional[str] = None,
+                 embedding_regularizer=None, net_regularizer=None, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu,
                          embedding_regularizer=embedding_regularizer,
                          net_regularizer=net_regularizer, **kwargs)
@@ -70,11 +84,35 @@ class MMCTRModel(BaseModel):
         self.embedding_dim = embedding_dim
         self.accumulation_steps = int(accumulation_steps)
         self.label_smoothing = float(label_smoothing)
+        self.weight_decay = float(weight_decay)
         self.item_features: List[str] = [
             name for name, spec in feature_map.features.items()
             if spec.get("source") == "item" and spec["type"] != "meta"]
         self.item_info_dim = sum(self._feature_dim(name) for name in self.item_features)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        if item_side not in ("features", "ids"):
+            raise ConfigError(f"item_side={item_side!r}: expected 'features' or 'ids'")
+        self.item_side = item_side
+        self.item_tables: List[str] = []
+        if item_side == "ids":
+            self._register_item_tables(item_info)
+
+    def _register_item_tables(self, item_info) -> None:
+        """Hold every item column but ``item_id`` as a ``(n_items+1, ...)`` device buffer.
+
+        Buffers are not persistent: checkpoints stay small and the tables are read again
+        from ``item_info`` when a model is rebuilt for prediction.
+        """
+        from ..dataloader import load_item_table
+
+        columns = [name for name in self.item_features if name != "item_id"]
+        if columns and not item_info:
+            raise ConfigError("item_side: ids needs `item_info` to build the item tables")
+        table = load_item_table(item_info, columns) if columns else None
+        for name in columns:
+            array = np.require(table.columns[name], requirements=["C", "W"])  # own a copy
+            self.register_buffer(f"item_table_{name}", torch.from_numpy(array), persistent=False)
+            self.item_tables.append(name)
 
     # ------------------------------------------------------------------ sizes
     def _feature_dim(self, name: str) -> int:
@@ -86,6 +124,17 @@ class MMCTRModel(BaseModel):
         """Width of :meth:`embed_row_features`: the non-item, non-meta features."""
         return sum(self._feature_dim(name) for name, spec in self.feature_map.features.items()
                    if spec.get("source") != "item" and spec["type"] != "meta")
+
+    def compile(self, optimizer, loss, lr):
+        """FuxiCTR's ``compile`` over trainable parameters only, with weight decay."""
+        names = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "adagrad": "Adagrad"}
+        name = names.get(str(optimizer).lower(), optimizer)
+        if not hasattr(torch.optim, str(name)):
+            raise ConfigError(f"optimizer={optimizer!r} is not a torch.optim optimizer")
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        self.optimizer = getattr(torch.optim, name)(trainable, lr=lr,
+                                                    weight_decay=self.weight_decay)
+        self.loss_fn = get_loss(loss)
 
     def finish_init(self, optimizer, loss, learning_rate: float) -> None:
         """Compile, initialise and move to the device: the last lines of every ``__init__``."""
@@ -133,8 +182,17 @@ class MMCTRModel(BaseModel):
             return None
         return self.embedding_layer(X_dict, flatten_emb=True)
 
+    def gather_item_columns(self, item_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """With ``item_side: ids``, add each item column gathered from its device table."""
+        if not self.item_tables:
+            return item_dict
+        ids = item_dict["item_id"].long()                               # (B*(L+1),)
+        gathered = {name: getattr(self, f"item_table_{name}")[ids] for name in self.item_tables}
+        return {"item_id": item_dict["item_id"], **gathered}
+
     def embed_items(self, item_dict: Dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
         """Embed the history and target items: ``(B*(L+1), ...)`` -> ``(B, L+1, D_item)``."""
+        item_dict = self.gather_item_columns(item_dict)
         item_emb = self.embedding_layer(item_dict, flatten_emb=True)  # (B*(L+1), D_item)
         return item_emb.view(batch_size, -1, self.item_info_dim)
 
