@@ -3,8 +3,8 @@
 ``mmctr demo`` (what ``make demo`` runs) is the same as::
 
     mmctr make-sample --out data/sample --preset default
-    python run_expid.py --config config/din_config --expid DIN_sample --gpu -1
-    python prediction.py --config config/din_config --expid DIN_sample --gpu -1
+    python run_expid.py --config config/mmctr_config --expid DIN_sample --gpu -1
+    python prediction.py --config config/mmctr_config --expid DIN_sample --gpu -1
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="config/din_config", help="config directory")
+    parser.add_argument("--config", default="config/mmctr_config", help="config directory")
     parser.add_argument("--expid", default="DIN_sample", help="experiment to train")
     parser.add_argument("--preset", default="default", help="sample size if it must be made")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for CPU")

@@ -87,6 +87,6 @@ def repo_config(tmp_path):
 
 def point_config_at(config_dir: Path, data_root: Path) -> Path:
     """Rewrite the sample datasets of a copied config/ to read from ``data_root``."""
-    path = Path(config_dir) / "din_config" / "dataset_config.yaml"
+    path = Path(config_dir) / "mmctr_config" / "dataset_config.yaml"
     path.write_text(path.read_text().replace("./data/sample/", f"{data_root}/"))
-    return Path(config_dir) / "din_config"
+    return Path(config_dir) / "mmctr_config"

@@ -10,7 +10,7 @@ from fuxictr_mmctr.models import MODELS
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 YAMLS = sorted(p for p in CONFIG.rglob("*.yaml"))
-MODEL_CONFIGS = [p for p in YAMLS if p.name == "model_config.yaml"]
+MODEL_CONFIGS = [p for p in YAMLS if p.name == "model_config.yaml" or p.parent.name == "model_config"]
 DATASET_CONFIGS = [p for p in YAMLS if p.name == "dataset_config.yaml"]
 TUNER_CONFIGS = [p for p in YAMLS if "tuner_config" in p.name]
 
@@ -50,10 +50,10 @@ def _check_types(where, params):
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: str(p.relative_to(CONFIG)))
 def test_model_config(path):
     config = load(path)
+    config_dir = path.parent.parent if path.parent.name == "model_config" else path.parent
     datasets = {}
-    for ds_path in path.parent.glob("dataset_config.yaml"):
+    for ds_path in config_dir.glob("dataset_config.yaml"):
         datasets.update(load(ds_path))
-    assert "Base" in config
     for expid, params in config.items():
         _check_types(f"{path.name}:{expid}", params)
         if expid == "Base":
@@ -61,6 +61,14 @@ def test_model_config(path):
         assert params["model"] in MODELS, f"{expid}: unknown model {params['model']}"
         assert params["dataset_id"] in datasets, f"{expid}: dataset {params['dataset_id']}"
         assert isinstance(params["metrics"], list)
+
+
+def test_every_config_dir_has_one_base():
+    for config_dir in {p.parent.parent if p.parent.name == "model_config" else p.parent
+                       for p in MODEL_CONFIGS}:
+        files = list(config_dir.glob("model_config.yaml")) + \
+            list(config_dir.glob("model_config/*.yaml"))
+        assert sum("Base" in load(f) for f in files) == 1, config_dir
 
 
 @pytest.mark.parametrize("path", DATASET_CONFIGS, ids=lambda p: str(p.relative_to(CONFIG)))
@@ -85,8 +93,9 @@ def test_dataset_config(path):
 def test_tuner_config(path):
     config = load(path)
     base_dir = CONFIG.parent / config["base_config"]
-    base = load(base_dir / "model_config.yaml")
-    assert config["base_expid"] in base
+    from fuxictr.utils import load_model_config
+
+    assert load_model_config(str(base_dir), config["base_expid"])["model"] in MODELS
     assert config["dataset_id"] in load(base_dir / "dataset_config.yaml")
     space = config["tuner_space"]
     for key, values in space.items():
