@@ -79,10 +79,11 @@ def load_params(config_dir, expid: str, gpu: int = -1) -> dict:
     return params
 
 
-def _set_logger(params: dict) -> None:
+def _set_logger(params: dict, job: str = "") -> None:
+    """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run)."""
     from fuxictr.utils import set_logger
 
-    set_logger(params)
+    set_logger(dict(params, model_id=params["model_id"] + (f".{job}" if job else "")))
     logging.info("FuxiCTR %s, fuxictr_mmctr, params: %s", compat.fuxictr_version(),
                  {k: params[k] for k in sorted(params) if k != "feature_cols"})
 
@@ -156,7 +157,7 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     params = load_params(config_dir, expid, gpu)
     if not params.get("test_data"):
         raise ConfigError(f"dataset {params['dataset_id']}: no test_data in the config")
-    _set_logger(params)
+    _set_logger(params, "predict")  # keep the training log
     feature_map = load_feature_map(params)
     model = build_model(feature_map, params)
     if not os.path.exists(model.checkpoint):

@@ -244,6 +244,14 @@ class MMCTRFeatureProcessor(FeatureProcessor):
                                           column="key")
             col["vocab_size"] = max(int(col.get("vocab_size", 0)), int(np.max(keys)) + 2)
 
+    def fit_embedding_col(self, col):
+        """FuxiCTR's, keeping ``pretrain_dim``: a dense ``type: embedding`` column of width
+        ``pretrain_dim`` is then projected to ``embedding_dim`` (FuxiCTR 2.3.7 drops the key,
+        so its Linear would expect ``embedding_dim`` inputs)."""
+        super().fit_embedding_col(col)
+        if "pretrain_dim" in col:
+            self.feature_map.features[col["name"]]["pretrain_dim"] = int(col["pretrain_dim"])
+
     def fit(self, train_ddf=None, rebuild_dataset=False, **kwargs):
         if not rebuild_dataset:
             self.prepare_pretrained()

@@ -1,0 +1,526 @@
+"""Codabench submissions for the WWW 2025 MM-CTR challenge: build, validate, zip and check.
+
+A submission is a zip archive holding one file, ``prediction.csv``, at its root (no folder)::
+
+    ID,Task2
+    0,0.8123...
+    1,0.0417...
+
+``ID`` is the row order of ``test.parquet`` (``0..n-1``; the test file has no ID column) and
+each task column (``Task1``, ``Task2``, ``Task1&2``) holds one probability in ``[0, 1]`` per test
+row. The four-column layout ``ID, Task1, Task2, Task1&2`` with unused columns set to 0 is also
+accepted by the challenge.
+
+Everything that writes a submission validates it first and writes atomically: the zip is built
+in a temporary file beside the target and renamed onto it, so a refused or interrupted write
+never leaves a half-written archive and never touches an existing one.
+
+Command line::
+
+    mmctr submit --pred test_pred.npy --test data/MicroLens_1M_x1/test.parquet --out submission.zip
+    mmctr submit --pred preds.csv --pred-column y_pred --task Task1 --all-columns \\
+        --test data/MicroLens_1M_x1/test.parquet --out submission.zip
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Tuple, Union
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+ID_COLUMN = "ID"
+TASK_COLUMNS = ("Task1", "Task2", "Task1&2")
+CSV_NAME = "prediction.csv"
+# A fixed timestamp makes the archive a pure function of its content (reproducible bytes).
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class SubmissionError(ValueError):
+    """A submission (or the predictions it is built from) cannot be accepted.
+
+    The message names the file and, where it applies, the column and the first offending
+    row (0-based, i.e. the submission ``ID``).
+
+    Args:
+        source: the file (or a description of the object) at fault.
+        problem: what is wrong, in words.
+        column: the column at fault, if any.
+        row: the first offending row (0-based), if any.
+    """
+
+    def __init__(self, source, problem: str, column: Optional[str] = None,
+                 row: Optional[int] = None):
+        self.source = str(source)
+        self.problem = problem
+        self.column = column
+        self.row = row
+        where = self.source
+        if column is not None:
+            where += f", column '{column}'"
+        if row is not None:
+            where += f", row {row}"
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class SubmissionReport:
+    """What :func:`check_submission_zip` found in an accepted archive.
+
+    Args:
+        path: the zip archive.
+        n_rows: number of prediction rows (equals the number of test rows).
+        columns: the csv header, ``ID`` first.
+        extra_entries: other archive members besides ``prediction.csv`` (accepted, but
+            logged as a warning). Default: ``()``.
+    """
+
+    path: Path
+    n_rows: int
+    columns: Tuple[str, ...]
+    extra_entries: Tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------------------------
+# Row count of the test split
+# --------------------------------------------------------------------------------------------
+def count_rows(parquet_path: PathLike) -> int:
+    """Number of rows of a parquet file, read from its footer (no data is read).
+
+    Args:
+        parquet_path: path to ``test.parquet`` (or any parquet file).
+
+    Returns:
+        The row count recorded in the file's metadata.
+
+    Raises:
+        SubmissionError: the file is missing or is not a readable parquet file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(parquet_path)
+    if not path.is_file():
+        raise SubmissionError(path, "test parquet file not found")
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowException, OSError) as exc:
+        raise SubmissionError(path, f"cannot read parquet metadata ({exc})") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Build and validate
+# --------------------------------------------------------------------------------------------
+def build_submission(predictions: Mapping[str, np.ndarray], n_rows: int,
+                     all_columns: bool = False, source: str = "predictions") -> pd.DataFrame:
+    """Assemble the submission table and validate it.
+
+    Args:
+        predictions: task column name (one of :data:`TASK_COLUMNS`) -> 1-d array of
+            probabilities, one per test row in test order.
+        n_rows: number of rows of ``test.parquet`` (see :func:`count_rows`).
+        all_columns: write the four-column layout ``ID, Task1, Task2, Task1&2`` with the
+            tasks not in ``predictions`` set to 0. Default: ``False`` (``ID`` plus the given
+            task columns only).
+        source: how to name the predictions in error messages (e.g. their file).
+            Default: ``"predictions"``.
+
+    Returns:
+        A DataFrame with an int64 ``ID`` column ``0..n_rows-1`` and float64 task columns in
+        :data:`TASK_COLUMNS` order.
+
+    Raises:
+        SubmissionError: an unknown task name, an array that is not 1-d, or any problem
+            :func:`validate_submission` refuses.
+    """
+    if not predictions:
+        raise SubmissionError(source, "no task column given; expected some of "
+                                      f"{list(TASK_COLUMNS)}")
+    unknown = [name for name in predictions if name not in TASK_COLUMNS]
+    if unknown:
+        raise SubmissionError(source, f"unknown task column(s) {unknown}; expected some of "
+                                      f"{list(TASK_COLUMNS)}")
+    n_rows = int(n_rows)
+    data = {ID_COLUMN: np.arange(n_rows, dtype=np.int64)}
+    for name in TASK_COLUMNS:
+        if name in predictions:
+            values = np.asarray(predictions[name])
+            if values.ndim == 2 and values.shape[1] == 1:
+                values = values[:, 0]
+            if values.ndim != 1:
+                raise SubmissionError(source, f"expected a 1-d array, got shape {values.shape}",
+                                      column=name)
+            if values.shape[0] != n_rows:
+                raise SubmissionError(source, f"{values.shape[0]} predictions for {n_rows} test "
+                                              "rows", column=name)
+            if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+                raise SubmissionError(source, f"predictions are not numeric (dtype {values.dtype})",
+                                      column=name)
+            data[name] = values.astype(np.float64, copy=False)
+        elif all_columns:
+            data[name] = np.zeros(n_rows, dtype=np.float64)
+    df = pd.DataFrame(data)
+    validate_submission(df, n_rows=n_rows, source=source)
+    return df
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value, so messages read ``1.5`` not ``np.float64(1.5)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _first_true(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def validate_submission(df: pd.DataFrame, n_rows: int, source: str = CSV_NAME) -> None:
+    """Refuse a submission table the challenge would reject or mis-score.
+
+    Checks, in order: duplicate columns, unknown columns, ``ID`` present and first, at least one
+    task column, the row count, ``ID`` integer and exactly ``0..n_rows-1`` in order, every task value
+    numeric, finite and within ``[0, 1]``.
+
+    Args:
+        df: the table (``ID`` plus task columns).
+        n_rows: number of rows of ``test.parquet``.
+        source: the name used in error messages. Default: ``"prediction.csv"``.
+
+    Raises:
+        SubmissionError: naming ``source``, the column and the first offending row.
+    """
+    columns = [str(c) for c in df.columns]
+    seen = set()
+    for name in columns:
+        if name in seen:
+            raise SubmissionError(source, "duplicate column", column=name)
+        seen.add(name)
+    allowed = (ID_COLUMN,) + TASK_COLUMNS
+    unknown = [name for name in columns if name not in allowed]
+    if unknown:
+        raise SubmissionError(source, f"unknown column(s) {unknown}; allowed: {list(allowed)}")
+    if ID_COLUMN not in columns:
+        raise SubmissionError(source, "no ID column", column=ID_COLUMN)
+    if columns[0] != ID_COLUMN:
+        raise SubmissionError(source, f"ID must be the first column, header is {columns}")
+    tasks = [name for name in columns if name in TASK_COLUMNS]
+    if not tasks:
+        raise SubmissionError(source, f"no task column; expected some of {list(TASK_COLUMNS)}")
+    if len(df) != n_rows:
+        raise SubmissionError(source, f"{len(df)} rows, but test.parquet has {n_rows} rows")
+
+    ids = df[ID_COLUMN]
+    if not pd.api.types.is_integer_dtype(ids.dtype):
+        bad = _first_non_integer(ids)
+        shown = f" (value {_plain(ids.iloc[bad])!r})" if bad is not None else ""
+        raise SubmissionError(source, f"IDs must be integers, got dtype {ids.dtype}{shown}",
+                              column=ID_COLUMN, row=bad)
+    ids = ids.to_numpy()
+    expected = np.arange(n_rows)
+    wrong = ids != expected
+    if wrong.any():
+        row = _first_true(wrong)
+        raise SubmissionError(source, f"IDs must be 0..{n_rows - 1} in test order; found "
+                                      f"{ids[row].item()} where {row} was expected",
+                              column=ID_COLUMN, row=row)
+
+    for name in tasks:
+        col = df[name]
+        if pd.api.types.is_bool_dtype(col.dtype):
+            raise SubmissionError(source, "boolean values; write probabilities in [0, 1]",
+                                  column=name)
+        if not pd.api.types.is_numeric_dtype(col.dtype):
+            numeric = pd.to_numeric(col, errors="coerce")
+            bad = numeric.isna() & col.notna()
+            if bad.any():
+                row = _first_true(bad.to_numpy())
+                raise SubmissionError(source, f"non-numeric value {_plain(col.iloc[row])!r}",
+                                      column=name, row=row)
+            col = numeric
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        nan = np.isnan(values)
+        if nan.any():
+            raise SubmissionError(source, "missing or NaN value", column=name, row=_first_true(nan))
+        inf = np.isinf(values)
+        if inf.any():
+            row = _first_true(inf)
+            raise SubmissionError(source, f"infinite value {float(values[row])}",
+                                  column=name, row=row)
+        out = (values < 0.0) | (values > 1.0)
+        if out.any():
+            row = _first_true(out)
+            raise SubmissionError(source, f"value {float(values[row])!r} outside [0, 1]",
+                                  column=name, row=row)
+
+
+def _first_non_integer(ids: pd.Series) -> Optional[int]:
+    """Row of the first ID that is not a whole number, or None if all are (e.g. 0.0, 1.0)."""
+    numeric = pd.to_numeric(ids, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(numeric) | (numeric != np.round(numeric))
+    return _first_true(bad) if bad.any() else 0 if len(ids) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Write and check the zip
+# --------------------------------------------------------------------------------------------
+def write_submission_zip(df: pd.DataFrame, zip_path: PathLike) -> Path:
+    """Write ``df`` as ``prediction.csv`` at the root of a zip archive, atomically.
+
+    The table is re-validated against its own length (cheap) before anything is written.
+    Floats are written with Python's shortest round-trip representation (``repr``), so no two
+    different predictions become a tie and the AUC cannot change through the csv (a round-trip
+    parser reads every value back bit-identical; pandas' default parser is within one ulp).
+
+    Args:
+        df: a table from :func:`build_submission` (``ID`` plus task columns).
+        zip_path: the archive to write; must end in ``.zip``. Parent folders are created.
+
+    Returns:
+        The path of the written archive.
+
+    Raises:
+        SubmissionError: the table is invalid or the path is unusable; nothing is written and
+            an existing archive at ``zip_path`` is left unchanged.
+    """
+    zip_path = Path(zip_path)
+    if zip_path.suffix.lower() != ".zip":
+        raise SubmissionError(zip_path, "the submission archive must end in .zip")
+    if zip_path.is_dir():
+        raise SubmissionError(zip_path, "is a directory")
+    validate_submission(df, n_rows=len(df), source="submission table")
+    info = zipfile.ZipInfo(CSV_NAME, date_time=_ZIP_DATE_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    with atomic_path(zip_path, suffix=".zip.tmp") as tmp:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            with archive.open(info, "w") as raw:
+                with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+                    df.to_csv(text, index=False, lineterminator="\n")
+    logger.info("wrote %s (%d rows, columns %s)", zip_path, len(df), list(df.columns))
+    return zip_path
+
+
+def write_submission(predictions: Mapping[str, np.ndarray], zip_path: PathLike, n_rows: int,
+                     all_columns: bool = False, source: str = "predictions") -> Path:
+    """Build, validate and write a submission zip in one call.
+
+    Args:
+        predictions: task column -> probabilities, one per test row (see
+            :func:`build_submission`).
+        zip_path: the archive to write (``.zip``).
+        n_rows: number of rows of ``test.parquet``.
+        all_columns: four-column layout with unused tasks set to 0. Default: ``False``.
+        source: how to name the predictions in error messages. Default: ``"predictions"``.
+
+    Returns:
+        The path of the written archive.
+
+    Raises:
+        SubmissionError: the predictions are refused; nothing is written.
+    """
+    df = build_submission(predictions, n_rows=n_rows, all_columns=all_columns, source=source)
+    return write_submission_zip(df, zip_path)
+
+
+def check_submission_zip(zip_path: PathLike, test_parquet: PathLike) -> SubmissionReport:
+    """Check a submission archive the way Codabench will read it.
+
+    Requires a readable zip holding exactly one ``prediction.csv`` at its root, a csv with a
+    well-formed header and numeric values, and a table that passes
+    :func:`validate_submission` against the row count of ``test_parquet``.
+
+    Args:
+        zip_path: the archive to check.
+        test_parquet: ``test.parquet`` of the data set (only its metadata is read).
+
+    Returns:
+        A :class:`SubmissionReport` of the accepted archive.
+
+    Raises:
+        SubmissionError: the first problem found, naming the archive member, column and row.
+    """
+    zip_path = Path(zip_path)
+    n_rows = count_rows(test_parquet)
+    if not zip_path.is_file():
+        raise SubmissionError(zip_path, "submission archive not found")
+    if not zipfile.is_zipfile(zip_path):
+        raise SubmissionError(zip_path, "not a zip archive (or the archive is corrupt)")
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            names = [info.filename for info in archive.infolist()]
+            roots = [n for n in names if n == CSV_NAME]
+            if len(roots) > 1:
+                raise SubmissionError(zip_path, f"{len(roots)} entries named {CSV_NAME}; "
+                                                "expected exactly one")
+            nested = [n for n in names if n != CSV_NAME and
+                      n.replace("\\", "/").rsplit("/", 1)[-1] == CSV_NAME]
+            if not roots:
+                if nested:
+                    raise SubmissionError(zip_path, f"{CSV_NAME} must be at the root of the "
+                                                    f"archive, found {nested}")
+                raise SubmissionError(zip_path, f"no {CSV_NAME} in the archive (it holds "
+                                                f"{names})")
+            if nested:
+                raise SubmissionError(zip_path, f"ambiguous: {CSV_NAME} at the root and also "
+                                                f"{nested}")
+            payload = archive.read(CSV_NAME)
+    except SubmissionError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError, EOFError) as exc:
+        raise SubmissionError(zip_path, f"cannot read the archive ({exc})") from exc
+    extras = tuple(n for n in names if n != CSV_NAME)
+    if extras:
+        logger.warning("%s: entries besides %s are ignored by the checker: %s",
+                       zip_path, CSV_NAME, list(extras))
+
+    source = f"{zip_path}!{CSV_NAME}"
+    df = _parse_prediction_csv(payload, source)
+    validate_submission(df, n_rows=n_rows, source=source)
+    return SubmissionReport(path=zip_path, n_rows=len(df), columns=tuple(df.columns),
+                            extra_entries=extras)
+
+
+def _parse_prediction_csv(payload: bytes, source: str) -> pd.DataFrame:
+    """Parse ``prediction.csv`` bytes, refusing header and layout problems pandas would hide."""
+    try:
+        text = payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(source, f"not UTF-8 text ({exc})") from exc
+    if not text.strip():
+        raise SubmissionError(source, "empty file")
+    first_line = text.splitlines()[0]
+    header = next(csv.reader([first_line]))
+    if not header or any(not name.strip() for name in header):
+        raise SubmissionError(source, f"empty column name in header {header}")
+    stripped = [name.strip() for name in header]
+    if stripped != header:
+        raise SubmissionError(source, f"column names have surrounding spaces: {header}")
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise SubmissionError(source, "duplicate column", column=name)
+        seen.add(name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = pd.read_csv(io.StringIO(text), header=0, skip_blank_lines=True)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise SubmissionError(source, f"malformed csv ({exc})".strip()) from exc
+    # More fields than header names on every line makes pandas move columns into the index.
+    if not isinstance(df.index, pd.RangeIndex) or list(df.columns) != header:
+        raise SubmissionError(source, f"rows have more fields than the header {header}")
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction files for the CLI
+# --------------------------------------------------------------------------------------------
+def load_predictions(path: PathLike, column: Optional[str] = None) -> np.ndarray:
+    """Read one probability per test row from a ``.npy``, ``.csv`` or ``.parquet`` file.
+
+    Args:
+        path: the predictions file. A ``.npy`` holds a 1-d array (or ``(n, 1)``); a csv or
+            parquet file holds a table.
+        column: the table column to use. Default: ``None`` (the first float column).
+
+    Returns:
+        A float64 1-d array.
+
+    Raises:
+        SubmissionError: missing file, unknown format, missing column or non-numeric data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(path, "predictions file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise SubmissionError(path, f"cannot read the .npy file ({exc})") from exc
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1:
+            raise SubmissionError(path, f"expected a 1-d array, got shape {values.shape}")
+        if not np.issubdtype(values.dtype, np.number):
+            raise SubmissionError(path, f"predictions are not numeric (dtype {values.dtype})")
+        return values.astype(np.float64, copy=False)
+    if suffix == ".csv":
+        try:
+            table = pd.read_csv(path, float_precision="round_trip")
+        except (pd.errors.ParserError, ValueError, OSError) as exc:
+            raise SubmissionError(path, f"cannot read the csv ({exc})") from exc
+    elif suffix == ".parquet":
+        try:
+            table = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several unrelated types
+            raise SubmissionError(path, f"cannot read the parquet file ({exc})") from exc
+    else:
+        raise SubmissionError(path, "unknown predictions format; use .npy, .csv or .parquet")
+    if column is None:
+        floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c].dtype)]
+        if not floats:
+            raise SubmissionError(path, f"no float column among {list(table.columns)}; "
+                                        "name one with --pred-column")
+        column = floats[0]
+        logger.info("using column '%s' of %s", column, path)
+    if column not in table.columns:
+        raise SubmissionError(path, f"no such column; columns are {list(table.columns)}",
+                              column=column)
+    values = table[column]
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        raise SubmissionError(path, f"column is not numeric (dtype {values.dtype})", column=column)
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: mmctr submit
+# --------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``mmctr submit``."""
+    parser.add_argument("--pred", required=True, type=Path,
+                        help="predictions, one per test row in test order (.npy, .csv, .parquet)")
+    parser.add_argument("--pred-column", default=None,
+                        help="column of a csv/parquet predictions file "
+                             "(default: the first float column)")
+    parser.add_argument("--test", required=True, type=Path,
+                        help="test.parquet of the data set (for the row count)")
+    parser.add_argument("--task", choices=TASK_COLUMNS, default="Task2",
+                        help="task column the predictions are for (default: Task2)")
+    parser.add_argument("--all-columns", action="store_true",
+                        help="write ID, Task1, Task2, Task1&2 with unused columns set to 0")
+    parser.add_argument("--out", required=True, type=Path, help="submission zip to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mmctr submit``; returns 0 on success, 2 when the submission is refused."""
+    try:
+        n_rows = count_rows(args.test)
+        values = load_predictions(args.pred, column=args.pred_column)
+        path = write_submission({args.task: values}, zip_path=args.out, n_rows=n_rows,
+                                all_columns=args.all_columns, source=str(args.pred))
+    except SubmissionError as exc:
+        logger.error("submission refused: %s", exc)
+        return 2
+    print(f"wrote {path} ({n_rows} rows, task {args.task})")
+    return 0
+
+
+__all__ = [
+    "TASK_COLUMNS", "SubmissionError", "SubmissionReport", "count_rows", "build_submission",
+    "validate_submission", "write_submission_zip", "write_submission", "check_submission_zip",
+    "load_predictions",
+]
