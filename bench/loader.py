@@ -104,8 +104,8 @@ def bare_gather(seq, target, tags, emb, batch_size, max_len, n_batches):
         rows = slice(b * batch_size, (b + 1) * batch_size)
         history = seq[rows, -max_len:]
         flat = np.concatenate([history, target[rows, None]], axis=1).reshape(-1)
-        np.take(tags, flat, axis=0)
-        np.take(emb, flat, axis=0)
+        np.take(tags, flat, axis=0, mode="clip")  # numpy's fastest gather: no bounds check
+        np.take(emb, flat, axis=0, mode="clip")
         (history > 0).astype(np.float32)
 
 
@@ -128,6 +128,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=8192)
     parser.add_argument("--max-len", type=int, default=64)
     parser.add_argument("--batches", type=int, default=20, help="batches timed per loader")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N for ours and bare")
     parser.add_argument("--iloc-batches", type=int, default=3, help="the .iloc collate is slow")
     parser.add_argument("--epoch", action="store_true",
                         help="only load the split with MMCTRDataLoader, iterate one epoch and "
@@ -158,10 +159,13 @@ def main(argv=None) -> int:
         return 0
     n = min(args.batches, len(ours))
     rows = min(n * bs, ours.num_samples)
-    rate_ours, _ = timed(lambda: take_batches(ours, n), rows)
     seq, target = ours.data.columns["item_seq"], ours.data.columns["item_id"]
     tags, emb = ours.items.columns["item_tags"], ours.items.columns["item_emb_d128"]
-    rate_bare, _ = timed(lambda: bare_gather(seq, target, tags, emb, bs, L, n), rows)
+    rate_ours = rate_bare = 0.0
+    for _ in range(args.repeats):  # alternate and keep the best: the machine may be busy
+        rate_ours = max(rate_ours, timed(lambda: take_batches(ours, n), rows)[0])
+        rate_bare = max(rate_bare, timed(lambda: bare_gather(seq, target, tags, emb, bs, L, n),
+                                         rows)[0])
 
     stacked = StackedRows(train)
     keep = set(fm.features) | set(fm.labels)

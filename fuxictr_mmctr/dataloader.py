@@ -133,8 +133,11 @@ class MMCTRDataLoader:
         flat = items.reshape(-1)                                                  # (B*(L+1),)
         item_dict = {TARGET_COLUMN: torch.from_numpy(flat)}
         for c in self._item_cols[1:]:
-            item_dict[c] = torch.from_numpy(np.take(self.items.columns[c], flat, axis=0))
-        mask = torch.from_numpy(history > 0).float()                              # (B, L)
+            # ids were range-checked when the split was read, so skip numpy's bounds check
+            # (mode="raise" also gathers through an extra buffer)
+            item_dict[c] = torch.from_numpy(np.take(self.items.columns[c], flat, axis=0,
+                                                    mode="clip"))
+        mask = torch.from_numpy((history > 0).astype(np.float32))                 # (B, L)
         return batch_dict, item_dict, mask
 
     def _batches(self) -> Iterator[Batch]:
