@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench test-fuxictr-latest clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/loader.py
 
+## The suite against the newest FuxiCTR 2.3.x (needs ray[data]; its own environment)
+LATEST_VENV := .venv-fuxictr-latest
+test-fuxictr-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install -q torch==2.13.0
+	grep -v '^fuxictr==' constraints.txt > $(LATEST_VENV)/constraints.txt
+	$(LATEST_VENV)/bin/pip install -q -c $(LATEST_VENV)/constraints.txt 'fuxictr==2.3.10' -e '.[task1,test]'
+	$(LATEST_VENV)/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) checkpoints submission data/sample
+	rm -rf $(VENV) $(LATEST_VENV) checkpoints submission data/sample
