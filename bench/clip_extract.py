@@ -65,8 +65,10 @@ def main(argv=None) -> int:
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--floor", type=float, default=5.0, help="required speed-up")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs; best of each")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import torch
 
@@ -93,13 +95,20 @@ def main(argv=None) -> int:
     image_dir = data / "item_images"
 
     per_image_loop(model, processor, texts, image_dir, items[:8])          # warm-up
-    loop = per_image_loop(model, processor, texts, image_dir, items)
-
-    cache = FeatureCache(tmp / "cache", n + 1, clip_dim(model), {"bench": 1})
-    res = extract_clip_features(model, processor, texts, image_dir, cache,
-                                StudentConfig(batch_size=args.batch_size,
-                                              num_workers=args.num_workers, device="cpu",
-                                              progress=False))
+    # Interleaved repeats, best of each: other load on the machine hits both alike.
+    loop, res = None, None
+    for rep in range(args.repeat):
+        trial = per_image_loop(model, processor, texts, image_dir, items)
+        if loop is None or trial["seconds"] < loop["seconds"]:
+            loop = trial
+        cache = FeatureCache(tmp / f"cache{rep}", n + 1, clip_dim(model), {"bench": rep})
+        trial = extract_clip_features(model, processor, texts, image_dir, cache,
+                                      StudentConfig(batch_size=args.batch_size,
+                                                    num_workers=args.num_workers, device="cpu",
+                                                    progress=False))
+        if res is None or trial.seconds < res.seconds:
+            res = trial
+        logger.info("repeat %d: loop %.2fs, batched %.2fs", rep, loop["seconds"], trial.seconds)
     batched_rate = n / res.seconds
     loop_rate = n / loop["seconds"]
     speedup = batched_rate / loop_rate
@@ -110,7 +119,7 @@ def main(argv=None) -> int:
           f"{torch.__version__} threads={torch.get_num_threads()} | load avg "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"model: {'tiny random CLIP' if not args.clip else clip} (projection {clip_dim(model)})"
-          f" | items: {n} | images: {image_dir}")
+          f" | items: {n} | images: {image_dir} | best of {args.repeat}")
     print()
     print(f"{'':32s}{'per-image loop':>18s}{'batched extractor':>20s}")
     print(f"{'items/s (image + text)':32s}{loop_rate:18.1f}{batched_rate:20.1f}")
@@ -125,6 +134,9 @@ def main(argv=None) -> int:
           f"{args.num_workers} workers) -> {'OK' if speedup >= args.floor else 'BELOW FLOOR'}")
     print("(batched decode share = decode time summed over workers / wall: it overlaps the "
           "model and may exceed what the main thread waits)")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0 if speedup >= args.floor else 1
 
 

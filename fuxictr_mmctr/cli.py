@@ -20,6 +20,10 @@ COMMANDS = {
     "submit": ("fuxictr_mmctr.submission", "zip predictions into a Codabench submission"),
     "check-submission": ("fuxictr_mmctr.submission_check", "check a submission zip against test.parquet"),
     "popularity": ("fuxictr_mmctr.popularity", "the popularity baseline (per-item smoothed CTR)"),
+    "build-embeddings": ("fuxictr_mmctr.embeddings.cli",
+                         "item_info with a fused 128-d multimodal item embedding (Task 1)"),
+    "blend": ("fuxictr_mmctr.blend", "blend the predictions of trained experiments into one submission"),
+    "drop-in": ("fuxictr_mmctr.dropin", "make an official challenge checkout use this package"),
 }
 
 

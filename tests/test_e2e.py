@@ -114,3 +114,24 @@ def test_pretrained_route_end_to_end(tiny_sample, repo_config, tmp_path, expid):
     run_script("prediction.py", "--config", config_dir, "--expid", expid, cwd=work)
     check_submission_zip(work / "submission" / f"{expid}.zip",
                          tiny_sample / "MicroLens_1M_x1" / "test.parquet")
+
+
+def test_task1_embeddings_feed_din_through_run_expid(tiny_sample, repo_config, tmp_path):
+    """mmctr build-embeddings on the tiny sample, then DIN trains on the new item_info."""
+    from fuxictr_mmctr.cli import main
+
+    out = tmp_path / "item_info_task1.parquet"
+    assert main(["build-embeddings", "--data-dir", str(tiny_sample), "--tiny-clip",
+                 "--fusion", "gate", "--out", str(out), "--work-dir", str(tmp_path / "cache"),
+                 "--w2v-epochs", "1", "--projector-epochs", "2", "--num-workers", "0",
+                 "--no-progress"]) == 0
+    config_dir = fast_config(repo_config, tiny_sample)
+    datasets = config_dir / "dataset_config.yaml"
+    original = f"{tiny_sample}/MicroLens_1M_x1/item_info.parquet"
+    datasets.write_text(datasets.read_text().replace(original, str(out)))
+    work = tmp_path / "work"
+    work.mkdir()
+    run_script("run_expid.py", "--config", config_dir, "--expid", "DIN_sample", cwd=work)
+    log = work / "checkpoints" / "MicroLens_sample" / "DIN_sample.log"
+    assert str(out) in log.read_text()  # trained on the Task-1 item_info
+    assert validation_auc(log) > 0.6

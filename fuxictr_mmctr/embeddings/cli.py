@@ -1,0 +1,98 @@
+"""``mmctr build-embeddings``: item_info.parquet with a fused 128-d item embedding.
+
+Example::
+
+    mmctr build-embeddings --data-dir data/sample --fusion gate --tiny-clip
+    mmctr build-embeddings --data-dir data --clip /models/clip-vit-base-patch32 --device cuda
+
+Writes ``item_info_task1.parquet`` beside the input item_info (or ``--out``) and a
+``.report.json`` next to it. Interrupted runs resume from the CLIP cache in ``--work-dir``.
+Exit codes: 0 done, 2 bad input or unavailable weights, 3 stopped early (``--max-batches``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import DataValidationError
+from .fusion import FUSIONS
+from .pipeline import BuildConfig, build_embeddings
+from .projector import ProjectorConfig
+from .student import DEFAULT_CLIP, ClipUnavailableError, StudentConfig
+from .teacher import TeacherConfig
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--data-dir", type=Path, help="MicroLens root: item_seq.parquet, "
+                    "item_images/, item_feature.parquet, MicroLens_1M_x1/item_info.parquet")
+    io.add_argument("--item-info", type=Path, help="override <data-dir>/MicroLens_1M_x1/"
+                    "item_info.parquet")
+    io.add_argument("--item-seq", type=Path, help="override <data-dir>/item_seq.parquet")
+    io.add_argument("--item-feature", type=Path, help="override <data-dir>/item_feature.parquet")
+    io.add_argument("--item-images", type=Path, help="override <data-dir>/item_images")
+    io.add_argument("--out", type=Path, help="output parquet (default: item_info_task1.parquet "
+                    "beside the input item_info)")
+    io.add_argument("--work-dir", type=Path, help="cache of CLIP memmaps and done-masks "
+                    "(default: <out stem>_work/ beside --out)")
+    io.add_argument("--overwrite-input", action="store_true",
+                    help="allow --out to be the input item_info (replaced only once the new "
+                    "file is complete and validated)")
+    m = parser.add_argument_group("method")
+    m.add_argument("--fusion", choices=FUSIONS, default="gate", help="default: gate")
+    m.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP name or local folder "
+                   f"(default: {DEFAULT_CLIP})")
+    m.add_argument("--tiny-clip", action="store_true",
+                   help="demo/tests: build a tiny RANDOM CLIP instead of loading --clip")
+    m.add_argument("--local-files-only", action="store_true",
+                   help="never try the network when loading --clip")
+    m.add_argument("--keep-mod", type=int, default=1,
+                   help="Word2Vec on users with user_id %% keep_mod == 0 (default: 1 = all)")
+    m.add_argument("--w2v-epochs", type=int, default=TeacherConfig.epochs)
+    m.add_argument("--projector-epochs", type=int, default=ProjectorConfig.epochs)
+    m.add_argument("--seed", type=int, default=2024)
+    r = parser.add_argument_group("resources")
+    r.add_argument("--batch-size", type=int, default=StudentConfig.batch_size,
+                   help="CLIP batch size")
+    r.add_argument("--num-workers", type=int, default=StudentConfig.num_workers,
+                   help="image-decoding DataLoader workers")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    r.add_argument("--max-batches", type=int, default=None,
+                   help="stop CLIP extraction after N batches (rerun to resume)")
+    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """The :class:`BuildConfig` an argument namespace describes."""
+    return BuildConfig(
+        data_dir=args.data_dir, item_seq=args.item_seq, item_images=args.item_images,
+        item_feature=args.item_feature, item_info=args.item_info, out=args.out,
+        work_dir=args.work_dir, fusion=args.fusion, tiny_clip=args.tiny_clip,
+        overwrite_input=args.overwrite_input, keep_mod=args.keep_mod, seed=args.seed,
+        teacher=TeacherConfig(epochs=args.w2v_epochs, seed=args.seed),
+        student=StudentConfig(clip=args.clip, batch_size=args.batch_size,
+                              num_workers=args.num_workers, device=args.device,
+                              max_batches=args.max_batches,
+                              local_files_only=args.local_files_only,
+                              progress=not args.no_progress),
+        projector=ProjectorConfig(epochs=args.projector_epochs, seed=args.seed,
+                                  device=args.device, progress=not args.no_progress))
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.getLogger("gensim").setLevel(max(logging.WARNING, logging.getLogger().level))
+    try:
+        result = build_embeddings(config_from_args(args))
+    except (DataValidationError, ClipUnavailableError, ValueError) as exc:
+        logger.error("build-embeddings failed: %s", exc)
+        return 2
+    if not result.complete:
+        return 3
+    rep = result.report
+    logger.info("Done: %s (fusion %s); sources %s; projector held-out cosine %s",
+                result.out, rep["fusion"], rep["sources"],
+                f"{rep['projector']['val_cosine']:.4f}" if "projector" in rep else "n/a")
+    return 0

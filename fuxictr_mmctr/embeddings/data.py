@@ -1,0 +1,203 @@
+"""Readers of the raw item side: the pipeline's input half of the file I/O.
+
+Everything here reads; nothing writes. Each reader validates what it reads and raises
+:class:`~fuxictr_mmctr.errors.DataValidationError` naming the file and column at fault.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataValidationError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ItemSide:
+    """The item-side inputs indexed by ``item_id`` (row 0 = padding).
+
+    Attributes:
+        num_items: number of real items (``item_id`` 1..num_items).
+        tags: ``(num_items + 1, K)`` int tag ids from item_info, 0 = padding.
+        texts: ``num_items + 1`` strings fed to the CLIP text tower (title, then tags).
+        empty_titles: items whose title is null or blank.
+        missing_in_feature: items of item_info absent from item_feature.
+    """
+
+    num_items: int
+    tags: np.ndarray
+    texts: List[str]
+    empty_titles: int = 0
+    missing_in_feature: int = 0
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    path = Path(path)
+    if not path.exists():
+        raise DataValidationError(path, "file not found")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataValidationError(path, f"not a readable parquet file ({exc})") from None
+
+
+def _clean_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return " ".join(str(v) for v in value if v is not None and str(v) not in ("", "0"))
+    return " ".join(str(value).split())
+
+
+def item_text(title: str, tags: str) -> str:
+    """The text the CLIP text tower sees for one item: ``"<title>. tags: <tags>"``."""
+    parts = [p for p in (title, f"tags: {tags}" if tags else "") if p]
+    return ". ".join(parts)
+
+
+def read_item_side(item_info_path, item_feature_path: Optional[Path]) -> ItemSide:
+    """Read item_info (ids and tags) and the titles/tags of item_feature.
+
+    Args:
+        item_info_path: ``MicroLens_1M_x1/item_info.parquet`` (row index == item_id).
+        item_feature_path: ``item_feature.parquet`` with ``item_id``, ``item_title`` and
+            optionally ``item_tags``; ``None`` or a missing file leaves every text empty.
+    """
+    from ..schema import read_item_info
+
+    table = read_item_info(item_info_path, columns=["item_tags"])
+    tags = np.asarray(table.columns["item_tags"], dtype=np.int64)
+    num_items = table.num_items
+    titles = [""] * (num_items + 1)
+    tag_texts = [""] * (num_items + 1)
+    missing = num_items
+    if item_feature_path is not None and Path(item_feature_path).exists():
+        pf = _open(item_feature_path)
+        names = pf.schema_arrow.names
+        for col in ("item_id", "item_title"):
+            if col not in names:
+                raise DataValidationError(item_feature_path, f"missing column; found {names}",
+                                          column=col)
+        cols = ["item_id", "item_title"] + (["item_tags"] if "item_tags" in names else [])
+        feat = pf.read(columns=cols)
+        ids = feat.column("item_id").to_numpy(zero_copy_only=False)
+        if feat.column("item_id").null_count:
+            raise DataValidationError(item_feature_path, "null item_id", column="item_id")
+        ids = np.asarray(ids, dtype=np.int64)
+        title_col = feat.column("item_title").to_pylist()
+        tag_col = feat.column("item_tags").to_pylist() if "item_tags" in cols else [None] * len(ids)
+        outside = (ids < 1) | (ids > num_items)
+        if outside.any():
+            logger.warning("%s: %d rows with item_id outside 1..%d of %s are ignored",
+                           item_feature_path, int(outside.sum()), num_items, item_info_path)
+        seen = np.zeros(num_items + 1, dtype=bool)
+        for i, item in enumerate(ids):
+            if outside[i]:
+                continue
+            titles[item] = _clean_text(title_col[i])
+            tag_texts[item] = _clean_text(tag_col[i])
+            seen[item] = True
+        missing = int((~seen[1:]).sum())
+        if missing:
+            logger.warning("%s: %d of %d items of %s have no row; their text is empty",
+                           item_feature_path, missing, num_items, item_info_path)
+    else:
+        logger.warning("item_feature %s not found: CLIP text features use empty texts",
+                       item_feature_path)
+    empty = sum(1 for t in titles[1:] if not t)
+    if empty:
+        logger.warning("%d items have a null or empty item_title; their text is the tags only",
+                       empty)
+    texts = [""] + [item_text(titles[i], tag_texts[i]) for i in range(1, num_items + 1)]
+    return ItemSide(num_items=num_items, tags=tags, texts=texts, empty_titles=empty,
+                    missing_in_feature=missing)
+
+
+@dataclass
+class CorpusStats:
+    """What one full pass over ``item_seq.parquet`` saw."""
+
+    users: int = 0
+    tokens: int = 0
+    unknown_tokens: int = 0
+    unknown_examples: List[int] = field(default_factory=list)
+
+
+class SequenceCorpus:
+    """Restartable iterable of item sequences as token lists, streamed from item_seq.parquet.
+
+    Reads ``batch_rows`` rows at a time (pyarrow batches turned into polars frames), strips
+    the 0 padding, drops ids outside ``1..num_items`` (counted in :attr:`stats`: items of
+    item_seq absent from item_info) and optionally keeps only users with
+    ``user_id % keep_mod == 0``. Only one slice is ever held as Python lists.
+
+    Args:
+        path: ``item_seq.parquet`` with ``user_id`` and ``item_seq`` (list<int>).
+        num_items: largest valid item id (from item_info).
+        keep_mod: keep users with ``user_id % keep_mod == 0``; 1 keeps everyone. Default: 1.
+        batch_rows: rows per slice. Default: 65536.
+    """
+
+    def __init__(self, path, num_items: int, keep_mod: int = 1, batch_rows: int = 65536):
+        self.path = Path(path)
+        self.num_items = int(num_items)
+        self.keep_mod = max(1, int(keep_mod))
+        self.batch_rows = int(batch_rows)
+        self.stats: Optional[CorpusStats] = None
+        pf = _open(self.path)
+        names = pf.schema_arrow.names
+        need = ["item_seq"] + (["user_id"] if self.keep_mod > 1 else [])
+        for col in need:
+            if col not in names:
+                raise DataValidationError(self.path, f"missing column; found {names}", column=col)
+        typ = pf.schema_arrow.field("item_seq").type
+        if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)
+                or pa.types.is_fixed_size_list(typ)) or not pa.types.is_integer(typ.value_type):
+            raise DataValidationError(self.path, f"expected list<int>, found {typ}",
+                                      column="item_seq")
+        self._columns = need
+
+    def __iter__(self) -> Iterator[List[str]]:
+        import polars as pl
+
+        stats = CorpusStats()
+        pf = pq.ParquetFile(self.path)
+        n = self.num_items
+        for batch in pf.iter_batches(batch_size=self.batch_rows, columns=self._columns):
+            df = pl.from_arrow(pa.Table.from_batches([batch]))
+            df = df.filter(pl.col("item_seq").is_not_null())
+            if self.keep_mod > 1:
+                df = df.filter((pl.col("user_id") % self.keep_mod) == 0)
+            if df.height == 0:
+                continue
+            seq = pl.col("item_seq")
+            frame = df.select(
+                seq.list.eval(pl.element().filter((pl.element() > 0) & (pl.element() <= n))
+                              .cast(pl.Utf8)).alias("tokens"),
+                seq.list.eval(pl.element().filter((pl.element() < 0) | (pl.element() > n)))
+                .alias("unknown"))
+            unknown = frame["unknown"].explode().drop_nulls()
+            stats.users += df.height
+            stats.unknown_tokens += len(unknown)
+            if len(unknown) and len(stats.unknown_examples) < 5:
+                stats.unknown_examples.extend(unknown.unique().head(5).to_list())
+            for tokens in frame["tokens"].to_list():
+                stats.tokens += len(tokens)
+                yield tokens
+        if self.stats is None:
+            if stats.unknown_tokens:
+                logger.warning("%s, column 'item_seq': %d occurrences of item ids absent from "
+                               "item_info (1..%d), e.g. %s; they are skipped", self.path,
+                               stats.unknown_tokens, n, stats.unknown_examples[:5])
+            logger.info("%s: %d users, %d item occurrences (keep_mod=%d)", self.path,
+                        stats.users, stats.tokens, self.keep_mod)
+        self.stats = stats

@@ -1,0 +1,126 @@
+"""Export: write the fused vectors into a copy of item_info.parquet, atomically and checked."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataValidationError
+from ..io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+EMB_COLUMN = "item_emb_d128"
+ALIAS_COLUMN = "item_emb"
+
+
+def check_vectors(vectors: np.ndarray, where, column: str = EMB_COLUMN, tol: float = 1e-3) -> None:
+    """Row 0 all zeros; every other row finite and unit-norm. Raises DataValidationError."""
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] < 2:
+        raise DataValidationError(where, f"expected (n_items + 1, dim) vectors, got "
+                                         f"{vectors.shape}", column=column)
+    if np.any(vectors[0] != 0):
+        raise DataValidationError(where, "padding row 0 must be all zeros", column=column, row=0)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        raise DataValidationError(where, "NaN or inf in an embedding", column=column,
+                                  row=int(np.flatnonzero(~finite)[0]))
+    norm = np.linalg.norm(vectors[1:].astype(np.float64), axis=1)
+    bad = np.abs(norm - 1.0) > tol
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 1
+        raise DataValidationError(where, f"norm {norm[row - 1]:.4f}, expected 1 (unit norm)",
+                                  column=column, row=row)
+
+
+def _vector_column(vectors: np.ndarray) -> pa.Array:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = vectors.shape
+    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
+
+
+def write_item_info(input_path, out_path, vectors: np.ndarray, overwrite_input: bool = False,
+                    alias: bool = True) -> Path:
+    """Write ``input_path`` with ``item_emb_d128`` (and ``item_emb``) replaced by ``vectors``.
+
+    Every other column and every row stays as it was. The file is written to a temporary
+    name beside ``out_path``, read back and validated, then renamed into place, so a reader
+    never sees a partial file and a failed run leaves the old one untouched.
+
+    Args:
+        input_path: the original item_info.parquet.
+        out_path: where to write; equal to ``input_path`` only with ``overwrite_input``.
+        vectors: ``(n_rows, dim)`` with ``n_rows`` the rows of the input.
+        overwrite_input: allow ``out_path == input_path``. Default: False.
+        alias: also write the ``item_emb`` column. Default: True.
+    """
+    input_path, out_path = Path(input_path), Path(out_path)
+    if out_path.resolve() == input_path.resolve() and not overwrite_input:
+        raise ValueError(f"--out {out_path} is the input item_info; pass --overwrite-input to "
+                         "replace it (it is replaced only after the new file is validated)")
+    table = pq.read_table(input_path)
+    if table.num_rows != len(vectors):
+        raise DataValidationError(input_path, f"{table.num_rows} rows but {len(vectors)} "
+                                              "vectors", column="item_id")
+    check_vectors(vectors, out_path)
+    column = _vector_column(vectors)
+    for name in (EMB_COLUMN,) + ((ALIAS_COLUMN,) if alias else ()):
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    with atomic_path(out_path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+        _validate_written(tmp, input_path, vectors, out_path)
+    logger.info("Wrote %s: %d rows, %s (%d-d, unit norm)", out_path, table.num_rows,
+                EMB_COLUMN + (f" + {ALIAS_COLUMN}" if alias else ""), vectors.shape[1])
+    return out_path
+
+
+def _validate_written(tmp: Path, input_path: Path, vectors: np.ndarray, out_path: Path) -> None:
+    """Read the new file back: same other columns and rows, the vectors as given."""
+    new = pq.read_table(tmp)
+    old = pq.read_table(input_path)
+    for name in old.column_names:
+        if name in (EMB_COLUMN, ALIAS_COLUMN):
+            continue
+        if name not in new.column_names or not new.column(name).equals(old.column(name)):
+            raise DataValidationError(out_path, "column changed while writing", column=name)
+    got = np.asarray(new.column(EMB_COLUMN).combine_chunks().flatten().to_numpy(),
+                     dtype=np.float32).reshape(new.num_rows, -1)
+    check_vectors(got, out_path)
+    if not np.array_equal(got, vectors.astype(np.float32)):
+        raise DataValidationError(out_path, "vectors read back differ", column=EMB_COLUMN)
+
+
+def write_report(path, report: dict) -> Path:
+    """Write the JSON report atomically."""
+    path = Path(path)
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=False, default=_json_default))
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (Path, os.PathLike)):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def report_path_for(out_path) -> Path:
+    """``item_info_task1.parquet`` -> ``item_info_task1.report.json``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + ".report.json")

@@ -1,0 +1,254 @@
+"""The build-embeddings pipeline: reads the raw item side, runs the components, writes the file.
+
+Components (teacher, student, projector, fusion) take arrays and configs and return named
+results; this module owns every path, cache folder and file written.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+from .data import CorpusStats, ItemSide, SequenceCorpus, read_item_side
+from .export import report_path_for, write_item_info, write_report
+from .fusion import FUSIONS, FusionConfig, FusionResult, SRC_STUDENT, fuse
+from .projector import ProjectorConfig, ProjectorResult, train_projector
+from .student import (FeatureCache, StudentConfig, StudentResult, build_tiny_clip,
+                      cache_fingerprint, clip_dim, extract_clip_features, load_clip)
+from .teacher import IMPUTED, SEQUENCE, TeacherConfig, TeacherResult, train_teacher
+
+logger = logging.getLogger(__name__)
+
+DATASET_DIR = "MicroLens_1M_x1"
+
+
+@dataclass
+class BuildConfig:
+    """Where the inputs are, where the outputs go, and the component settings.
+
+    Args:
+        data_dir: the MicroLens root holding ``item_seq.parquet``, ``item_images/``,
+            ``item_feature.parquet`` and ``MicroLens_1M_x1/item_info.parquet``.
+        item_seq, item_images, item_feature, item_info: override one input path each.
+        out: output parquet. Default: ``item_info_task1.parquet`` beside the input item_info.
+        work_dir: cache folder (CLIP memmaps, done-masks, the tiny CLIP). Default:
+            ``<out stem>_work/`` beside ``out``.
+        fusion: ``gate``, ``mean``, ``pca``, ``teacher`` or ``student``. Default: gate.
+        tiny_clip: build a tiny random CLIP instead of loading ``student.clip`` (demo only).
+        overwrite_input: allow ``out`` to be the input item_info.
+        keep_mod: keep users with ``user_id % keep_mod == 0`` for Word2Vec. Default: 1.
+        seed: seeds the teacher, the tiny CLIP, the projector and the PCA. Default: 2024.
+    """
+
+    data_dir: Optional[Path] = None
+    item_seq: Optional[Path] = None
+    item_images: Optional[Path] = None
+    item_feature: Optional[Path] = None
+    item_info: Optional[Path] = None
+    out: Optional[Path] = None
+    work_dir: Optional[Path] = None
+    fusion: str = "gate"
+    tiny_clip: bool = False
+    overwrite_input: bool = False
+    keep_mod: int = 1
+    seed: int = 2024
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+
+    def resolved(self) -> "BuildConfig":
+        """A copy with every path filled in from ``data_dir`` and the defaults."""
+        root = Path(self.data_dir) if self.data_dir is not None else None
+
+        def pick(value, default_rel, flag):
+            if value is not None:
+                return Path(value)
+            if root is None:
+                raise ValueError(f"pass --data-dir or {flag}")
+            return root / default_rel
+
+        item_info = pick(self.item_info, f"{DATASET_DIR}/item_info.parquet", "--item-info")
+        out = Path(self.out) if self.out is not None else \
+            item_info.with_name("item_info_task1.parquet")
+        work = Path(self.work_dir) if self.work_dir is not None else \
+            out.with_name(out.stem + "_work")
+        cfg = BuildConfig(**{**self.__dict__})
+        cfg.item_info = item_info
+        cfg.item_seq = pick(self.item_seq, "item_seq.parquet", "--item-seq")
+        cfg.item_images = pick(self.item_images, "item_images", "--item-images")
+        cfg.item_feature = pick(self.item_feature, "item_feature.parquet", "--item-feature")
+        cfg.out, cfg.work_dir = out, work
+        if cfg.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {cfg.fusion!r}; choose one of {FUSIONS}")
+        if out.resolve() == item_info.resolve() and not cfg.overwrite_input:
+            raise ValueError(f"--out {out} is the input item_info; pass --overwrite-input to "
+                             "replace it")
+        return cfg
+
+
+@dataclass
+class Components:
+    """Everything computed before fusion."""
+
+    side: ItemSide
+    student: StudentResult
+    teacher: Optional[TeacherResult] = None
+    projector: Optional[ProjectorResult] = None
+    corpus: Optional[CorpusStats] = None
+    clip: str = ""
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.student.complete
+
+
+@dataclass
+class BuildResult:
+    """What ``build_embeddings`` did.
+
+    Attributes:
+        complete: False when CLIP extraction stopped early (``max_batches``); nothing was
+            written then and a rerun resumes.
+        out: the parquet written (None when incomplete).
+        report_path: the JSON report (None when incomplete).
+        report: the report content.
+        fusion: the fused vectors.
+    """
+
+    complete: bool
+    out: Optional[Path] = None
+    report_path: Optional[Path] = None
+    report: dict = field(default_factory=dict)
+    fusion: Optional[FusionResult] = None
+    components: Optional[Components] = None
+
+
+def _clip_source(cfg: BuildConfig, side: ItemSide) -> str:
+    if not cfg.tiny_clip:
+        return cfg.student.clip
+    folder = Path(cfg.work_dir) / "tiny_clip"
+    logger.warning("=" * 72)
+    logger.warning("--tiny-clip: using a TINY RANDOMLY INITIALISED CLIP (%s). Its features "
+                   "carry no pretrained meaning; use it for demos and tests only.", folder)
+    logger.warning("=" * 72)
+    if not (folder / "config.json").exists():
+        build_tiny_clip(folder, side.texts[1:], seed=cfg.seed)
+    return str(folder)
+
+
+def build_components(cfg: BuildConfig, need_teacher: bool = True) -> Components:
+    """Read the inputs, extract (or resume) CLIP features, train teacher and projector.
+
+    Args:
+        cfg: a :meth:`BuildConfig.resolved` config.
+        need_teacher: train the teacher and the projector (not needed for ``pca``).
+    """
+    seconds = {}
+    t0 = time.perf_counter()
+    side = read_item_side(cfg.item_info, cfg.item_feature)
+    seconds["read"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    clip = _clip_source(cfg, side)
+    model, processor = load_clip(clip, local_files_only=cfg.student.local_files_only)
+    image_dir = Path(cfg.item_images) if cfg.item_images is not None else None
+    cache = FeatureCache(Path(cfg.work_dir) / "clip_cache", side.num_items + 1, clip_dim(model),
+                         cache_fingerprint(clip, side.texts, image_dir, cfg.tiny_clip))
+    student = extract_clip_features(model, processor, side.texts, image_dir, cache, cfg.student)
+    seconds["clip"] = time.perf_counter() - t0
+    comp = Components(side=side, student=student, clip=clip, seconds=seconds)
+    if not student.complete or not need_teacher:
+        return comp
+
+    t0 = time.perf_counter()
+    corpus = SequenceCorpus(cfg.item_seq, side.num_items, keep_mod=cfg.keep_mod)
+    comp.teacher = train_teacher(corpus, side.tags, cfg.teacher)
+    comp.corpus = corpus.stats
+    seconds["teacher"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    comp.projector = train_projector(student.features(), student.done, comp.teacher.vectors,
+                                     comp.teacher.mask, cfg.projector)
+    seconds["projector"] = time.perf_counter() - t0
+    return comp
+
+
+def fuse_components(comp: Components, method: str, seed: int = 2024, dim: int = 128
+                    ) -> FusionResult:
+    """Fuse already computed components with ``method``."""
+    cfg = FusionConfig(method=method, dim=dim, seed=seed)
+    if method == "pca":
+        return fuse(cfg, content=comp.student.features())
+    if comp.teacher is None or comp.projector is None:
+        raise ValueError(f"fusion {method!r} needs the teacher and projector")
+    return fuse(cfg, teacher=comp.teacher.vectors, teacher_mask=comp.teacher.mask,
+                student=comp.projector.vectors)
+
+
+def make_report(cfg: BuildConfig, comp: Components, fusion: FusionResult) -> dict:
+    """The JSON report: counts per source, projector cosine, gate statistics, timings."""
+    counts = comp.student.counts()
+    sources = {"items": comp.side.num_items,
+               "image_fallback": counts["image_missing"] + counts["image_corrupt"],
+               "image_missing": counts["image_missing"],
+               "image_corrupt": counts["image_corrupt"],
+               "student_only": int((fusion.source[1:] == SRC_STUDENT).sum())}
+    uses_teacher = cfg.fusion != "pca"          # pca is content only
+    if comp.teacher is not None and uses_teacher:
+        sources["teacher"] = int((comp.teacher.source == SEQUENCE).sum())
+        sources["imputed"] = int((comp.teacher.source == IMPUTED).sum())
+        sources["no_teacher"] = comp.teacher.counts()["none"]
+    report = {
+        "fusion": cfg.fusion, "input": str(cfg.item_info), "out": str(cfg.out),
+        "clip": comp.clip, "tiny_clip": cfg.tiny_clip, "clip_dim": comp.student.dim,
+        "sources": sources, "fusion_sources": fusion.counts(),
+        "text": {"empty_titles": comp.side.empty_titles,
+                 "missing_in_item_feature": comp.side.missing_in_feature},
+        "gate": fusion.gate_stats(),
+        "seconds": {k: round(v, 3) for k, v in comp.seconds.items()},
+        "seed": cfg.seed,
+    }
+    if comp.corpus is not None:
+        report["item_seq"] = {"users": comp.corpus.users, "tokens": comp.corpus.tokens,
+                              "unknown_item_tokens": comp.corpus.unknown_tokens,
+                              "keep_mod": cfg.keep_mod}
+    if comp.teacher is not None and uses_teacher:
+        report["teacher"] = {"pca_explained_variance": comp.teacher.explained_variance,
+                             "config": asdict(cfg.teacher)}
+    if comp.projector is not None and uses_teacher:
+        p = comp.projector
+        report["projector"] = {"val_cosine": p.val_cosine, "best_epoch": p.best_epoch,
+                               "epochs_run": len(p.train_losses), "n_train": p.n_train,
+                               "n_val": p.n_val, "config": asdict(cfg.projector)}
+    return report
+
+
+def export(cfg: BuildConfig, comp: Components, fusion: FusionResult) -> BuildResult:
+    """Write the parquet and the report for one fused variant."""
+    out = write_item_info(cfg.item_info, cfg.out, fusion.vectors,
+                          overwrite_input=cfg.overwrite_input)
+    report = make_report(cfg, comp, fusion)
+    report_path = write_report(report_path_for(out), report)
+    logger.info("Report: %s", report_path)
+    return BuildResult(complete=True, out=out, report_path=report_path, report=report,
+                       fusion=fusion, components=comp)
+
+
+def build_embeddings(cfg: BuildConfig) -> BuildResult:
+    """Run the whole pipeline (see the package docstring). Resumable: rerun after a kill."""
+    cfg = cfg.resolved()
+    start = time.perf_counter()
+    comp = build_components(cfg, need_teacher=cfg.fusion != "pca")
+    if not comp.complete:
+        logger.warning("CLIP features are incomplete (%d of %d items); nothing written. Rerun "
+                       "the same command to resume from %s", comp.student.counts()["encoded"],
+                       comp.side.num_items, cfg.work_dir)
+        return BuildResult(complete=False, components=comp)
+    t0 = time.perf_counter()
+    fusion = fuse_components(comp, cfg.fusion, seed=cfg.seed, dim=cfg.teacher.dim)
+    comp.seconds["fusion"] = time.perf_counter() - t0
+    comp.seconds["total"] = time.perf_counter() - start
+    return export(cfg, comp, fusion)
