@@ -145,6 +145,63 @@ def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
     return TrainResult(expid=expid, valid_metrics=valid_metrics, checkpoint=Path(model.checkpoint))
 
 
+SPLITS = ("train", "valid", "test")
+
+
+def _load_trained_model(params: dict):
+    """The saved feature map and a model holding the best checkpoint of ``params``' expid."""
+    feature_map = load_feature_map(params)
+    model = build_model(feature_map, params)
+    if not os.path.exists(model.checkpoint):
+        raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} not "
+                          "found: run run_expid.py first")
+    try:
+        model.load_weights(model.checkpoint)
+    except RuntimeError as exc:  # torch: the saved tensors do not fit the model built now
+        first = str(exc).strip().splitlines()
+        raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} does not "
+                          "fit the model built from the current config and feature map "
+                          f"({' '.join(first[:2])[:300]}); retrain it (run_expid.py)") from None
+    return feature_map, model
+
+
+def _predict_loaded(feature_map, model, params: dict, split: str):
+    """Score one split with an already loaded model (rows in file order)."""
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r}: expected one of {list(SPLITS)}")
+    data = params.get(f"{split}_data")
+    if not data:
+        raise ConfigError(f"dataset {params['dataset_id']}: no {split}_data in the config")
+    # The loader route for a single split is FuxiCTR's test stage pointed at that file.
+    loader_params = dict(_loader_params(params), test_data=data)
+    test_gen = compat.rank_data_loaders(feature_map, "test", **loader_params)
+    logging.info("Scoring the %s split (%s)...", split, data)
+    return model.predict(test_gen)
+
+
+def predict_split(config_dir, expid: str, split: str = "test", gpu: int = -1):
+    """Score one split with the saved feature map and the best checkpoint of ``expid``.
+
+    Only that split is read (no training loader is built, the feature map is not refitted).
+
+    Args:
+        config_dir: the config directory of the experiment.
+        expid: the experiment id.
+        split: ``valid``, ``test`` or ``train``. Default: ``"test"``.
+        gpu: the GPU index, -1 for CPU. Default: -1.
+
+    Returns:
+        A float 1-d array, one probability per row of the split, in file order.
+
+    Raises:
+        ConfigError: unknown expid or split, no such split in the dataset config, or no
+            trained checkpoint.
+    """
+    params = load_params(config_dir, expid, gpu)
+    feature_map, model = _load_trained_model(params)
+    return _predict_loaded(feature_map, model, params, split)
+
+
 def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
             out: Optional[str] = None, all_columns: bool = False) -> PredictResult:
     """Score the test split with the saved feature map and best checkpoint; write the zip.
@@ -158,14 +215,8 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     if not params.get("test_data"):
         raise ConfigError(f"dataset {params['dataset_id']}: no test_data in the config")
     _set_logger(params, "predict")  # keep the training log
-    feature_map = load_feature_map(params)
-    model = build_model(feature_map, params)
-    if not os.path.exists(model.checkpoint):
-        raise ConfigError(f"checkpoint {model.checkpoint} not found: run run_expid.py first")
-    model.load_weights(model.checkpoint)
-    test_gen = compat.rank_data_loaders(feature_map, "test", **_loader_params(params))
-    logging.info("Test scoring...")
-    y_pred = model.predict(test_gen)
+    feature_map, model = _load_trained_model(params)
+    y_pred = _predict_loaded(feature_map, model, params, "test")
     zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
     write_submission({task: y_pred}, zip_path, n_rows=count_rows(params["test_data"]),
                      all_columns=all_columns)
