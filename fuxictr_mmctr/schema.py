@@ -288,6 +288,7 @@ def read_split(path, n_items: int, require_label: bool = True,
         _kind(path, LABEL_COLUMN, schema.field(LABEL_COLUMN).type, "number")
     n = pf.metadata.num_rows
     vocab = dict(vocab_sizes or {})
+    bounds = {TARGET_COLUMN: n_items, **{c: v - 1 for c, v in vocab.items()}}
     id_dtype = narrowest_int_dtype(n_items)
     out: Dict[str, np.ndarray] = {}
     read_cols = scalar_cols + [SEQUENCE_COLUMN] + ([LABEL_COLUMN] if has_label else [])
@@ -319,13 +320,10 @@ def read_split(path, n_items: int, require_label: bool = True,
             elif values.size and values.min() < 0:
                 raise DataValidationError(path, "negative id", column=name,
                                           row=offset + _first(values < 0))
-            if name not in out:
-                high = n_items if name == TARGET_COLUMN else vocab.get(name, 0) - 1
-                out[name] = np.empty(n, dtype=np.int64 if high < 0 else narrowest_int_dtype(high))
-            if out[name].dtype == np.int64 or values.size == 0:
-                out[name][offset:offset + rows] = values
-            else:
-                out[name][offset:offset + rows] = values.astype(out[name].dtype)
+            if name not in out:  # bounded columns are stored narrow from the start
+                out[name] = np.empty(n, dtype=narrowest_int_dtype(bounds[name])
+                                     if name in bounds else np.int64)
+            out[name][offset:offset + rows] = values  # range-checked above, so the cast is safe
         if has_label:
             array = batch.column(LABEL_COLUMN)
             values = np.asarray(array.to_numpy(zero_copy_only=False))
