@@ -13,6 +13,13 @@ from fuxictr_mmctr.models.base import MMCTRModel
 
 SMALL = {
     "DIN": dict(dnn_hidden_units=[16, 8], attention_hidden_units=[8]),
+    "DCNv2": dict(parallel_dnn_hidden_units=[16, 8], stacked_dnn_hidden_units=[16, 8],
+                  num_cross_layers=2),
+    "TransformerDCN": dict(dcn_hidden_units=[16, 8], mlp_hidden_units=[8], dcn_cross_layers=2,
+                           transformer_layers=1, dim_feedforward=16, first_k_cols=2),
+    "DIN_DCN": dict(parallel_dnn_hidden_units=[16, 8], attention_hidden_units=[8],
+                    num_cross_layers=2),
+    "FiBiNET": dict(dnn_hidden_units=[16, 8]),
 }
 
 

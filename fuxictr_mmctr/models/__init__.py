@@ -4,9 +4,13 @@
 :func:`get_model` fails with the list of available names.
 """
 from .base import MMCTRModel
+from .DCNv2 import DCNv2
 from .DIN import DIN
+from .DIN_DCN import DIN_DCN
+from .FiBiNET import FiBiNET
+from .TransformerDCN import TransformerDCN
 
-MODELS = {cls.__name__: cls for cls in (DIN,)}
+MODELS = {cls.__name__: cls for cls in (DIN, DCNv2, TransformerDCN, DIN_DCN, FiBiNET)}
 
 
 def get_model(name: str):
