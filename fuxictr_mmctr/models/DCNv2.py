@@ -10,7 +10,6 @@ the history is pooled over its real items (:class:`~fuxictr_mmctr.layers.MaskedH
 """
 from __future__ import annotations
 
-import torch
 
 from ..layers import DCNHead, MaskedHistoryPooling
 from .base import MMCTRModel
@@ -70,6 +69,5 @@ class DCNv2(MMCTRModel):
     def forward(self, inputs):
         row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
         pooled = self.history_pooling(history_emb, mask)                 # (B, D_item)
-        parts = [target_emb, pooled] if row_emb is None else [row_emb, target_emb, pooled]
-        y_pred = self.dcn(torch.cat(parts, dim=-1))                      # (B, 1)
+        y_pred = self.dcn(self.concat_with_row(row_emb, target_emb, pooled))  # (B, 1)
         return {"y_pred": y_pred}

@@ -9,7 +9,6 @@ against the target item, and an MLP reads ``[row features, target item, pooled h
 """
 from __future__ import annotations
 
-import torch
 from fuxictr.pytorch.layers import DIN_Attention, MLP_Block
 
 from .base import MMCTRModel, resolve_activations
@@ -67,6 +66,5 @@ class DIN(MMCTRModel):
     def forward(self, inputs):
         row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
         pooled = self.attention_layers(target_emb, history_emb, mask)  # (B, D_item)
-        parts = [target_emb, pooled] if row_emb is None else [row_emb, target_emb, pooled]
-        y_pred = self.dnn(torch.cat(parts, dim=-1))                       # (B, 1)
+        y_pred = self.dnn(self.concat_with_row(row_emb, target_emb, pooled))  # (B, 1)
         return {"y_pred": y_pred}

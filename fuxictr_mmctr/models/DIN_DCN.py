@@ -11,7 +11,6 @@ layer :class:`~fuxictr_mmctr.models.DIN.DIN` calls) and the head is
 """
 from __future__ import annotations
 
-import torch
 from fuxictr.pytorch.layers import DIN_Attention
 
 from ..layers import DCNHead
@@ -82,6 +81,5 @@ class DIN_DCN(MMCTRModel):
     def forward(self, inputs):
         row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
         pooled = self.attention_layers(target_emb, history_emb, mask)    # (B, D_item)
-        parts = [target_emb, pooled] if row_emb is None else [row_emb, target_emb, pooled]
-        y_pred = self.dcn(torch.cat(parts, dim=-1))                      # (B, 1)
+        y_pred = self.dcn(self.concat_with_row(row_emb, target_emb, pooled))  # (B, 1)
         return {"y_pred": y_pred}

@@ -11,7 +11,6 @@ The published code passed the loader's mask (1 = item) straight to ``src_key_pad
 """
 from __future__ import annotations
 
-import torch
 
 from ..layers import DCNHead, TransformerHistoryEncoder
 from .base import MMCTRModel
@@ -75,6 +74,5 @@ class TransformerDCN(MMCTRModel):
     def forward(self, inputs):
         row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
         encoded = self.encoder(target_emb, history_emb, mask)            # (B, (k+1) * 2D_item)
-        parts = [target_emb, encoded] if row_emb is None else [row_emb, target_emb, encoded]
-        y_pred = self.dcn(torch.cat(parts, dim=-1))                      # (B, 1)
+        y_pred = self.dcn(self.concat_with_row(row_emb, target_emb, encoded))  # (B, 1)
         return {"y_pred": y_pred}

@@ -209,6 +209,11 @@ class MMCTRModel(BaseModel):
         item_emb = self.embed_items(item_dict, mask.shape[0])  # (B, L+1, D_item)
         return row_emb, item_emb[:, -1, :], item_emb[:, :-1, :], mask
 
+    @staticmethod
+    def concat_with_row(row_emb: Optional[torch.Tensor], *parts: torch.Tensor) -> torch.Tensor:
+        """``[row_emb, *parts]`` concatenated on the last axis; ``row_emb`` may be None."""
+        return torch.cat(([] if row_emb is None else [row_emb]) + list(parts), dim=-1)
+
     # ------------------------------------------------------------------ training
     def add_loss(self, return_dict, y_true):
         if self.training and self.label_smoothing > 0:
