@@ -5,7 +5,8 @@ offers for preprocessing) and adds, before FuxiCTR's own ``fit``:
 
 * vocabulary sizes read from the data when a config leaves them out (``vocab_size`` is
   required by FuxiCTR when ``rebuild_dataset: False``): item-side columns from ``item_info``,
-  row columns from the train split. One config then fits the sample at any preset size.
+  row columns (e.g. ``user_id`` as a categorical feature) from every split present, so a
+  user first seen in valid or test still has a row. One config fits the sample at any size.
 * the precomputed multimodal item embedding as a FuxiCTR pretrained embedding. A feature spec
   such as::
 
@@ -178,28 +179,30 @@ class MMCTRFeatureProcessor(FeatureProcessor):
     Args:
         feature_cols, label_col, dataset_id, data_root: as FuxiCTR's ``FeatureProcessor``.
         item_info: path of ``item_info.parquet`` (item-side columns live there).
-        train_data: path of the train split (row columns live there).
+        train_data, valid_data, test_data: the splits (row columns live there).
         **kwargs: the rest of the experiment params.
     """
 
     def __init__(self, feature_cols=None, label_col=None, dataset_id=None, data_root="./data/",
-                 item_info: Optional[str] = None, train_data: Optional[str] = None, **kwargs):
+                 item_info: Optional[str] = None, train_data: Optional[str] = None,
+                 valid_data: Optional[str] = None, test_data: Optional[str] = None, **kwargs):
         super().__init__(feature_cols=list(feature_cols or []), label_col=label_col or [],
                          dataset_id=dataset_id, data_root=data_root, **kwargs)
         self.item_info = item_info
-        self.train_data = train_data
+        self.splits = [p for p in (train_data, valid_data, test_data) if p]
 
     def fill_vocab_sizes(self) -> None:
         """Set ``vocab_size`` = max id + 1 on categorical/sequence columns that lack one."""
         for col in self.feature_cols:
             if col.get("type") not in ("categorical", "sequence") or "vocab_size" in col:
                 continue
-            source_file = self.item_info if col.get("source") == "item" else self.train_data
-            if not source_file:
+            files = [self.item_info] if col.get("source") == "item" else self.splits
+            files = [f for f in files if f and Path(f).exists()]
+            if not files:
                 raise ConfigError(f"feature {col['name']}: no vocab_size and no file to read it "
                                   "from (set item_info / train_data)")
-            col["vocab_size"] = _max_value(source_file, col["name"]) + 1
-            logger.info("vocab_size of %s read from %s: %d", col["name"], source_file,
+            col["vocab_size"] = max(_max_value(f, col["name"]) for f in files) + 1
+            logger.info("vocab_size of %s read from %s: %d", col["name"], files,
                         col["vocab_size"])
 
     def prepare_pretrained(self) -> None:

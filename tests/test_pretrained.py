@@ -211,3 +211,17 @@ def test_bad_table_fails_before_training_and_leaves_no_partial_file(config_dir, 
     data_dir = handmade.parent / "MicroLens_sample_pretrained"
     leftovers = [p.name for p in data_dir.iterdir()] if data_dir.exists() else []
     assert not [n for n in leftovers if n.endswith(".h5") or n.startswith(".")]
+
+
+def test_vocab_of_a_categorical_user_id_covers_every_split(config_dir, handmade):
+    from conftest import make_split_columns
+
+    cols = make_split_columns(20, 12, 6, seed=4, label=False)
+    cols["user_id"][7] = 95  # a user first seen in test
+    write_table(handmade / "test.parquet", cols)
+    params = experiment.load_params(config_dir, "DIN_sample")
+    for col in params["feature_cols"]:
+        if col["name"] == "user_id":
+            col["type"] = "categorical"
+    feature_map = experiment.build_feature_map(params)
+    assert feature_map.features["user_id"]["vocab_size"] == 96
