@@ -27,9 +27,9 @@ from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_KEYS = ("model", "dataset_id", "data_root", "train_data", "valid_data", "item_info",
-                 "feature_cols", "label_col", "optimizer", "loss", "learning_rate", "batch_size",
-                 "epochs", "model_root", "metrics")
+REQUIRED_KEYS = ("model", "dataset_id", "data_root", "item_info", "feature_cols", "label_col",
+                 "optimizer", "loss", "learning_rate", "batch_size", "epochs", "model_root",
+                 "metrics")
 
 
 @dataclass
@@ -52,8 +52,15 @@ class PredictResult:
 
 # ---------------------------------------------------------------------------- config
 
-def load_params(config_dir, expid: str, gpu: int = -1) -> dict:
-    """FuxiCTR's merged ``Base`` + expid + dataset params, checked for what this package needs."""
+TRAIN_FILES = ("train_data", "valid_data", "item_info")
+
+
+def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES) -> dict:
+    """FuxiCTR's merged ``Base`` + expid + dataset params, checked for what this package needs.
+
+    ``needs`` names the data files that must exist for the job: training needs train, valid and
+    item_info; prediction only the split it scores and item_info.
+    """
     from fuxictr.utils import load_config
 
     config_dir = str(config_dir)
@@ -72,7 +79,9 @@ def load_params(config_dir, expid: str, gpu: int = -1) -> dict:
     if params.get("rebuild_dataset", False):
         raise ConfigError(f"dataset {params['dataset_id']}: set `rebuild_dataset: False`; "
                           "MMCTRDataLoader reads the raw MicroLens parquet files directly")
-    for key in ("train_data", "valid_data", "item_info"):
+    for key in needs:
+        if not params.get(key):
+            raise ConfigError(f"dataset {params['dataset_id']}: no {key} in the config")
         if not Path(params[key]).exists():
             raise ConfigError(f"dataset {params['dataset_id']}: {key}={params[key]} not found "
                               f"(paths resolve against {os.getcwd()})")
@@ -197,7 +206,7 @@ def predict_split(config_dir, expid: str, split: str = "test", gpu: int = -1):
         ConfigError: unknown expid or split, no such split in the dataset config, or no
             trained checkpoint.
     """
-    params = load_params(config_dir, expid, gpu)
+    params = load_params(config_dir, expid, gpu, needs=(f"{split}_data", "item_info"))
     feature_map, model = _load_trained_model(params)
     return _predict_loaded(feature_map, model, params, split)
 
@@ -211,9 +220,7 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     """
     from .submission import count_rows, write_submission
 
-    params = load_params(config_dir, expid, gpu)
-    if not params.get("test_data"):
-        raise ConfigError(f"dataset {params['dataset_id']}: no test_data in the config")
+    params = load_params(config_dir, expid, gpu, needs=("test_data", "item_info"))
     _set_logger(params, "predict")  # keep the training log
     feature_map, model = _load_trained_model(params)
     y_pred = _predict_loaded(feature_map, model, params, "test")

@@ -7,6 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -42,7 +43,7 @@ def validation_auc(log: Path) -> float:
     return float(line.split("AUC:")[1].split("-")[0])
 
 
-def test_run_expid_then_prediction(tiny_sample, repo_config, tmp_path):
+def test_run_expid_then_prediction(tiny_sample, repo_config, tmp_path, monkeypatch):
     config_dir = fast_config(repo_config, tiny_sample)
     work = tmp_path / "work"
     work.mkdir()
@@ -66,6 +67,16 @@ def test_run_expid_then_prediction(tiny_sample, repo_config, tmp_path):
     assert log.exists()  # prediction keeps the training log and writes its own
     assert (log.parent / "DIN_sample.predict.log").exists()
 
+    # a prediction machine needs the test split and item_info only
+    from fuxictr_mmctr.experiment import predict_split
+
+    data = tiny_sample / "MicroLens_1M_x1"
+    config = config_dir / "dataset_config.yaml"
+    config.write_text(config.read_text().replace(str(data / "train.parquet"), "/nowhere.parquet"))
+    monkeypatch.chdir(work)
+    scores = predict_split(config_dir, "DIN_sample", "test")
+    assert np.allclose(scores, predictions["Task2"], atol=1e-6)
+
 
 def test_prediction_without_training_is_a_clear_error(tiny_sample, repo_config, tmp_path):
     config_dir = fast_config(repo_config, tiny_sample)
@@ -77,12 +88,12 @@ def test_prediction_without_training_is_a_clear_error(tiny_sample, repo_config, 
     assert "run_expid.py" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_unknown_expid_and_missing_data_are_clear_errors(repo_config, tmp_path):
+def test_unknown_expid_and_missing_data_are_clear_errors(repo_config, tmp_path, monkeypatch):
     from fuxictr_mmctr.experiment import train_main
 
     config_dir = repo_config / "mmctr_config"
     assert train_main(["--config", str(config_dir), "--expid", "NoSuchExp"]) == 2
-    os.chdir(tmp_path)  # ./data/sample/... does not exist here
+    monkeypatch.chdir(tmp_path)  # ./data/sample/... does not exist here
     assert train_main(["--config", str(config_dir), "--expid", "DIN_sample"]) == 2
 
 
