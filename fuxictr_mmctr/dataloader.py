@@ -35,19 +35,20 @@ logger = logging.getLogger(__name__)
 
 Batch = Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], torch.Tensor]
 
-# item_info files already read in this process, keyed by (path, mtime, columns): train, valid
-# and test loaders of one run share one copy of the item side.
+# The item_info file last read in this process, keyed by (path, mtime): the model's device
+# tables and the train, valid and test loaders of one run share one read of the item side.
 _ITEM_CACHE: Dict[tuple, ItemTable] = {}
 
 
 def load_item_table(path, columns) -> ItemTable:
-    """Read ``item_info`` once per process (cached by path, modification time and columns)."""
+    """Read ``item_info`` once per process; a request for more columns re-reads the union."""
     path = Path(path)
-    key = (str(path.resolve()), path.stat().st_mtime_ns if path.exists() else None,
-           tuple(columns))
-    if key not in _ITEM_CACHE:
+    key = (str(path.resolve()), path.stat().st_mtime_ns if path.exists() else None)
+    cached = _ITEM_CACHE.get(key)
+    if cached is None or not set(columns) <= set(cached.columns):
+        loaded = [c for c in cached.columns if c != "item_id"] if cached else []
         _ITEM_CACHE.clear()  # keep at most one item table alive
-        _ITEM_CACHE[key] = read_item_info(path, columns=columns)
+        _ITEM_CACHE[key] = read_item_info(path, columns=list(dict.fromkeys(loaded + list(columns))))
     return _ITEM_CACHE[key]
 
 
