@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="clip_bench_"))
     data = args.data_dir
     if data is None:
-        from fuxictr_mmctr.sample import make_sample
+        from fuxictr_mmctr.data.sample import make_sample
 
         data = tmp / "sample"
         make_sample(data, preset=args.preset, images=True, item_vectors=False)

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
 
     data = args.data_dir.resolve()
     if not (data / "MicroLens_1M_x1" / "item_info.parquet").exists():
-        from fuxictr_mmctr.sample import make_sample
+        from fuxictr_mmctr.data.sample import make_sample
 
         make_sample(data, preset="default")
     work = args.work_dir.resolve()

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fuxictr_mmctr import compat, experiment
-from fuxictr_mmctr.dataloader import MMCTRDataLoader
+from fuxictr_mmctr import compat
+from fuxictr_mmctr.train import experiment
+from fuxictr_mmctr.data.loader import MMCTRDataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loader import IlocCollate, StackedRows  # noqa: E402  (the official-style baseline)

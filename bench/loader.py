@@ -27,8 +27,8 @@ from torch.utils.data.dataloader import default_collate
 
 from fuxictr.features import FeatureMap
 
-from fuxictr_mmctr.dataloader import MMCTRDataLoader
-from fuxictr_mmctr.schema import read_item_info
+from fuxictr_mmctr.data.loader import MMCTRDataLoader
+from fuxictr_mmctr.data.schema import read_item_info
 
 logger = logging.getLogger("bench.loader")
 
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     data_dir = Path(args.data_dir)
     if not (data_dir / "train.parquet").exists():
-        from fuxictr_mmctr.sample import make_sample
+        from fuxictr_mmctr.data.sample import make_sample
         print(f"{data_dir} not found: generating the default sample", flush=True)
         make_sample(data_dir.parent, preset="default")
     train, item_info = data_dir / "train.parquet", data_dir / "item_info.parquet"

@@ -3,7 +3,7 @@
     python bench/models.py [--config config/mmctr_config] [--models DIN TransformerDCN ...]
                            [--epochs N] [--out bench_models.json]
 
-Each model trains its ``<Model>_sample`` expid through :func:`fuxictr_mmctr.experiment.train`
+Each model trains its ``<Model>_sample`` expid through :func:`fuxictr_mmctr.train.experiment.train`
 (FuxiCTR's ``fit``: reduce-on-plateau, early stopping, best checkpoint), so all of them see the
 same data (the sample, ``max_len``), the same epochs, seed and batch size as ``DIN_sample``.
 ``--epochs`` overrides the epochs of every model alike (a smaller budget, still equal). The
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from fuxictr_mmctr import experiment
+from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
 
 logger = logging.getLogger("bench.models")
@@ -49,7 +49,7 @@ def machine() -> str:
 def ensure_sample(data_root: Path) -> None:
     if (data_root / "MicroLens_1M_x1" / "train.parquet").exists():
         return
-    from fuxictr_mmctr.sample import make_sample
+    from fuxictr_mmctr.data.sample import make_sample
 
     logger.info("No sample at %s: making the default one", data_root)
     make_sample(data_root, preset="default")

@@ -17,7 +17,7 @@ def __getattr__(name):
     if name.startswith("_"):
         raise AttributeError(name)
     if name == "MMCTRDataLoader":
-        return importlib.import_module(f"{__name__}.dataloader").MMCTRDataLoader
+        return importlib.import_module(f"{__name__}.data.loader").MMCTRDataLoader
     models = importlib.import_module(f"{__name__}.models")
     if name in _FROM_MODELS:
         return getattr(models, name)

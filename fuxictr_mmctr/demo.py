@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from . import experiment
-from .sample import make_sample
+from .train import experiment
+from .data.sample import make_sample
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fuxictr.utils import load_config
-
     # The sample is written where the experiment's dataset config looks for it.
-    make_sample(load_config(args.config, args.expid)["data_root"], preset=args.preset)
+    params = experiment.load_params(args.config, args.expid, args.gpu, needs=())
+    make_sample(params["data_root"], preset=args.preset)
     trained = experiment.train(args.config, args.expid, gpu=args.gpu)
     predicted = experiment.predict(args.config, args.expid, gpu=args.gpu)
     auc = trained.valid_metrics.get("AUC", float("nan"))

@@ -1,15 +1,56 @@
-"""Errors raised at the edge of the package, each naming what is wrong and where."""
+"""The package's one error type and the one place that turns it into an exit code.
+
+Every error a user can cause (a bad file, a bad config value, a bad option) is an
+:class:`MMCTRError`: its message names the culprit (file, column, row, config key or option)
+so it can be fixed without a traceback. :func:`run_guarded` is used by ``mmctr`` and by the
+root scripts: a user error prints one line and exits 2; anything else is a bug and keeps its
+traceback.
+"""
 from __future__ import annotations
 
-from typing import Optional
+import errno
+import logging
+import sys
+from typing import Callable, Optional
+
+logger = logging.getLogger("fuxictr_mmctr")
+
+EXIT_USER_ERROR = 2
 
 
-class DataValidationError(ValueError):
-    """A data file violates the MicroLens schema.
+class MMCTRError(Exception):
+    """Base class of every user-facing error of the package.
 
-    The message always names the file and, where it applies, the column and the
-    first offending row, so a user can find the problem without a traceback from
-    deep inside pandas or torch.
+    Args:
+        problem: what is wrong, in words.
+        path: the file at fault, if any.
+        column: the column at fault, if any.
+        row: the first offending row (0-based), if any.
+        option: the config key or command-line option at fault, if any.
+
+    The message reads ``<path>, column '<column>', row <row>, option <option>: <problem>``
+    with the parts that apply.
+    """
+
+    def __init__(self, problem: str, *, path=None, column: Optional[str] = None,
+                 row: Optional[int] = None, option: Optional[str] = None):
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        self.column = column
+        self.row = row
+        self.option = option
+        where = [self.path] if self.path is not None else []
+        if column is not None:
+            where.append(f"column '{column}'")
+        if row is not None:
+            where.append(f"row {row}")
+        if option is not None:
+            where.append(f"option {option}")
+        super().__init__(f"{', '.join(where)}: {problem}" if where else problem)
+
+
+class DataValidationError(MMCTRError, ValueError):
+    """A data file violates the MicroLens schema (names the file, column and first bad row).
 
     Args:
         path: the file that failed validation.
@@ -18,18 +59,72 @@ class DataValidationError(ValueError):
         row: the first offending row (0-based), if any.
     """
 
-    def __init__(self, path, problem: str, column: Optional[str] = None, row: Optional[int] = None):
-        self.path = str(path)
-        self.problem = problem
-        self.column = column
-        self.row = row
-        where = f"{self.path}"
-        if column is not None:
-            where += f", column '{column}'"
-        if row is not None:
-            where += f", row {row}"
-        super().__init__(f"{where}: {problem}")
+    def __init__(self, path, problem: str, column: Optional[str] = None,
+                 row: Optional[int] = None):
+        super().__init__(problem, path=path, column=column, row=row)
 
 
-class ConfigError(ValueError):
-    """An experiment or dataset config is missing a key or holds a bad value."""
+class ConfigError(MMCTRError, ValueError):
+    """An experiment or dataset config is missing a key or holds a bad value, or a
+    command-line option is wrong (``option`` names it)."""
+
+    def __init__(self, problem: str, *, option: Optional[str] = None, path=None):
+        super().__init__(problem, option=option, path=path)
+
+
+class MissingDependencyError(MMCTRError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(f"{purpose} needs `{package}`, which is not installed: "
+                         f"pip install 'fuxictr_mmctr[{extra}]'")
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming ``extra``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(module.split(".")[0], extra, purpose) from None
+
+
+# OSErrors a user causes (and can fix): a missing or unreadable input, a read-only or full disk.
+USER_OS_ERRORS = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+                  errno.EDQUOT, errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file-system error, naming the file."""
+    name = exc.filename if exc.filename is not None else "(a file)"
+    return f"{name}: {exc.strerror or exc}"
+
+
+def run_guarded(job: Callable[[], Optional[int]], prog: str = "mmctr") -> int:
+    """Run ``job``; a user error becomes one line on stderr (and in the log) and exit code 2.
+
+    ``MMCTRError`` and file-system errors a user can fix (missing file, permission, read-only
+    or full disk) are user errors; any other exception is a bug and propagates with its
+    traceback.
+    """
+    try:
+        return int(job() or 0)
+    except MMCTRError as exc:
+        message = str(exc)
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS:
+            raise
+        message = describe_os_error(exc)
+    logger.error("%s", message)
+    if not _logs_to_stderr():
+        print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _logs_to_stderr() -> bool:
+    """True when a root-logger handler already writes to stderr (so the line is not doubled)."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "stream", None) is sys.stderr:
+            return True
+    return False

@@ -70,7 +70,7 @@ def handmade(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory):
     """The generator's tiny preset, made once per test session."""
-    from fuxictr_mmctr.sample import make_sample
+    from fuxictr_mmctr.data.sample import make_sample
 
     out = tmp_path_factory.mktemp("sample")
     make_sample(out, preset="tiny", seed=7)

@@ -9,11 +9,13 @@ import pytest
 import yaml
 from conftest import point_config_at
 
-from fuxictr_mmctr import blend, cli, experiment
-from fuxictr_mmctr.blend import (BlendError, blend_predictions, fit_blend_weights,
+from fuxictr_mmctr import cli
+from fuxictr_mmctr.submit import blend
+from fuxictr_mmctr.train import experiment
+from fuxictr_mmctr.submit.blend import (BlendError, blend_predictions, fit_blend_weights,
                                  normalised_rank, run_blend, simplex_grid)
 from fuxictr_mmctr.errors import ConfigError
-from fuxictr_mmctr.submission import check_submission_zip
+from fuxictr_mmctr.submit.submission import check_submission_zip
 
 
 # ------------------------------------------------------------------ arrays

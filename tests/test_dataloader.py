@@ -8,7 +8,7 @@ import torch
 
 from fuxictr.features import FeatureMap
 
-from fuxictr_mmctr.dataloader import MMCTRDataLoader
+from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import ConfigError, DataValidationError
 
 

@@ -21,11 +21,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from fuxictr_mmctr import cli, dropin
-from fuxictr_mmctr.dataloader import MMCTRDataLoader
+from fuxictr_mmctr import cli
+from fuxictr_mmctr.integrations import dropin
+from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.models import MODELS
-from fuxictr_mmctr.submission import check_submission_zip
+from fuxictr_mmctr.submit.submission import check_submission_zip
 
 HEADER = '''\
 import os
@@ -145,7 +146,7 @@ def tree(folder: Path) -> dict:
 def official(tmp_path_factory):
     """A fake official checkout with the tiny sample where the real data goes, and also at
     data/sample/ (a link), so both the real-data and the sample datasets resolve."""
-    from fuxictr_mmctr.sample import make_sample
+    from fuxictr_mmctr.data.sample import make_sample
 
     repo = make_official_repo(tmp_path_factory.mktemp("official"))
     info = make_sample(repo / "data", preset="tiny", seed=7, images=False, item_vectors=False)
@@ -189,7 +190,7 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
     assert tree(result.backup / "src") == original_src
     init = (repo / "src" / "__init__.py").read_text()
     assert init.startswith(dropin.MARKER) and "from fuxictr_mmctr.models import *" in init
-    assert "fuxictr_mmctr.dataloader import MMCTRDataLoader" in \
+    assert "from fuxictr_mmctr import MMCTRDataLoader" in \
         (repo / "src" / "mmctr_dataloader.py").read_text()
     assert (repo / "src" / "DIN.py").read_text() == OFFICIAL_SRC["DIN.py"]  # left alone
 

@@ -14,7 +14,7 @@ import yaml
 from conftest import ROOT, point_config_at
 from sklearn.metrics import roc_auc_score
 
-from fuxictr_mmctr.submission import check_submission_zip
+from fuxictr_mmctr.submit.submission import check_submission_zip
 
 FAST = {"epochs": 2, "batch_size": 512, "verbose": 0}
 
@@ -68,7 +68,7 @@ def test_run_expid_then_prediction(tiny_sample, repo_config, tmp_path, monkeypat
     assert (log.parent / "DIN_sample.predict.log").exists()
 
     # a prediction machine needs the test split and item_info only
-    from fuxictr_mmctr.experiment import predict_split
+    from fuxictr_mmctr.train.experiment import predict_split
 
     data = tiny_sample / "MicroLens_1M_x1"
     config = config_dir / "dataset_config.yaml"
@@ -89,7 +89,7 @@ def test_prediction_without_training_is_a_clear_error(tiny_sample, repo_config, 
 
 
 def test_unknown_expid_and_missing_data_are_clear_errors(repo_config, tmp_path, monkeypatch):
-    from fuxictr_mmctr.experiment import train_main
+    from fuxictr_mmctr.train.experiment import train_main
 
     config_dir = repo_config / "mmctr_config"
     assert train_main(["--config", str(config_dir), "--expid", "NoSuchExp"]) == 2

@@ -77,7 +77,7 @@ def tiny_clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     """The tiny MicroLens-shaped sample (400 items with images), made once per module."""
-    from fuxictr_mmctr.sample import make_sample
+    from fuxictr_mmctr.data.sample import make_sample
 
     root = tmp_path_factory.mktemp("sample")
     make_sample(root, preset="tiny", seed=2025, images=True, item_vectors=False)
@@ -436,6 +436,13 @@ def _args(*argv):
     return parser.parse_args([str(a) for a in argv])
 
 
+def _main(*argv):
+    """``mmctr build-embeddings ARGV`` through the one error handler of the command line."""
+    from fuxictr_mmctr import cli
+
+    return cli.main(["build-embeddings", *[str(a) for a in argv]])
+
+
 def _read_vectors(path):
     table = pq.read_table(path)
     return table, np.array(table.column("item_emb_d128").to_pylist(), np.float32)
@@ -495,7 +502,7 @@ def test_build_embeddings_end_to_end(sample_copy):
                              "--work-dir", out.with_name("item_info_task1_work"))) == 0
     _, pca_vec = _read_vectors(alt)
     assert not np.allclose(pca_vec, vec)
-    assert emb_cli.run(_args(*common, "--out", info)) == 2
+    assert _main(*common, "--out", info) == 2
     assert pq.read_table(info).equals(before)
     # ... and does, once asked, keeping every other column
     assert emb_cli.run(_args(*common, "--fusion", "teacher", "--out", info, "--overwrite-input",
@@ -506,7 +513,7 @@ def test_build_embeddings_end_to_end(sample_copy):
 
 
 def test_cli_names_missing_inputs(tmp_path):
-    assert emb_cli.run(_args("--data-dir", tmp_path, "--tiny-clip", "--no-progress")) == 2
+    assert _main("--data-dir", tmp_path, "--tiny-clip", "--no-progress") == 2
     with pytest.raises(DataValidationError, match="item_info.parquet: file not found"):
         read_item_side(tmp_path / "MicroLens_1M_x1" / "item_info.parquet", None)
 

@@ -1,10 +1,10 @@
-"""Unit tests of the shared layers (fuxictr_mmctr.layers) on tiny tensors: shapes and masking."""
+"""Unit tests of the shared layers (fuxictr_mmctr.models.layers) on tiny tensors: shapes and masking."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fuxictr_mmctr.layers import (CrossNetwork, DCNHead, FieldProjector, MaskedHistoryPooling,
+from fuxictr_mmctr.models.layers import (CrossNetwork, DCNHead, FieldProjector, MaskedHistoryPooling,
                                   TransformerHistoryEncoder)
 
 B, L, D = 5, 6, 4
@@ -168,7 +168,7 @@ def test_field_projector():
 def model_batch(handmade):
     from test_dataloader import feature_map_for
 
-    from fuxictr_mmctr.dataloader import MMCTRDataLoader
+    from fuxictr_mmctr.data.loader import MMCTRDataLoader
 
     loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
                              item_info=handmade / "item_info.parquet", batch_size=16, max_len=6)

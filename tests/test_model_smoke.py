@@ -11,7 +11,8 @@ import torch
 from conftest import ROOT, point_config_at
 from sklearn.metrics import roc_auc_score
 
-from fuxictr_mmctr import compat, experiment
+from fuxictr_mmctr import compat
+from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
 
 # Smaller batches than the sample configs (1024): the tiny train split is 6,000 rows, and one
@@ -58,7 +59,7 @@ VARIANTS = [(name, suffix) for name in sorted(MODELS) if name != "DIN"
 def test_variant_configs_build_and_forward(name, suffix, config_dir, tmp_path, monkeypatch):
     """The pretrained route (ids-only loader) and user_id as a learned categorical feature."""
     monkeypatch.chdir(tmp_path)
-    from fuxictr_mmctr.dataloader import MMCTRDataLoader
+    from fuxictr_mmctr.data.loader import MMCTRDataLoader
 
     params = experiment.load_params(config_dir, name + suffix)
     params.update(OVERRIDES, model_root=str(tmp_path / "checkpoints"))

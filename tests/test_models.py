@@ -7,7 +7,7 @@ import torch
 from test_dataloader import feature_map_for
 
 import fuxictr_mmctr
-from fuxictr_mmctr.dataloader import MMCTRDataLoader
+from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.models import MODELS, get_model
 from fuxictr_mmctr.models.base import MMCTRModel
 

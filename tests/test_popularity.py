@@ -1,4 +1,4 @@
-"""Tests of the Task 2 popularity baseline (fuxictr_mmctr.popularity)."""
+"""Tests of the Task 2 popularity baseline (fuxictr_mmctr.submit.popularity)."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +13,8 @@ import pytest
 
 from fuxictr_mmctr import cli
 from fuxictr_mmctr.errors import DataValidationError
-from fuxictr_mmctr.popularity import ItemCTR, fit_item_ctr, predict, run_popularity
-from fuxictr_mmctr.submission import check_submission_zip
+from fuxictr_mmctr.submit.popularity import ItemCTR, fit_item_ctr, predict, run_popularity
+from fuxictr_mmctr.submit.submission import check_submission_zip
 
 SEQ_LEN = 4
 

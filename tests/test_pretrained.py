@@ -12,10 +12,11 @@ from conftest import ITEM_TYPES, make_item_info_columns, point_config_at, write_
 
 from fuxictr.pytorch.layers import PretrainedEmbedding
 
-from fuxictr_mmctr import compat, experiment
-from fuxictr_mmctr.dataloader import MMCTRDataLoader
+from fuxictr_mmctr import compat
+from fuxictr_mmctr.train import experiment
+from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import DataValidationError
-from fuxictr_mmctr.preprocess import read_embedding_table
+from fuxictr_mmctr.data.features import read_embedding_table
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fuxictr_mmctr.sample import (DATASET_DIR, MANIFEST_NAME, PRESETS, SampleExistsError,
+from fuxictr_mmctr.data.sample import (DATASET_DIR, MANIFEST_NAME, PRESETS, SampleExistsError,
                                   SampleInfo, SamplePreset, make_sample)
 
 TINY = PRESETS["tiny"]
@@ -203,7 +203,7 @@ def test_images(tiny_sample):
 
 
 def test_the_schema_reader_accepts_the_sample(tiny_sample):
-    from fuxictr_mmctr.schema import validate_data_dir
+    from fuxictr_mmctr.data.schema import validate_data_dir
 
     counts = validate_data_dir(tiny_sample / DATASET_DIR, seq_len=100)
     assert counts == {"item_info": TINY.n_items, "train": TINY.n_train,

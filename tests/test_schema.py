@@ -7,7 +7,7 @@ import pytest
 from conftest import ITEM_TYPES, make_item_info_columns, make_split_columns, write_table
 
 from fuxictr_mmctr.errors import DataValidationError
-from fuxictr_mmctr.schema import (narrowest_int_dtype, read_item_info, read_split,
+from fuxictr_mmctr.data.schema import (narrowest_int_dtype, read_item_info, read_split,
                                   validate_data_dir)
 
 LEVELS = {"likes_level": 11, "views_level": 11}

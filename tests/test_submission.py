@@ -1,4 +1,4 @@
-"""Tests of the Codabench submission writer and checker (fuxictr_mmctr.submission)."""
+"""Tests of the Codabench submission writer and checker (fuxictr_mmctr.submit.submission)."""
 from __future__ import annotations
 
 import io
@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fuxictr_mmctr import cli
-from fuxictr_mmctr.submission import (
+from fuxictr_mmctr.submit.submission import (
     TASK_COLUMNS,
     SubmissionError,
     build_submission,

@@ -15,11 +15,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import DataValidationError
 from .fusion import FUSIONS
 from .pipeline import BuildConfig, build_embeddings
 from .projector import ProjectorConfig
-from .student import DEFAULT_CLIP, ClipUnavailableError, StudentConfig
+from .student import DEFAULT_CLIP, StudentConfig
 from .teacher import TeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -84,11 +83,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 
 def run(args: argparse.Namespace) -> int:
     logging.getLogger("gensim").setLevel(max(logging.WARNING, logging.getLogger().level))
-    try:
-        result = build_embeddings(config_from_args(args))
-    except (DataValidationError, ClipUnavailableError, ValueError) as exc:
-        logger.error("build-embeddings failed: %s", exc)
-        return 2
+    result = build_embeddings(config_from_args(args))
     if not result.complete:
         return 3
     rep = result.report

@@ -72,7 +72,7 @@ def read_item_side(item_info_path, item_feature_path: Optional[Path]) -> ItemSid
         item_feature_path: ``item_feature.parquet`` with ``item_id``, ``item_title`` and
             optionally ``item_tags``; ``None`` or a missing file leaves every text empty.
     """
-    from ..schema import read_item_info
+    from ..data.schema import read_item_info
 
     table = read_item_info(item_info_path, columns=["item_tags"])
     tags = np.asarray(table.columns["item_tags"], dtype=np.int64)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import DataValidationError
+from ..errors import ConfigError, DataValidationError
 from ..io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def write_item_info(input_path, out_path, vectors: np.ndarray, overwrite_input: 
     """
     input_path, out_path = Path(input_path), Path(out_path)
     if out_path.resolve() == input_path.resolve() and not overwrite_input:
-        raise ValueError(f"--out {out_path} is the input item_info; pass --overwrite-input to "
+        raise ConfigError(f"--out {out_path} is the input item_info; pass --overwrite-input to "
                          "replace it (it is replaced only after the new file is validated)")
     table = pq.read_table(input_path)
     if table.num_rows != len(vectors):

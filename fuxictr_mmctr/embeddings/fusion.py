@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Dict, Optional
 
+from ..errors import ConfigError
+
 import numpy as np
 
 from .teacher import l2_normalize, pca_reduce
@@ -92,10 +94,10 @@ def fuse(cfg: FusionConfig, teacher: Optional[np.ndarray] = None,
     """
     method = cfg.method
     if method not in FUSIONS:
-        raise ValueError(f"unknown fusion {method!r}; choose one of {FUSIONS}")
+        raise ConfigError(f"unknown fusion {method!r}; choose one of {FUSIONS}")
     if method == "pca":
         if content is None:
-            raise ValueError("fusion 'pca' needs the CLIP content features")
+            raise ConfigError("fusion 'pca' needs the CLIP content features")
         rows = content.shape[0]
         vectors = np.zeros((rows, cfg.dim), dtype=np.float32)
         vectors[1:], _ = pca_reduce(l2_normalize(content[1:]), cfg.dim, cfg.seed)
@@ -103,7 +105,7 @@ def fuse(cfg: FusionConfig, teacher: Optional[np.ndarray] = None,
         source[0] = SRC_PADDING
         return FusionResult(vectors, source, np.full(rows, np.nan, np.float32))
     if student is None:
-        raise ValueError(f"fusion {method!r} needs the projected student vectors")
+        raise ConfigError(f"fusion {method!r} needs the projected student vectors")
     rows = student.shape[0]
     s = l2_normalize(student)
     gate = np.full(rows, np.nan, np.float32)
@@ -111,7 +113,7 @@ def fuse(cfg: FusionConfig, teacher: Optional[np.ndarray] = None,
     vectors = s.copy()
     if method != "student":
         if teacher is None or teacher_mask is None:
-            raise ValueError(f"fusion {method!r} needs the teacher vectors")
+            raise ConfigError(f"fusion {method!r} needs the teacher vectors")
         has = teacher_mask.copy()
         has[0] = False
         t = l2_normalize(teacher[has])

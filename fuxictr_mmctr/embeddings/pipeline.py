@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..errors import ConfigError
+
 from .data import CorpusStats, ItemSide, SequenceCorpus, read_item_side
 from .export import report_path_for, write_item_info, write_report
 from .fusion import FUSIONS, FusionConfig, FusionResult, SRC_STUDENT, fuse
@@ -66,7 +68,7 @@ class BuildConfig:
             if value is not None:
                 return Path(value)
             if root is None:
-                raise ValueError(f"pass --data-dir or {flag}")
+                raise ConfigError(f"pass --data-dir or {flag}")
             return root / default_rel
 
         item_info = pick(self.item_info, f"{DATASET_DIR}/item_info.parquet", "--item-info")
@@ -81,9 +83,9 @@ class BuildConfig:
         cfg.item_feature = pick(self.item_feature, "item_feature.parquet", "--item-feature")
         cfg.out, cfg.work_dir = out, work
         if cfg.fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {cfg.fusion!r}; choose one of {FUSIONS}")
+            raise ConfigError(f"unknown fusion {cfg.fusion!r}; choose one of {FUSIONS}")
         if out.resolve() == item_info.resolve() and not cfg.overwrite_input:
-            raise ValueError(f"--out {out} is the input item_info; pass --overwrite-input to "
+            raise ConfigError(f"--out {out} is the input item_info; pass --overwrite-input to "
                              "replace it")
         return cfg
 
@@ -183,7 +185,7 @@ def fuse_components(comp: Components, method: str, seed: int = 2024, dim: int = 
     if method == "pca":
         return fuse(cfg, content=comp.student.features())
     if comp.teacher is None or comp.projector is None:
-        raise ValueError(f"fusion {method!r} needs the teacher and projector")
+        raise ConfigError(f"fusion {method!r} needs the teacher and projector")
     return fuse(cfg, teacher=comp.teacher.vectors, teacher_mask=comp.teacher.mask,
                 student=comp.projector.vectors)
 

@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+from ..errors import ConfigError
+
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -161,16 +163,15 @@ def train_projector(student: np.ndarray, student_mask: np.ndarray, teacher: np.n
         ValueError: fewer than 2 items have both views, or dimensions disagree.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from .student import resolve_device
 
     cfg = cfg or ProjectorConfig()
     if teacher.shape[1] != cfg.out_dim:
-        raise ValueError(f"teacher dim {teacher.shape[1]} != ProjectorConfig.out_dim {cfg.out_dim}")
+        raise ConfigError(f"teacher dim {teacher.shape[1]} != ProjectorConfig.out_dim {cfg.out_dim}")
     paired = np.flatnonzero(student_mask & teacher_mask)
     if paired.size < 2:
-        raise ValueError(f"only {paired.size} item(s) have both a CLIP feature and a teacher "
+        raise ConfigError(f"only {paired.size} item(s) have both a CLIP feature and a teacher "
                          "vector; the projector needs at least 2")
     device = resolve_device(cfg.device)
     threads_before = torch.get_num_threads()

@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import ConfigError, MMCTRError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -27,7 +29,7 @@ DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 PENDING, IMAGE_OK, IMAGE_MISSING, IMAGE_CORRUPT = 0, 1, 2, 3
 
 
-class ClipUnavailableError(RuntimeError):
+class ClipUnavailableError(MMCTRError, RuntimeError):
     """The CLIP weights could not be loaded (typically: offline and not in the local cache)."""
 
 
@@ -131,7 +133,7 @@ def resolve_device(device: str = "auto") -> str:
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
     return device
 
 
@@ -268,7 +270,7 @@ class FeatureCache:
             self.done = np.load(self.folder / "done.npy")
             self.image_status = np.load(self.folder / "image_status.npy")
             if self.done.shape != (self.rows,) or self.image_status.shape != (self.rows,):
-                raise ValueError(f"CLIP cache {self.folder}: done-mask has the wrong shape; "
+                raise ConfigError(f"CLIP cache {self.folder}: done-mask has the wrong shape; "
                                  "delete the folder")
             logger.info("CLIP cache %s: resuming, %d of %d items already encoded", self.folder,
                         int(self.done[1:].sum()), self.rows - 1)
@@ -399,7 +401,7 @@ class _ItemDataset:
                     img.load()
                     rgb = img.convert("RGB")
                     if min(rgb.size) < 1:
-                        raise ValueError(f"empty image {rgb.size}")
+                        raise ConfigError(f"empty image {rgb.size}")
             return item, rgb, IMAGE_OK, "", time.perf_counter() - t0
         except FileNotFoundError:
             return item, None, IMAGE_MISSING, "", time.perf_counter() - t0
@@ -492,7 +494,7 @@ def extract_clip_features(model, processor, texts: Sequence[str], image_dir: Opt
 
     cfg = cfg or StudentConfig()
     if len(texts) != cache.rows:
-        raise ValueError(f"{len(texts)} texts for a cache of {cache.rows} rows")
+        raise ConfigError(f"{len(texts)} texts for a cache of {cache.rows} rows")
     start = time.perf_counter()
     if image_dir is not None and not Path(image_dir).is_dir():
         logger.warning("image folder %s not found: every item falls back to its text feature",

@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from ..errors import ConfigError
+
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -180,7 +182,7 @@ def train_teacher(corpus: Iterable[List[str]], tags: np.ndarray,
     known = None
     methods: Sequence[str] = tuple(cfg.methods)
     if not methods or any(m not in ("sg", "cbow") for m in methods):
-        raise ValueError(f"TeacherConfig.methods must be a subset of ('sg', 'cbow'), got {methods}")
+        raise ConfigError(f"TeacherConfig.methods must be a subset of ('sg', 'cbow'), got {methods}")
     for method in methods:
         logger.info("Training Word2Vec %s (dim %d, %d epochs)", method, cfg.vector_size, cfg.epochs)
         model = _word2vec(corpus, cfg, sg=1 if method == "sg" else 0)
@@ -194,7 +196,7 @@ def train_teacher(corpus: Iterable[List[str]], tags: np.ndarray,
         parts.append(mat)
     known[0] = False
     if known.sum() < 2:
-        raise ValueError(f"the item sequences hold {int(known.sum())} distinct known item(s); "
+        raise ConfigError(f"the item sequences hold {int(known.sum())} distinct known item(s); "
                          "the Word2Vec teacher needs at least 2")
     combined = np.concatenate(parts, axis=1)[known]
     reduced, explained = pca_reduce(combined, cfg.dim, cfg.seed)

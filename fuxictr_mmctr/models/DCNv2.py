@@ -6,12 +6,12 @@ Learning to Rank Systems", WWW 2021. https://arxiv.org/abs/2008.13535
 Follows FuxiCTR's DCNv2 (its hyper-parameter names, so a FuxiCTR DCNv2 config runs): a cross
 network (``cross_type``: full-rank ``matrix``, low-rank ``mix``ture of experts, or DCN's
 ``vector``) stacked on or beside a DNN, over ``[row features, target item, pooled history]``;
-the history is pooled over its real items (:class:`~fuxictr_mmctr.layers.MaskedHistoryPooling`).
+the history is pooled over its real items (:class:`~fuxictr_mmctr.models.layers.MaskedHistoryPooling`).
 """
 from __future__ import annotations
 
 
-from ..layers import DCNHead, MaskedHistoryPooling
+from .layers import DCNHead, MaskedHistoryPooling
 from .base import MMCTRModel
 
 

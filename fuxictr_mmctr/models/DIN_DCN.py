@@ -6,14 +6,14 @@ WWW 2021 (https://arxiv.org/abs/2008.13535).
 
 Composed from shared pieces, not copies: the attention is FuxiCTR's ``DIN_Attention`` (the
 layer :class:`~fuxictr_mmctr.models.DIN.DIN` calls) and the head is
-:class:`~fuxictr_mmctr.layers.DCNHead`, the cross network + DNN of
+:class:`~fuxictr_mmctr.models.layers.DCNHead`, the cross network + DNN of
 :class:`~fuxictr_mmctr.models.DCNv2.DCNv2`.
 """
 from __future__ import annotations
 
 from fuxictr.pytorch.layers import DIN_Attention
 
-from ..layers import DCNHead
+from .layers import DCNHead
 from .base import MMCTRModel
 
 
@@ -32,7 +32,7 @@ class DIN_DCN(MMCTRModel):
             weighted mean. On by default here, unlike DIN: the cross network multiplies its
             inputs, and DIN's unnormalised weighted sum (it grows with the history length)
             made it diverge (test AUC 0.48 after one epoch on the tiny sample). Default: True.
-        model_structure: DCN head layout, see :class:`~fuxictr_mmctr.layers.DCNHead`.
+        model_structure: DCN head layout, see :class:`~fuxictr_mmctr.models.layers.DCNHead`.
             Default: ``"parallel"``.
         cross_type: ``"matrix"``, ``"mix"`` or ``"vector"``. Default: ``"matrix"``.
         low_rank, num_experts: the ``mix`` cross network. Default: 32, 4.

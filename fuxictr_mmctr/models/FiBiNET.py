@@ -8,7 +8,7 @@ interaction (``BilinearInteractionV2``: ``field_all`` / ``field_each`` / ``field
 of the raw and of the re-weighted fields, a DNN on both, plus a first-order linear term. The
 fields here are each row feature, each item-side feature of the target item and each of the
 history pooled over its real items; fields of another width are projected to ``embedding_dim``
-(:class:`~fuxictr_mmctr.layers.FieldProjector`).
+(:class:`~fuxictr_mmctr.models.layers.FieldProjector`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from fuxictr.pytorch.layers import BilinearInteractionV2, MLP_Block, SqueezeExcitation
 from torch import nn
 
-from ..layers import FieldProjector, MaskedHistoryPooling
+from .layers import FieldProjector, MaskedHistoryPooling
 from .base import MMCTRModel, resolve_activations
 
 

@@ -12,7 +12,7 @@ The published code passed the loader's mask (1 = item) straight to ``src_key_pad
 from __future__ import annotations
 
 
-from ..layers import DCNHead, TransformerHistoryEncoder
+from .layers import DCNHead, TransformerHistoryEncoder
 from .base import MMCTRModel
 
 

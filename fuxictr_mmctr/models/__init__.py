@@ -3,6 +3,7 @@
 ``getattr(fuxictr_mmctr.models, "DIN")`` works as in FuxiCTR's scripts, and
 :func:`get_model` fails with the list of available names.
 """
+from ..errors import ConfigError
 from .base import MMCTRModel
 from .DCNv2 import DCNv2
 from .DIN import DIN
@@ -22,7 +23,7 @@ def get_model(name: str):
     try:
         return MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") \
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") \
             from None
 
 

@@ -3,7 +3,7 @@
 A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
 :meth:`MMCTRModel.finish_init`, and writes only ``forward``. The base class owns:
 
-* unpacking the ``(batch_dict, item_dict, mask)`` batch of :class:`~fuxictr_mmctr.dataloader.
+* unpacking the ``(batch_dict, item_dict, mask)`` batch of :class:`~fuxictr_mmctr.data.loader.
   MMCTRDataLoader`, the labels and the group id;
 * the item-side embedding: every ``source: item`` feature of the feature map embedded by
   FuxiCTR's ``FeatureEmbedding`` and concatenated per item into ``(B, L+1, D_item)``; with
@@ -78,9 +78,9 @@ class MMCTRModel(BaseModel):
                          embedding_regularizer=embedding_regularizer,
                          net_regularizer=net_regularizer, **kwargs)
         if int(accumulation_steps) < 1:
-            raise ValueError(f"accumulation_steps={accumulation_steps} must be >= 1")
+            raise ConfigError(f"accumulation_steps={accumulation_steps} must be >= 1")
         if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+            raise ConfigError(f"label_smoothing={label_smoothing} must be in [0, 1)")
         self.embedding_dim = embedding_dim
         self.accumulation_steps = int(accumulation_steps)
         self.label_smoothing = float(label_smoothing)
@@ -103,7 +103,7 @@ class MMCTRModel(BaseModel):
         Buffers are not persistent: checkpoints stay small and the tables are read again
         from ``item_info`` when a model is rebuilt for prediction.
         """
-        from ..dataloader import load_item_table
+        from ..data.loader import load_item_table
 
         columns = [name for name in self.item_features if name != "item_id"]
         if columns and not item_info:

@@ -37,7 +37,8 @@ from typing import Mapping, Optional, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path
+from ..errors import DataValidationError
+from ..io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -50,31 +51,17 @@ CSV_NAME = "prediction.csv"
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-class SubmissionError(ValueError):
+class SubmissionError(DataValidationError):
     """A submission (or the predictions it is built from) cannot be accepted.
 
     The message names the file and, where it applies, the column and the first offending
-    row (0-based, i.e. the submission ``ID``).
-
-    Args:
-        source: the file (or a description of the object) at fault.
-        problem: what is wrong, in words.
-        column: the column at fault, if any.
-        row: the first offending row (0-based), if any.
+    row (0-based, i.e. the submission ``ID``). ``source`` is the file (or a description of the
+    object) at fault.
     """
 
-    def __init__(self, source, problem: str, column: Optional[str] = None,
-                 row: Optional[int] = None):
-        self.source = str(source)
-        self.problem = problem
-        self.column = column
-        self.row = row
-        where = self.source
-        if column is not None:
-            where += f", column '{column}'"
-        if row is not None:
-            where += f", row {row}"
-        super().__init__(f"{where}: {problem}")
+    @property
+    def source(self) -> str:
+        return self.path
 
 
 @dataclass(frozen=True)
@@ -506,15 +493,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``mmctr submit``; returns 0 on success, 2 when the submission is refused."""
-    try:
-        n_rows = count_rows(args.test)
-        values = load_predictions(args.pred, column=args.pred_column)
-        path = write_submission({args.task: values}, zip_path=args.out, n_rows=n_rows,
-                                all_columns=args.all_columns, source=str(args.pred))
-    except SubmissionError as exc:
-        logger.error("submission refused: %s", exc)
-        return 2
+    """Run ``mmctr submit``; returns 0 on success."""
+    n_rows = count_rows(args.test)
+    values = load_predictions(args.pred, column=args.pred_column)
+    path = write_submission({args.task: values}, zip_path=args.out, n_rows=n_rows,
+                            all_columns=args.all_columns, source=str(args.pred))
     print(f"wrote {path} ({n_rows} rows, task {args.task})")
     return 0
 

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataValidationError
+from ..errors import DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -376,10 +376,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        counts = validate_data_dir(args.data_dir)
-    except DataValidationError as exc:
-        logger.error("%s", exc)
-        return 2
+    counts = validate_data_dir(args.data_dir)
     logger.info("OK: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0

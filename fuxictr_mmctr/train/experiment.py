@@ -11,7 +11,6 @@ Paths in configs resolve against the working directory the user runs from (no ``
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import subprocess
@@ -22,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from . import compat
-from .errors import ConfigError
+from .. import compat
+from ..errors import ConfigError, run_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def build_feature_map(params: dict):
     """Fit the feature processor on the config (no data rewrite) and load the map."""
     from fuxictr.preprocess import build_dataset
 
-    from .preprocess import MMCTRFeatureProcessor
+    from ..data.features import MMCTRFeatureProcessor
 
     feature_encoder = MMCTRFeatureProcessor(**params)
     build_dataset(feature_encoder, **params)
@@ -122,7 +121,7 @@ def load_feature_map(params: dict):
 
 
 def build_model(feature_map, params: dict):
-    from .models import get_model
+    from ..models import get_model
 
     model = get_model(params["model"])(feature_map, **params)
     model.count_parameters()
@@ -130,7 +129,7 @@ def build_model(feature_map, params: dict):
 
 
 def _loader_params(params: dict) -> dict:
-    from .dataloader import MMCTRDataLoader
+    from ..data.loader import MMCTRDataLoader
 
     return dict(params, data_loader=MMCTRDataLoader)
 
@@ -218,7 +217,7 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     Only the test split is read. The zip holds ``prediction.csv`` (``ID`` + ``task``) and is
     checked before it is written: one row per test row, no NaN, values in [0, 1].
     """
-    from .submission import count_rows, write_submission
+    from ..submit.submission import count_rows, write_submission
 
     params = load_params(config_dir, expid, gpu, needs=("test_data", "item_info"))
     _set_logger(params, "predict")  # keep the training log
@@ -264,7 +263,7 @@ def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
     """FuxiCTR's grid search: enumerate the tuner space, run each expid on a free device.
 
     Expids already in the results file are skipped, so an interrupted sweep resumes. Each run
-    is a fresh ``python -m fuxictr_mmctr.experiment train`` process with this interpreter.
+    is a fresh ``python -m fuxictr_mmctr.train.experiment train`` process with this interpreter.
 
     Returns:
         the expids that failed (non-zero exit).
@@ -288,7 +287,7 @@ def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
         while todo and free:
             gpu = free.pop(0)
             expid = todo.pop(0)
-            cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr.experiment", "train",
+            cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr.train.experiment", "train",
                    "--config", config_dir, "--expid", expid, "--gpu", str(gpu)]
             logger.info("Run %s on gpu %s", expid, gpu)
             running[gpu] = (expid, subprocess.Popen(cmd))
@@ -313,26 +312,15 @@ def _expid_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _guard(job) -> int:
-    """Run ``job``; a config or data error becomes one clear line and exit code 2."""
-    from .errors import DataValidationError
-
-    try:
-        job()
-    except (ConfigError, DataValidationError) as exc:
-        logging.getLogger("fuxictr_mmctr").error("%s", exc)
-        return 2
-    return 0
-
-
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _expid_parser("Train one experiment (FuxiCTR run_expid).").parse_args(argv)
+    parser = _expid_parser("Train one experiment (FuxiCTR run_expid).")
+    args = parser.parse_args(argv)
 
     def job():
         result = train(args.config, args.expid, args.gpu)
         logging.info("Validation: %s",
                      " - ".join(f"{k}: {v:.6f}" for k, v in result.valid_metrics.items()))
-    return _guard(job)
+    return run_guarded(job, prog=parser.prog)
 
 
 def predict_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -348,7 +336,7 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> int:
         result = predict(args.config, args.expid, args.gpu, task=args.task, out=args.out,
                          all_columns=args.all_columns)
         logging.info("Wrote %s (%d rows)", result.zip_path, result.num_rows)
-    return _guard(job)
+    return run_guarded(job, prog=parser.prog)
 
 
 def tune_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -359,7 +347,8 @@ def tune_main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     failed: List[str] = []
-    code = _guard(lambda: failed.extend(tune(args.config, args.gpu, args.tag)))
+    code = run_guarded(lambda: failed.extend(tune(args.config, args.gpu, args.tag)),
+                       prog=parser.prog)
     if failed:
         logger.error("%d experiment(s) failed: %s", len(failed), failed)
         return 1
@@ -369,5 +358,5 @@ def tune_main(argv: Optional[Sequence[str]] = None) -> int:
 if __name__ == "__main__":
     commands = {"train": train_main, "predict": predict_main, "tune": tune_main}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit(f"usage: python -m fuxictr_mmctr.experiment {{{','.join(commands)}}} ...")
+        sys.exit(f"usage: python -m fuxictr_mmctr.train.experiment {{{','.join(commands)}}} ...")
     sys.exit(commands[sys.argv[1]](sys.argv[2:]))

@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import compat  # noqa: F401
-from .errors import ConfigError, DataValidationError
-from .io import atomic_path
+from .. import compat  # noqa: F401
+from ..errors import ConfigError, DataValidationError
+from ..io import atomic_path
 
 from fuxictr.preprocess import FeatureProcessor
 from fuxictr.preprocess.tokenizer import load_pretrain_emb

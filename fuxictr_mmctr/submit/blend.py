@@ -43,9 +43,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import ConfigError, DataValidationError
-from .io import atomic_path
-from .submission import TASK_COLUMNS, SubmissionError, count_rows
+from ..errors import ConfigError, DataValidationError
+from ..io import atomic_path
+from .submission import TASK_COLUMNS, count_rows
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ LABEL_COLUMN = "label"
 _CACHE_VERSION = 1
 
 
-class BlendError(ValueError):
+class BlendError(ConfigError):
     """Predictions that cannot be blended (row counts, rows, weights); the message says which."""
 
 
@@ -138,7 +138,7 @@ def blend_predictions(preds: Sequence[np.ndarray], method: str = "mean",
         ValueError: unknown method.
     """
     if method not in METHODS:
-        raise ValueError(f"method={method!r}: expected one of {list(METHODS)}")
+        raise ConfigError(f"method={method!r}: expected one of {list(METHODS)}")
     arrays = _check_preds(preds)
     w = _normalise_weights(weights, len(arrays))
     if method == "rank":
@@ -179,7 +179,7 @@ def simplex_grid(n: int, resolution: int) -> np.ndarray:
         ``(C(resolution + n - 1, n - 1), n)`` float64 array, in a fixed (lexicographic) order.
     """
     if n < 1 or resolution < 1:
-        raise ValueError(f"n={n} and resolution={resolution} must be positive")
+        raise ConfigError(f"n={n} and resolution={resolution} must be positive")
     rows = []
     # stars and bars: choose n-1 bar positions among resolution + n - 1 slots
     for bars in itertools.combinations(range(resolution + n - 1), n - 1):
@@ -222,11 +222,11 @@ def fit_blend_weights(valid_preds: Sequence[np.ndarray], y_valid: np.ndarray,
         ValueError: unknown method/objective, or ``logloss`` with ``rank``.
     """
     if method not in METHODS:
-        raise ValueError(f"method={method!r}: expected one of {list(METHODS)}")
+        raise ConfigError(f"method={method!r}: expected one of {list(METHODS)}")
     if objective not in OBJECTIVES:
-        raise ValueError(f"objective={objective!r}: expected one of {list(OBJECTIVES)}")
+        raise ConfigError(f"objective={objective!r}: expected one of {list(OBJECTIVES)}")
     if objective == "logloss" and method == "rank":
-        raise ValueError("a rank blend is not a probability: fit it with objective='auc'")
+        raise ConfigError("a rank blend is not a probability: fit it with objective='auc'")
     arrays = _check_preds(valid_preds)
     y = np.asarray(y_valid, dtype=np.float64).reshape(-1)
     if y.size != arrays[0].size:
@@ -298,7 +298,7 @@ def experiment_predictions(config_dir: PathLike, expid: str,
     Raises:
         ConfigError: unknown expid, missing split or checkpoint (naming the expid).
     """
-    from . import experiment
+    from ..train import experiment
 
     params = experiment.load_params(config_dir, expid, gpu)
     ckpt = checkpoint_path(params)
@@ -410,7 +410,7 @@ class BlendResult:
 
 def _dataset_rows(config_dir: PathLike, expids: Sequence[str], gpu: int) -> Tuple[dict, dict]:
     """Params of each expid; refuse before any prediction when the splits differ in length."""
-    from . import experiment
+    from ..train import experiment
 
     params, rows = {}, {}
     for expid in expids:
@@ -563,15 +563,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``mmctr blend``: 0 on success, 2 when the blend or its inputs are refused."""
-    try:
-        result = run_blend(args.config, args.expids, method=args.method, weights=args.weights,
-                           fit_weights=args.fit_weights, task=args.task, out=args.out,
-                           gpu=args.gpu, all_columns=args.all_columns, refresh=args.refresh,
-                           objective=args.objective)
-    except (BlendError, ConfigError, DataValidationError, SubmissionError) as exc:
-        logger.error("blend refused: %s", exc)
-        return 2
+    """Run ``mmctr blend``: 0 on success."""
+    result = run_blend(args.config, args.expids, method=args.method, weights=args.weights,
+                       fit_weights=args.fit_weights, task=args.task, out=args.out,
+                       gpu=args.gpu, all_columns=args.all_columns, refresh=args.refresh,
+                       objective=args.objective)
     print(result.table())
     print(f"wrote {result.zip_path} ({result.n_test} rows, task {args.task})")
     return 0

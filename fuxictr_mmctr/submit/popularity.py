@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataValidationError
-from .submission import TASK_COLUMNS, SubmissionError, count_rows, write_submission
+from ..errors import ConfigError, DataValidationError
+from .submission import TASK_COLUMNS, count_rows, write_submission
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def fit_item_ctr(frames_or_paths, smoothing: Tuple[float, float] = (1, 2)) -> It
     """
     a, b = (float(smoothing[0]), float(smoothing[1]))
     if not (0.0 <= a <= b) or b <= 0.0:
-        raise ValueError(f"smoothing (a, b) needs 0 <= a <= b and b > 0, got {smoothing}")
+        raise ConfigError(f"smoothing (a, b) needs 0 <= a <= b and b > 0, got {smoothing}")
     clicks = np.zeros(1, dtype=np.int64)
     impressions = np.zeros(1, dtype=np.int64)
     for index, source in enumerate(_as_sources(frames_or_paths)):
@@ -250,7 +250,7 @@ def fit_item_ctr(frames_or_paths, smoothing: Tuple[float, float] = (1, 2)) -> It
         clicks += np.bincount(ids, weights=labels, minlength=size).astype(np.int64)
     total = int(impressions.sum())
     if total == 0:
-        raise ValueError("no rows to fit the popularity baseline on")
+        raise ConfigError("no rows to fit the popularity baseline on")
     global_ctr = float(clicks.sum()) / total
     seen = impressions > 0
     ctr = np.full(impressions.shape, global_ctr, dtype=np.float64)
@@ -276,10 +276,10 @@ def predict(item_ctr: ItemCTR, item_ids) -> np.ndarray:
     """
     ids = np.asarray(item_ids)
     if ids.size and not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"item ids must be integers, got dtype {ids.dtype}")
+        raise ConfigError(f"item ids must be integers, got dtype {ids.dtype}")
     ids = ids.astype(np.int64, copy=False)
     if ids.size and ids.min() < 0:
-        raise ValueError(f"negative item id {int(ids.min())}")
+        raise ConfigError(f"negative item id {int(ids.min())}")
     out = np.full(ids.shape, item_ctr.global_ctr, dtype=np.float64)
     known = ids < item_ctr.ctr.size
     out[known] = item_ctr.ctr[ids[known]]
@@ -317,7 +317,7 @@ def run_popularity(data_dir: PathLike, out_zip: PathLike, include_valid: bool = 
         ValueError: an unknown task.
     """
     if task not in TASK_COLUMNS:
-        raise ValueError(f"unknown task {task!r}; expected one of {list(TASK_COLUMNS)}")
+        raise ConfigError(f"unknown task {task!r}; expected one of {list(TASK_COLUMNS)}")
     data_dir = Path(data_dir)
     train, valid, test = (data_dir / f"{split}.parquet" for split in ("train", "valid", "test"))
     for path in (train, valid, test):
@@ -376,13 +376,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``mmctr popularity``; returns 0 on success, 2 on a data or submission error."""
-    try:
-        result = run_popularity(args.data_dir, out_zip=args.out, include_valid=args.include_valid,
-                                task=args.task, all_columns=args.all_columns)
-    except (DataValidationError, SubmissionError) as exc:
-        logger.error("popularity baseline failed: %s", exc)
-        return 2
+    """Run ``mmctr popularity``; returns 0 on success."""
+    result = run_popularity(args.data_dir, out_zip=args.out, include_valid=args.include_valid,
+                            task=args.task, all_columns=args.all_columns)
     print(f"valid AUC {result.valid_auc:.6f} (fitted on train); submission fitted on "
           f"{' + '.join(result.fitted_on)}: {result.zip_path}")
     return 0

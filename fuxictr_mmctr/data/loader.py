@@ -10,7 +10,7 @@ exactly like the official challenge loader, and yields the same tuples::
     mask        (B, L) float32           1 where the history position holds an item
 
 The official collate runs a pandas ``.iloc`` per batch. Here the split is held once as NumPy
-arrays of the narrowest integer type (see :mod:`fuxictr_mmctr.schema`) and the item side as
+arrays of the narrowest integer type (see :mod:`fuxictr_mmctr.data.schema`) and the item side as
 arrays indexed by ``item_id``, so a batch is a handful of array gathers and no pandas work.
 
 With ``item_side="ids"`` the loader ships only ids (``item_dict = {"item_id": ...}``): the model
@@ -22,13 +22,13 @@ import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 import torch
 
-from .errors import ConfigError
-from .schema import (LABEL_COLUMN, SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
+from ..errors import ConfigError
+from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
                      read_item_info, read_split)
 
 logger = logging.getLogger(__name__)

@@ -56,7 +56,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import atomic_path
+from ..errors import ConfigError, MMCTRError
+from ..io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ _S_ITEMS, _S_USERS, _S_HIST, _S_CALIB, _S_TRAIN, _S_VALID, _S_TEST = range(7)
 _S_TAGS, _S_TITLES, _S_ITEM_EMB, _S_FEATURE, _S_SEQ, _S_SEQ_USERS, _S_IMAGES = range(7, 14)
 
 
-class SampleExistsError(FileExistsError):
+class SampleExistsError(MMCTRError, FileExistsError):
     """``out_dir`` already holds data that ``make_sample`` will not overwrite without ``force``."""
 
 
@@ -135,15 +136,15 @@ class SamplePreset:
     def __post_init__(self) -> None:
         per_cluster = (self.n_tags - 1 - _n_generic_tags(self.n_tags)) // max(self.n_clusters, 1)
         if per_cluster < N_ITEM_TAGS:
-            raise ValueError(f"n_tags={self.n_tags} leaves {per_cluster} tags per cluster for "
+            raise ConfigError(f"n_tags={self.n_tags} leaves {per_cluster} tags per cluster for "
                              f"{self.n_clusters} clusters; need at least {N_ITEM_TAGS}")
         if self.n_items < self.n_clusters:
-            raise ValueError("need at least one item per cluster")
+            raise ConfigError("need at least one item per cluster")
         if min(self.n_items, self.n_users, self.n_train, self.n_valid, self.n_test,
                self.n_seq) < 1:
-            raise ValueError(f"every count must be positive: {self}")
+            raise ConfigError(f"every count must be positive: {self}")
         if self.seq_len < 3:
-            raise ValueError("seq_len must be at least 3")
+            raise ConfigError("seq_len must be at least 3")
 
 
 PRESETS: Dict[str, SamplePreset] = {
@@ -837,7 +838,7 @@ def make_sample(out_dir: PathLike, preset: str = "default", seed: int = 2025,
             manifest, and ``force`` is False.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
     seed = int(seed)
     out_dir = Path(out_dir)
     if not force:
@@ -909,13 +910,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        info = make_sample(args.out, preset=args.preset, seed=args.seed,
-                           images=not args.no_images, force=args.force,
-                           item_vectors=not getattr(args, "no_item_vectors", False))
-    except SampleExistsError as exc:
-        logger.error("%s", exc)
-        return 2
+    info = make_sample(args.out, preset=args.preset, seed=args.seed,
+                       images=not args.no_images, force=args.force,
+                       item_vectors=not getattr(args, "no_item_vectors", False))
     state = "written" if info.created else "already present"
     print(f"Sample {state}: {info.data_dir} (preset {info.preset}, seed {info.seed}; "
           f"train {info.counts['train']}, valid {info.counts['valid']}, "

@@ -6,7 +6,7 @@ The official repository (reczoo/WWW2025_MMCTR_Challenge) trains with ``run_expid
 ``mmctr drop-in PATH`` changes that checkout so the unchanged scripts use this package:
 
 * ``src/__init__.py`` re-exports every model of :mod:`fuxictr_mmctr.models` and
-  ``src/mmctr_dataloader.py`` re-exports :class:`fuxictr_mmctr.dataloader.MMCTRDataLoader`.
+  ``src/mmctr_dataloader.py`` re-exports :class:`fuxictr_mmctr.data.loader.MMCTRDataLoader`.
   Importing them imports ``fuxictr_mmctr``, which restores the NumPy 1 aliases FuxiCTR 2.3.7
   needs. The rest of ``src/`` is left as it is.
 * ``config/mmctr_config/`` receives this package's model configs (every model) and a dataset
@@ -51,9 +51,9 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from . import __version__
-from .errors import ConfigError, DataValidationError
-from .io import atomic_path
+from .. import __version__
+from ..errors import ConfigError
+from ..io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ _SRC_LOADER = f'''{MARKER}
 # fuxictr_mmctr {{version}}: the package's vectorised loader (the official batch contract).
 # The official file is in ../{BACKUP_DIR}/src/; `mmctr drop-in <this folder> --undo` restores it.
 import fuxictr_mmctr  # noqa: F401  (restores the NumPy 1 aliases FuxiCTR 2.3.7 uses)
-from fuxictr_mmctr.dataloader import MMCTRDataLoader  # noqa: F401
+from fuxictr_mmctr import MMCTRDataLoader  # noqa: F401
 '''
 
 
@@ -116,7 +116,7 @@ class DropInResult:
 # --------------------------------------------------------------------------------------------
 def default_config_dir() -> Path:
     """This package's config folder (``config/mmctr_config`` of the source tree)."""
-    path = Path(__file__).resolve().parents[1] / "config" / CONFIG_NAME
+    path = Path(__file__).resolve().parents[1] / "configs" / CONFIG_NAME
     if not (path / "dataset_config.yaml").is_file():
         raise ConfigError(f"{path} not found: this install of fuxictr_mmctr has no config folder "
                           "beside it; pass --config PATH/TO/fuxictr_mmctr/config/mmctr_config "
@@ -182,7 +182,7 @@ def _pretrained(repo: Path, dataset_id: str, spec: dict, col: dict, jobs: list) 
     """Point ``col`` at an h5 pretrained file (converted from parquet when needed)."""
     from fuxictr.preprocess.tokenizer import load_pretrain_emb
 
-    from .preprocess import (_max_value, check_pretrained_h5, read_embedding_table)
+    from ..data.features import (_max_value, check_pretrained_h5, read_embedding_table)
 
     source = str(col["pretrained_emb"])
     file = _resolve(repo, source)
@@ -229,7 +229,7 @@ def explicit_dataset(repo: Path, dataset_id: str, spec: dict, jobs: list) -> dic
     Raises:
         _Skip: a file the spec needs is not under ``repo``.
     """
-    from .preprocess import _max_value
+    from ..data.features import _max_value
 
     spec = copy.deepcopy(spec)
     for col in spec.get("feature_cols", []):
@@ -393,7 +393,7 @@ def drop_in(path: PathLike, config_dir: Optional[PathLike] = None) -> DropInResu
             earlier drop-in in a way that makes the backup ambiguous.
         DataValidationError: a data file the configs need is malformed.
     """
-    from .models import MODELS
+    from ..models import MODELS
 
     repo = check_official_repo(path)
     source = Path(config_dir) if config_dir is not None else default_config_dir()
@@ -424,7 +424,7 @@ def drop_in(path: PathLike, config_dir: Optional[PathLike] = None) -> DropInResu
         backup_created = manifest is None
         if manifest is None:
             manifest = _make_backup(repo, backup)
-        from .preprocess import write_pretrained_h5
+        from ..data.features import write_pretrained_h5
 
         for rel, keys, values in jobs:
             write_pretrained_h5(_resolve(repo, rel), keys, values)
@@ -545,16 +545,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``mmctr drop-in``: 0 on success, 2 when refused."""
-    try:
-        if args.undo:
-            for line in undo(args.path):
-                print(line)
-            return 0
-        result = drop_in(args.path, config_dir=args.config)
-    except (ConfigError, DataValidationError) as exc:
-        logger.error("drop-in refused: %s", exc)
-        return 2
+    """Run ``mmctr drop-in``: 0 on success."""
+    if args.undo:
+        for line in undo(args.path):
+            print(line)
+        return 0
+    result = drop_in(args.path, config_dir=args.config)
     print(f"{result.repo}: src/ now exposes {', '.join(result.models)} and MMCTRDataLoader")
     print(f"configs: {result.config_dir} (datasets: {', '.join(result.datasets) or 'none'})")
     for dataset_id, reason in result.skipped.items():

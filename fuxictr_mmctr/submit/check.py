@@ -5,7 +5,7 @@ Usage::
     mmctr check-submission submission.zip --test data/MicroLens_1M_x1/test.parquet
 
 Prints ``OK`` with the row count and columns, or logs the first problem found and exits 2.
-The checks themselves live in :func:`fuxictr_mmctr.submission.check_submission_zip`.
+The checks themselves live in :func:`fuxictr_mmctr.submit.submission.check_submission_zip`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .submission import SubmissionError, check_submission_zip
+from .submission import check_submission_zip
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the check; returns 0 when the archive is accepted, 2 when it is refused."""
-    try:
-        report = check_submission_zip(args.zip, test_parquet=args.test)
-    except SubmissionError as exc:
-        logger.error("submission refused: %s", exc)
-        return 2
+    """Run the check; returns 0 when the archive is accepted."""
+    report = check_submission_zip(args.zip, test_parquet=args.test)
     print(f"OK {report.path}: {report.n_rows} rows, columns {list(report.columns)}")
     return 0

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from ..errors import ConfigError
+
 import torch
 from torch import nn
 
@@ -42,7 +44,7 @@ class MaskedHistoryPooling(nn.Module):
     def __init__(self, mode: str = "mean"):
         super().__init__()
         if mode not in self.MODES:
-            raise ValueError(f"history pooling {mode!r}: expected one of {self.MODES}")
+            raise ConfigError(f"history pooling {mode!r}: expected one of {self.MODES}")
         self.mode = mode
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -79,7 +81,7 @@ class CrossNetwork(nn.Module):
                  low_rank: int = 32, num_experts: int = 4):
         super().__init__()
         if cross_type not in self.TYPES:
-            raise ValueError(f"cross_type {cross_type!r}: expected one of {self.TYPES}")
+            raise ConfigError(f"cross_type {cross_type!r}: expected one of {self.TYPES}")
         self.cross_type = cross_type
         if cross_type == "matrix":
             self.cross = CrossNetV2(input_dim, num_layers)
@@ -127,11 +129,11 @@ class DCNHead(nn.Module):
                  mlp_hidden_units: Sequence[int] = (), dnn_activations="ReLU",
                  net_dropout: float = 0.0, batch_norm: bool = False,
                  output_activation: Optional[nn.Module] = None):
-        from .models.base import resolve_activations  # here: models import this module
+        from .base import resolve_activations  # here: models import this module
 
         super().__init__()
         if model_structure not in self.STRUCTURES:
-            raise ValueError(f"model_structure {model_structure!r}: expected one of "
+            raise ConfigError(f"model_structure {model_structure!r}: expected one of "
                              f"{self.STRUCTURES}")
         self.model_structure = model_structure
         self.crossnet = CrossNetwork(input_dim, num_cross_layers, cross_type, low_rank,
@@ -140,7 +142,7 @@ class DCNHead(nn.Module):
         def dnn(units):
             units = list(units)
             if not units:
-                raise ValueError(f"model_structure {model_structure!r} needs DNN hidden units")
+                raise ConfigError(f"model_structure {model_structure!r} needs DNN hidden units")
             return MLP_Block(input_dim=input_dim, output_dim=None, hidden_units=units,
                              hidden_activations=resolve_activations(dnn_activations, units),
                              dropout_rates=net_dropout, batch_norm=batch_norm)
@@ -209,10 +211,10 @@ class TransformerHistoryEncoder(nn.Module):
         super().__init__()
         d_model = 2 * item_dim
         if d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads} does not divide the transformer width "
+            raise ConfigError(f"num_heads={num_heads} does not divide the transformer width "
                              f"2 * item_dim = {d_model}")
         if first_k_cols < 1:
-            raise ValueError(f"first_k_cols={first_k_cols} must be >= 1")
+            raise ConfigError(f"first_k_cols={first_k_cols} must be >= 1")
         self.first_k_cols = int(first_k_cols)
         self.concat_max_pool = bool(concat_max_pool)
         self.reproduce_published_mask_bug = bool(reproduce_published_mask_bug)
