@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench test-fuxictr-latest clean
+.PHONY: demo test test-fast bench test-fuxictr-latest clean
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mmctr demo
 
-## The test suite (a few minutes on 2 CPU cores)
+## The test suite: unit tests then end-to-end tests (a few minutes on 2 CPU cores)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## The unit tests only (no training, no subprocess; well under a minute)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ## Benchmarks (print their figures side by side with the reference)
 bench: $(STAMP)

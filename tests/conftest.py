@@ -1,58 +1,19 @@
-"""Shared fixtures: hand-made MicroLens-shaped files small enough to reason about row by row."""
+"""Shared fixtures; the helpers they use are in helpers.py. Tests under e2e/ are marked slow."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_table(path: Path, columns: dict, types: dict | None = None) -> Path:
-    """Write ``columns`` (name -> list/array) as parquet with optional explicit arrow types."""
-    types = types or {}
-    arrays = {k: pa.array(list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v,
-                          type=types.get(k)) for k, v in columns.items()}
-    pq.write_table(pa.table(arrays), path)
-    return path
+from helpers import ITEM_TYPES, ROOT, make_item_info_columns, make_split_columns, point_config_at, write_table
 
 
-def make_split_columns(n_rows: int, n_items: int, seq_len: int, seed: int, label=True) -> dict:
-    """Columns of a valid split: left-padded histories, ids in range, 0/1 labels."""
-    rng = np.random.default_rng(seed)
-    seqs = np.zeros((n_rows, seq_len), dtype=np.int64)
-    for r in range(n_rows):
-        k = rng.integers(0, seq_len + 1)
-        if k:
-            seqs[r, seq_len - k:] = rng.integers(1, n_items + 1, size=k)
-    cols = {
-        "user_id": rng.integers(0, 30, size=n_rows),
-        "item_seq": [list(s) for s in seqs],
-        "likes_level": rng.integers(1, 11, size=n_rows),
-        "views_level": rng.integers(1, 11, size=n_rows),
-        "item_id": rng.integers(1, n_items + 1, size=n_rows),
-    }
-    if label:
-        cols["label"] = rng.integers(0, 2, size=n_rows)
-    return cols
-
-
-def make_item_info_columns(n_items: int, emb_dim: int = 128, n_tags: int = 15, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    tags = rng.integers(1, n_tags, size=(n_items + 1, 5))
-    tags[:, :2] = 0  # left padding
-    tags[0] = 0
-    emb = rng.normal(size=(n_items + 1, emb_dim)).astype(np.float32)
-    emb[0] = 0
-    return {"item_id": np.arange(n_items + 1), "item_tags": [list(t) for t in tags],
-            "item_emb_d128": [list(e) for e in emb]}
-
-
-ITEM_TYPES = {"item_emb_d128": pa.list_(pa.float32())}
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e/ trains a model or spawns a process: mark it ``slow``."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -85,8 +46,56 @@ def repo_config(tmp_path):
     return dst
 
 
-def point_config_at(config_dir: Path, data_root: Path) -> Path:
-    """Rewrite the sample datasets of a copied config/ to read from ``data_root``."""
-    path = Path(config_dir) / "mmctr_config" / "dataset_config.yaml"
-    path.write_text(path.read_text().replace("./data/sample/", f"{data_root}/"))
-    return Path(config_dir) / "mmctr_config"
+@pytest.fixture
+def handmade_config(repo_config, handmade, monkeypatch):
+    """config/ pointed at :func:`handmade`, run from its folder (checkpoints land in tmp)."""
+    monkeypatch.chdir(handmade.parent)
+    return point_config_at(repo_config, handmade.parent)
+
+
+@pytest.fixture(scope="module")
+def smoke_config(tiny_sample, tmp_path_factory):
+    """config/ copied once per module, its sample datasets pointed at the tiny sample."""
+    dst = tmp_path_factory.mktemp("smoke") / "config"
+    shutil.copytree(ROOT / "config", dst)
+    return point_config_at(dst, tiny_sample)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A tiny random CLIP saved with save_pretrained, loaded back with from_pretrained."""
+    folder = tmp_path_factory.mktemp("clip")
+    texts = ["red cat video", "blue dog clip", "funny cooking show", "tags: tag_1 tag_2"] * 5
+    from fuxictr_mmctr.embeddings.student import build_tiny_clip
+
+    build_tiny_clip(folder, texts, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_sample(tmp_path_factory):
+    """The tiny MicroLens-shaped sample (400 items with images), made once per module."""
+    from fuxictr_mmctr.data.sample import make_sample
+
+    root = tmp_path_factory.mktemp("sample")
+    make_sample(root, preset="tiny", seed=2025, images=True, item_vectors=False)
+    return root
+
+
+@pytest.fixture
+def sample_copy(image_sample, tmp_path):
+    """A private copy of :func:`image_sample` a test may change."""
+    dst = tmp_path / "data"
+    shutil.copytree(image_sample, dst)
+    return dst

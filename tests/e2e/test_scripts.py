@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, point_config_at
+from helpers import ROOT, point_config_at
 from sklearn.metrics import roc_auc_score
 
 from fuxictr_mmctr.submit.submission import check_submission_zip

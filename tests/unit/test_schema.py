@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import ITEM_TYPES, make_item_info_columns, make_split_columns, write_table
+from helpers import ITEM_TYPES, make_item_info_columns, make_split_columns, write_table
 
 from fuxictr_mmctr.errors import DataValidationError
 from fuxictr_mmctr.data.schema import (narrowest_int_dtype, read_item_info, read_split,

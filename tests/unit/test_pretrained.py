@@ -8,38 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ITEM_TYPES, make_item_info_columns, point_config_at, write_table
+from helpers import ITEM_TYPES, build_model, make_item_info_columns, pretrained_layer, write_table
 
 from fuxictr.pytorch.layers import PretrainedEmbedding
 
-from fuxictr_mmctr import compat
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import DataValidationError
 from fuxictr_mmctr.data.features import read_embedding_table
 
 
-@pytest.fixture
-def config_dir(repo_config, handmade, monkeypatch):
-    monkeypatch.chdir(handmade.parent)  # checkpoints/ and results land in tmp
-    return point_config_at(repo_config, handmade.parent)
-
-
-def build(config_dir, expid, **overrides):
-    params = experiment.load_params(config_dir, expid)
-    params.update(verbose=0, batch_size=16, epochs=1, **overrides)
-    feature_map = experiment.build_feature_map(params)
-    return params, feature_map, experiment.build_model(feature_map, params)
-
-
-def pretrained_layer(model) -> PretrainedEmbedding:
-    return model.embedding_layer.embedding_layer.embedding_layers["item_id"]
-
-
 # ------------------------------------------------------------------ registration
 
-def test_feature_map_registers_the_pretrained_embedding(config_dir, handmade):
-    params, feature_map, model = build(config_dir, "DIN_sample_pretrained")
+def test_feature_map_registers_the_pretrained_embedding(handmade_config, handmade):
+    params, feature_map, model = build_model(handmade_config, "DIN_sample_pretrained")
     spec = feature_map.features["item_id"]
     assert spec["pretrained_emb"] == "pretrained_item_id.h5"
     assert spec["pretrain_dim"] == 128 and spec["freeze_emb"] is True
@@ -58,14 +40,14 @@ def test_feature_map_registers_the_pretrained_embedding(config_dir, handmade):
                                rtol=1e-6)
 
 
-def test_another_column_of_another_file(config_dir, handmade, tmp_path):
+def test_another_column_of_another_file(handmade_config, handmade, tmp_path):
     cols = make_item_info_columns(12, emb_dim=128, seed=9)
     write_table(tmp_path / "item_emb.parquet",
                 {"item_id": cols["item_id"][1:], "item_emb_d128_v3": cols["item_emb_d128"][1:]},
                 {"item_emb_d128_v3": ITEM_TYPES["item_emb_d128"]})
     spec = {"name": "item_id", "pretrained_emb": str(tmp_path / "item_emb.parquet"),
             "pretrained_emb_column": "item_emb_d128_v3"}
-    params = experiment.load_params(config_dir, "DIN_sample_pretrained")
+    params = experiment.load_params(handmade_config, "DIN_sample_pretrained")
     for col in params["feature_cols"]:
         if col["name"] == "item_id":
             col.update(spec)
@@ -78,25 +60,9 @@ def test_another_column_of_another_file(config_dir, handmade, tmp_path):
 
 # ------------------------------------------------------------------ frozen means frozen
 
-def _train_one_epoch(params, feature_map, model):
-    train_gen, valid_gen = compat.rank_data_loaders(feature_map, "train",
-                                                    **experiment._loader_params(params))
-    model.fit(train_gen, validation_data=valid_gen, **params)
 
-
-def test_frozen_table_does_not_change_and_is_not_optimised(config_dir):
-    params, feature_map, model = build(config_dir, "DIN_sample_pretrained",
-                                       embedding_regularizer=1.0e-2)
-    table = pretrained_layer(model).pretrain_embedding.weight
-    before = table.detach().clone()
-    optimised = {id(p) for group in model.optimizer.param_groups for p in group["params"]}
-    assert id(table) not in optimised and not table.requires_grad
-    _train_one_epoch(params, feature_map, model)
-    assert torch.equal(pretrained_layer(model).pretrain_embedding.weight, before)
-
-
-def test_regulariser_skips_the_frozen_table(config_dir):
-    params, feature_map, model = build(config_dir, "DIN_sample_pretrained",
+def test_regulariser_skips_the_frozen_table(handmade_config):
+    params, feature_map, model = build_model(handmade_config, "DIN_sample_pretrained",
                                        embedding_regularizer=1.0, net_regularizer=0)
     reg = model.regularization_loss()
     with torch.no_grad():
@@ -104,19 +70,10 @@ def test_regulariser_skips_the_frozen_table(config_dir):
     assert torch.isclose(model.regularization_loss(), reg)
 
 
-def test_finetuned_table_changes(config_dir):
-    params, feature_map, model = build(config_dir, "DIN_sample_pretrained_finetune")
-    table = pretrained_layer(model).pretrain_embedding.weight
-    assert table.requires_grad
-    before = table.detach().clone()
-    _train_one_epoch(params, feature_map, model)
-    assert not torch.equal(pretrained_layer(model).pretrain_embedding.weight, before)
-
-
 @pytest.mark.parametrize("expid,usage", [("DIN_sample_pretrained_sum", "sum"),
                                          ("DIN_sample_pretrained_concat", "concat")])
-def test_usage_options_build_and_run(config_dir, expid, usage):
-    params, feature_map, model = build(config_dir, expid)
+def test_usage_options_build_and_run(handmade_config, expid, usage):
+    params, feature_map, model = build_model(handmade_config, expid)
     assert pretrained_layer(model).pretrain_usage == usage
     loader = MMCTRDataLoader(feature_map, params["train_data"], item_info=params["item_info"],
                              batch_size=8, item_side="ids")
@@ -126,10 +83,10 @@ def test_usage_options_build_and_run(config_dir, expid, usage):
 # ------------------------------------------------------------------ the two item-side modes
 
 @pytest.mark.parametrize("expid", ["DIN_sample", "DIN_sample_pretrained"])
-def test_ids_and_features_delivery_give_the_same_output(config_dir, expid):
+def test_ids_and_features_delivery_give_the_same_output(handmade_config, expid):
     """Device-side gathering (ids) equals loader-side gathering for the same weights."""
-    params, feature_map, ids_model = build(config_dir, expid, item_side="ids")
-    _, _, features_model = build(config_dir, expid, item_side="features")
+    params, feature_map, ids_model = build_model(handmade_config, expid, item_side="ids")
+    _, _, features_model = build_model(handmade_config, expid, item_side="features")
     features_model.load_state_dict(ids_model.state_dict())
     ids_model.eval(), features_model.eval()
     kwargs = dict(item_info=params["item_info"], batch_size=40, max_len=params["max_len"])
@@ -142,8 +99,8 @@ def test_ids_and_features_delivery_give_the_same_output(config_dir, expid):
                                    features_model(by_features)["y_pred"])
 
 
-def test_checkpoint_excludes_device_tables(config_dir):
-    _, _, model = build(config_dir, "DIN_sample", item_side="ids")
+def test_checkpoint_excludes_device_tables(handmade_config):
+    _, _, model = build_model(handmade_config, "DIN_sample", item_side="ids")
     assert model.item_tables == ["item_tags", "item_emb_d128"]
     assert not any(k.startswith("item_table_") for k in model.state_dict())
 
@@ -200,12 +157,12 @@ def test_nonzero_padding_row(tmp_path):
         read_embedding_table(_bad_item_emb(tmp_path, item_emb_d128=emb), "item_emb_d128")
 
 
-def test_bad_table_fails_before_training_and_leaves_no_partial_file(config_dir, handmade):
+def test_bad_table_fails_before_training_and_leaves_no_partial_file(handmade_config, handmade):
     emb = make_item_info_columns(12, emb_dim=128)["item_emb_d128"]
     emb[5] = [np.inf] * 128
     write_table(handmade / "item_info.parquet",
                 dict(make_item_info_columns(12, emb_dim=128), item_emb_d128=emb), ITEM_TYPES)
-    params = experiment.load_params(config_dir, "DIN_sample_pretrained")
+    params = experiment.load_params(handmade_config, "DIN_sample_pretrained")
     with pytest.raises(DataValidationError, match="item_info.parquet, column 'item_emb_d128', "
                                                   "row 5: NaN or inf"):
         experiment.build_feature_map(params)
@@ -214,13 +171,13 @@ def test_bad_table_fails_before_training_and_leaves_no_partial_file(config_dir, 
     assert not [n for n in leftovers if n.endswith(".h5") or n.startswith(".")]
 
 
-def test_vocab_of_a_categorical_user_id_covers_every_split(config_dir, handmade):
+def test_vocab_of_a_categorical_user_id_covers_every_split(handmade_config, handmade):
     from conftest import make_split_columns
 
     cols = make_split_columns(20, 12, 6, seed=4, label=False)
     cols["user_id"][7] = 95  # a user first seen in test
     write_table(handmade / "test.parquet", cols)
-    params = experiment.load_params(config_dir, "DIN_sample")
+    params = experiment.load_params(handmade_config, "DIN_sample")
     for col in params["feature_cols"]:
         if col["name"] == "user_id":
             col["type"] = "categorical"

@@ -1,7 +1,6 @@
 """Model-level tests: the registry, and every registered model's forward/backward on a batch."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from test_dataloader import feature_map_for

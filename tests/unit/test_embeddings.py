@@ -3,9 +3,6 @@ tiny CLIP saved to disk and loaded through ``from_pretrained``, and ``mmctr buil
 end to end on the tiny sample."""
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import build_embeddings_cli, item_texts, linear_views, write_images
+
 from fuxictr_mmctr.errors import DataValidationError
-from fuxictr_mmctr.embeddings import cli as emb_cli
 from fuxictr_mmctr.embeddings.data import SequenceCorpus, read_item_side
 from fuxictr_mmctr.embeddings.export import check_vectors, report_path_for, write_item_info
 from fuxictr_mmctr.embeddings.fusion import (SRC_FUSED, SRC_STUDENT, SRC_TEACHER, FusionConfig,
@@ -23,9 +21,9 @@ from fuxictr_mmctr.embeddings.projector import ProjectorConfig, distill_loss, tr
 from fuxictr_mmctr.embeddings.student import (IMAGE_CORRUPT, IMAGE_MISSING, IMAGE_OK,
                                               ClipUnavailableError, FastImageTransform,
                                               FeatureCache, StudentConfig,
-                                              build_tiny_clip, cache_fingerprint, clip_dim,
+                                              cache_fingerprint, clip_dim,
                                               extract_clip_features, load_clip)
-from fuxictr_mmctr.embeddings.teacher import (IMPUTED, NONE, SEQUENCE, TeacherConfig,
+from fuxictr_mmctr.embeddings.teacher import (TeacherConfig,
                                               impute_from_tags, l2_normalize, train_teacher)
 
 # ============================================================================ fixtures
@@ -54,41 +52,7 @@ def _write_seq(path: Path, seqs, width: int = 10) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core box."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    """A tiny random CLIP saved with save_pretrained, loaded back with from_pretrained."""
-    folder = tmp_path_factory.mktemp("clip")
-    texts = ["red cat video", "blue dog clip", "funny cooking show", "tags: tag_1 tag_2"] * 5
-    build_tiny_clip(folder, texts, seed=0)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    """The tiny MicroLens-shaped sample (400 items with images), made once per module."""
-    from fuxictr_mmctr.data.sample import make_sample
-
-    root = tmp_path_factory.mktemp("sample")
-    make_sample(root, preset="tiny", seed=2025, images=True, item_vectors=False)
-    return root
-
-
-@pytest.fixture
-def sample_copy(sample, tmp_path):
-    dst = tmp_path / "data"
-    shutil.copytree(sample, dst)
-    return dst
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ============================================================================ teacher
@@ -105,24 +69,6 @@ def test_impute_from_tags_is_the_mean_of_tag_means():
     np.testing.assert_allclose(out[4], want, atol=1e-6)
     assert not out[5].any()            # tag 9 is carried by no known item: no vector
     assert not out[1:4].any()          # known rows are left to the caller
-
-
-def test_teacher_learns_imputes_and_flags():
-    rng = np.random.default_rng(0)
-    n = 30
-    tags = np.zeros((n + 1, 3), np.int64)
-    tags[1:, -1] = 1 + (np.arange(n) % 4)   # 4 tags over all items
-    tags[29, -1] = 7                        # item 29: a tag no known item has
-    seqs = [[str(x) for x in rng.integers(1, 26, 8)] for _ in range(200)]   # items 1..25 only
-    res = train_teacher(seqs, tags, TeacherConfig(dim=16, vector_size=16, epochs=2, workers=1))
-    assert res.vectors.shape == (n + 1, 16) and res.vectors.dtype == np.float32
-    assert (res.source[1:26] == SEQUENCE).all()
-    assert (res.source[26:29] == IMPUTED).all()
-    assert res.source[29] == NONE and res.source[30] == IMPUTED and res.source[0] == NONE
-    norms = np.linalg.norm(res.vectors, axis=1)
-    np.testing.assert_allclose(norms[res.mask], 1.0, atol=1e-5)
-    assert not res.vectors[0].any() and not res.vectors[29].any()
-    assert res.counts() == {"sequence": 25, "imputed": 4, "none": 1}
 
 
 def test_teacher_needs_sequences():
@@ -162,36 +108,8 @@ def test_distill_loss_values():
     assert float(distill_loss(t, t, 0.1, 1.0)) < float(distill_loss(t.roll(1, 0), t, 0.1, 1.0))
 
 
-def _linear_views(n=300, p=24, d=8, seed=0):
-    rng = np.random.default_rng(seed)
-    s = rng.normal(size=(n + 1, p)).astype(np.float32)
-    t = l2_normalize(s @ rng.normal(size=(p, d)).astype(np.float32))
-    s[0] = t[0] = 0
-    mask = np.ones(n + 1, bool)
-    mask[0] = False
-    return s, t, mask
-
-
-def test_projector_loss_decreases_and_generalises():
-    s, t, mask = _linear_views()
-    t_mask = mask.copy()
-    t_mask[250:] = False                                       # cold items: no teacher
-    cfg = ProjectorConfig(hidden_units=(32,), out_dim=8, epochs=25, patience=25, batch_size=64,
-                          learning_rate=3e-3, dropout=0.0, seed=1, progress=False)
-    res = train_projector(s, mask, t, t_mask, cfg)
-    assert res.train_losses[-1] < 0.5 * res.train_losses[0]
-    assert res.val_cosine > 0.8
-    assert res.n_val == 25 and res.n_train == 224
-    cold_cos = (res.vectors[250:] * t[250:]).sum(1).mean()     # never trained on
-    assert cold_cos > 0.7
-    np.testing.assert_allclose(np.linalg.norm(res.vectors[1:], axis=1), 1.0, atol=1e-5)
-    assert not res.vectors[0].any()
-    again = train_projector(s, mask, t, t_mask, cfg)           # seeded
-    np.testing.assert_allclose(again.vectors, res.vectors, atol=1e-6)
-
-
 def test_projector_needs_pairs():
-    s, t, mask = _linear_views(n=5, d=128)
+    s, t, mask = linear_views(n=5, d=128)
     none = np.zeros_like(mask)
     with pytest.raises(ValueError, match="at least 2"):
         train_projector(s, mask, t, none, ProjectorConfig(progress=False))
@@ -287,35 +205,6 @@ def test_export_keeps_other_columns_and_checks_vectors(tmp_path):
 # ============================================================================ student
 
 
-def _write_images(folder: Path, n: int, seed: int = 0):
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(1, n + 1):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
-
-
-def _texts(n):
-    return [""] + [f"item {i} title" for i in range(1, n + 1)]
-
-
-def _counting(model):
-    calls = {"text": 0, "image": 0}
-    text_fn, image_fn = model.get_text_features, model.get_image_features
-
-    def text(*a, **k):
-        calls["text"] += 1
-        return text_fn(*a, **k)
-
-    def image(*a, **k):
-        calls["image"] += 1
-        return image_fn(*a, **k)
-
-    model.get_text_features, model.get_image_features = text, image
-    return calls
-
-
 def test_tiny_clip_loads_through_from_pretrained(tiny_clip):
     model, processor = load_clip(str(tiny_clip))
     assert clip_dim(model) == 512 and not model.training
@@ -349,7 +238,7 @@ def test_bad_images_fall_back_to_text(tiny_clip, tmp_path, fast):
 
     n = 9
     img = tmp_path / "item_images"
-    _write_images(img, n)
+    write_images(img, n)
     Image.new("L", (50, 30), 128).save(img / "1.jpg")                    # grayscale
     Image.new("RGBA", (30, 30), (10, 20, 30, 40)).save(img / "2.jpg".replace(".jpg", ".png"))
     (img / "2.png").rename(img / "2.jpg")                                 # RGBA (png bytes)
@@ -358,7 +247,7 @@ def test_bad_images_fall_back_to_text(tiny_clip, tmp_path, fast):
     (img / "5.jpg").unlink()                                              # missing
     data = (img / "6.jpg").read_bytes()
     (img / "6.jpg").write_bytes(data[: len(data) // 3])                   # truncated
-    texts = _texts(n)
+    texts = item_texts(n)
     texts[8] = ""                                                         # empty title
     model, processor = load_clip(str(tiny_clip))
     cache = FeatureCache(tmp_path / "cache", n + 1, clip_dim(model),
@@ -382,7 +271,7 @@ def test_bad_images_fall_back_to_text(tiny_clip, tmp_path, fast):
 
 def test_missing_image_folder_falls_back_to_text(tiny_clip, tmp_path):
     n = 5
-    texts = _texts(n)
+    texts = item_texts(n)
     model, processor = load_clip(str(tiny_clip))
     cache = FeatureCache(tmp_path / "cache", n + 1, clip_dim(model), {"x": 1})
     res = extract_clip_features(model, processor, texts, tmp_path / "no_images", cache,
@@ -390,142 +279,12 @@ def test_missing_image_folder_falls_back_to_text(tiny_clip, tmp_path):
     assert res.complete and res.counts()["image_missing"] == n
 
 
-def test_killed_run_resumes_without_re_encoding(tiny_clip, tmp_path):
-    n = 22
-    img = tmp_path / "item_images"
-    _write_images(img, n)
-    texts = _texts(n)
-    model, processor = load_clip(str(tiny_clip))
-    fp = cache_fingerprint(str(tiny_clip), texts, img)
-    cfg = StudentConfig(batch_size=4, num_workers=2, progress=False)
-
-    calls = _counting(model)
-    first = extract_clip_features(model, processor, texts, img,
-                                  FeatureCache(tmp_path / "cache", n + 1, 512, fp),
-                                  StudentConfig(**{**cfg.__dict__, "max_batches": 3}))
-    assert not first.complete and first.batches == 3 and calls == {"text": 3, "image": 3}
-    assert first.done[1:].sum() == 12
-
-    calls = _counting(model)                            # "rerun": a fresh cache object
-    second = extract_clip_features(model, processor, texts, img,
-                                   FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
-    assert second.complete and second.batches == 3 and calls == {"text": 3, "image": 3}
-    both = np.concatenate([first.encoded_items, second.encoded_items])
-    assert sorted(both) == list(range(1, n + 1))        # every item exactly once
-
-    full = extract_clip_features(model, processor, texts, img,
-                                 FeatureCache(tmp_path / "fresh", n + 1, 512, fp), cfg)
-    np.testing.assert_allclose(second.text, full.text, atol=1e-3)
-    np.testing.assert_allclose(second.image, full.image, atol=1e-3)
-
-    calls = _counting(model)                            # nothing left to do
-    third = extract_clip_features(model, processor, texts, img,
-                                  FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
-    assert third.batches == 0 and calls == {"text": 0, "image": 0} and third.complete
-
-    other = FeatureCache(tmp_path / "cache", n + 1, 512, dict(fp, texts_sha1="changed"))
-    assert not other.done.any()                         # other inputs: start afresh
-
-
 # ============================================================================ end to end
 
 
-def _args(*argv):
-    parser = argparse.ArgumentParser()
-    emb_cli.add_arguments(parser)
-    return parser.parse_args([str(a) for a in argv])
-
-
-def _main(*argv):
-    """``mmctr build-embeddings ARGV`` through the one error handler of the command line."""
-    from fuxictr_mmctr import cli
-
-    return cli.main(["build-embeddings", *[str(a) for a in argv]])
-
-
-def _read_vectors(path):
-    table = pq.read_table(path)
-    return table, np.array(table.column("item_emb_d128").to_pylist(), np.float32)
-
-
-def test_build_embeddings_end_to_end(sample_copy):
-    data = sample_copy
-    info = data / "MicroLens_1M_x1" / "item_info.parquet"
-    # bad input on top of the sample: ids unknown to item_info in item_seq, null/empty titles,
-    # missing and unreadable images
-    seq = pq.read_table(data / "item_seq.parquet")
-    rows = seq.column("item_seq").to_pylist()
-    rows[0][-1] = 10_000
-    seq = seq.set_column(seq.column_names.index("item_seq"), "item_seq",
-                         pa.array(rows, seq.schema.field("item_seq").type))
-    pq.write_table(seq, data / "item_seq.parquet")
-    feat = pq.read_table(data / "item_feature.parquet")
-    titles = feat.column("item_title").to_pylist()
-    titles[0], titles[1] = None, "  "
-    feat = feat.set_column(feat.column_names.index("item_title"), "item_title",
-                           pa.array(titles, pa.string()))
-    pq.write_table(feat, data / "item_feature.parquet")
-    (data / "item_images" / "7.jpg").unlink()
-    (data / "item_images" / "8.jpg").write_bytes(b"\xff\xd8garbage")
-    before = pq.read_table(info)
-
-    common = ["--data-dir", data, "--tiny-clip", "--w2v-epochs", 2, "--projector-epochs", 5,
-              "--batch-size", 128, "--num-workers", 0, "--no-progress"]
-    # killed during CLIP extraction: nothing written, rerun resumes
-    assert emb_cli.run(_args(*common, "--max-batches", 1)) == 3
-    out = info.with_name("item_info_task1.parquet")
-    assert not out.exists()
-    assert emb_cli.run(_args(*common)) == 0
-
-    table, vec = _read_vectors(out)
-    assert table.num_rows == before.num_rows
-    for name in before.column_names:
-        if name != "item_emb_d128":
-            assert table.column(name).equals(before.column(name)), name
-    assert pq.read_table(info).equals(before)                  # input untouched
-    assert not vec[0].any() and np.isfinite(vec).all()
-    np.testing.assert_allclose(np.linalg.norm(vec[1:], axis=1), 1.0, atol=1e-3)
-    rep = json.loads(report_path_for(out).read_text())
-    src = rep["sources"]
-    assert src["items"] == 400 and src["image_missing"] == 1 and src["image_corrupt"] == 1
-    assert src["image_fallback"] == 2
-    assert src["teacher"] + src["imputed"] + src["no_teacher"] == 400
-    assert rep["item_seq"]["unknown_item_tokens"] == 1
-    assert rep["text"]["empty_titles"] >= 2
-    assert -1 <= rep["projector"]["val_cosine"] <= 1
-    assert 0 <= rep["gate"]["min"] <= rep["gate"]["mean"] <= rep["gate"]["max"] <= 1
-    assert rep["tiny_clip"] is True
-
-    # another fusion reuses the CLIP cache; refuses to overwrite the input without the flag
-    alt = data / "alt.parquet"
-    assert emb_cli.run(_args(*common, "--fusion", "pca", "--out", alt,
-                             "--work-dir", out.with_name("item_info_task1_work"))) == 0
-    _, pca_vec = _read_vectors(alt)
-    assert not np.allclose(pca_vec, vec)
-    assert _main(*common, "--out", info) == 2
-    assert pq.read_table(info).equals(before)
-    # ... and does, once asked, keeping every other column
-    assert emb_cli.run(_args(*common, "--fusion", "teacher", "--out", info, "--overwrite-input",
-                             "--work-dir", out.with_name("item_info_task1_work"))) == 0
-    table, vec = _read_vectors(info)
-    assert table.column("item_tags").equals(before.column("item_tags"))
-    check_vectors(vec, info)
-
-
 def test_cli_names_missing_inputs(tmp_path):
-    assert _main("--data-dir", tmp_path, "--tiny-clip", "--no-progress") == 2
+    assert build_embeddings_cli("--data-dir", tmp_path, "--tiny-clip", "--no-progress") == 2
     with pytest.raises(DataValidationError, match="item_info.parquet: file not found"):
         read_item_side(tmp_path / "MicroLens_1M_x1" / "item_info.parquet", None)
 
 
-def test_runs_as_mmctr_build_embeddings(sample_copy, tmp_path):
-    from fuxictr_mmctr import cli
-
-    assert cli.COMMANDS["build-embeddings"][0] == "fuxictr_mmctr.embeddings.cli"
-    out = tmp_path / "emb.parquet"
-    rc = cli.main(["build-embeddings", "--data-dir", str(sample_copy), "--tiny-clip",
-                   "--fusion", "student", "--out", str(out), "--w2v-epochs", "1",
-                   "--projector-epochs", "2", "--num-workers", "0", "--no-progress"])
-    assert rc == 0
-    _, vec = _read_vectors(out)
-    check_vectors(vec, out)

@@ -6,27 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from fuxictr.features import FeatureMap
+from helpers import feature_map_for
+
 
 from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import ConfigError, DataValidationError
-
-
-def feature_map_for(item_dim=128, user_as_feature=False):
-    fm = FeatureMap("handmade", "/nonexistent")
-    fm.labels = ["label"]
-    fm.features = {
-        "user_id": ({"type": "categorical", "source": "user", "vocab_size": 30}
-                    if user_as_feature else {"type": "meta"}),
-        "item_seq": {"type": "meta"},
-        "likes_level": {"type": "categorical", "source": "", "vocab_size": 11},
-        "views_level": {"type": "categorical", "source": "", "vocab_size": 11},
-        "item_id": {"type": "categorical", "source": "item", "vocab_size": 13},
-        "item_tags": {"type": "sequence", "source": "item", "vocab_size": 15, "max_len": 5,
-                      "feature_encoder": "layers.MaskedAveragePooling()"},
-        "item_emb_d128": {"type": "embedding", "source": "item", "embedding_dim": item_dim},
-    }
-    return fm
 
 
 def reference_batch(split_path, item_info_path, rows, max_len, with_label=True):
@@ -158,45 +142,3 @@ def test_missing_item_info_is_a_config_error(handmade):
         MMCTRDataLoader(feature_map_for(), handmade / "train.parquet")
 
 
-def test_a_model_written_for_the_official_loader_trains_on_it(handmade, tmp_path):
-    """A FuxiCTR BaseModel that unpacks batches the way the official challenge models do."""
-    from fuxictr.pytorch.layers import FeatureEmbedding, MLP_Block
-    from fuxictr.pytorch.models import BaseModel
-
-    class OfficialStyle(BaseModel):
-        def __init__(self, feature_map, **kwargs):
-            super().__init__(feature_map, model_id="official_style", **kwargs)
-            self.embedding_layer = FeatureEmbedding(feature_map, 4)
-            self.item_dim = 4 + 4 + 128
-            self.mlp = MLP_Block(input_dim=8 + 2 * self.item_dim, output_dim=1,
-                                 hidden_units=[8], output_activation=self.output_activation)
-            self.compile(kwargs["optimizer"], kwargs["loss"], 1.0e-2)
-            self.reset_parameters()
-            self.model_to_device()
-
-        def forward(self, inputs):
-            batch_dict, item_dict, mask = inputs
-            X = {k: v for k, v in batch_dict.items()
-                 if k not in self.feature_map.labels
-                 and self.feature_map.features[k]["type"] != "meta"}
-            row = self.embedding_layer(X, flatten_emb=True)
-            items = self.embedding_layer(item_dict, flatten_emb=True)
-            items = items.view(mask.shape[0], -1, self.item_dim)
-            history = (items[:, :-1] * mask.unsqueeze(-1)).sum(1) / (mask.sum(1, keepdim=True)
-                                                                      + 1e-9)
-            return {"y_pred": self.mlp(torch.cat([row, items[:, -1], history], -1))}
-
-        def get_labels(self, inputs):
-            return inputs[0]["label"].float().view(-1, 1)
-
-    fm = feature_map_for()
-    (tmp_path / fm.dataset_id).mkdir()  # FuxiCTR's own save_weights does not create it
-    model = OfficialStyle(fm, model_root=str(tmp_path), metrics=["AUC", "logloss"], verbose=0,
-                          optimizer="adam", loss="binary_crossentropy")
-    loader = MMCTRDataLoader(fm, handmade / "train.parquet",
-                             item_info=handmade / "item_info.parquet", batch_size=8, max_len=6,
-                             shuffle=True)
-    valid = MMCTRDataLoader(fm, handmade / "valid.parquet",
-                            item_info=handmade / "item_info.parquet", batch_size=8, max_len=6)
-    model.fit(loader, validation_data=valid, epochs=1)
-    assert model.predict(valid).shape == (20,)

@@ -1,14 +1,14 @@
 """Configs are data: every YAML under config/ loads, with the types the code expects."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT
 
 from fuxictr_mmctr.models import MODELS
 
-CONFIG = Path(__file__).resolve().parents[1] / "config"
+CONFIG = ROOT / "config"
 YAMLS = sorted(p for p in CONFIG.rglob("*.yaml"))
 MODEL_CONFIGS = [p for p in YAMLS if p.name == "model_config.yaml" or p.parent.name == "model_config"]
 DATASET_CONFIGS = [p for p in YAMLS if p.name == "dataset_config.yaml"]

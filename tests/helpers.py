@@ -1,0 +1,127 @@
+"""Shared test helpers: hand-made MicroLens-shaped files small enough to reason about row by row,
+config copies pointed at test data, models built from a config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_table(path: Path, columns: dict, types: dict | None = None) -> Path:
+    """Write ``columns`` (name -> list/array) as parquet with optional explicit arrow types."""
+    types = types or {}
+    arrays = {k: pa.array(list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v,
+                          type=types.get(k)) for k, v in columns.items()}
+    pq.write_table(pa.table(arrays), path)
+    return path
+
+
+def make_split_columns(n_rows: int, n_items: int, seq_len: int, seed: int, label=True) -> dict:
+    """Columns of a valid split: left-padded histories, ids in range, 0/1 labels."""
+    rng = np.random.default_rng(seed)
+    seqs = np.zeros((n_rows, seq_len), dtype=np.int64)
+    for r in range(n_rows):
+        k = rng.integers(0, seq_len + 1)
+        if k:
+            seqs[r, seq_len - k:] = rng.integers(1, n_items + 1, size=k)
+    cols = {
+        "user_id": rng.integers(0, 30, size=n_rows),
+        "item_seq": [list(s) for s in seqs],
+        "likes_level": rng.integers(1, 11, size=n_rows),
+        "views_level": rng.integers(1, 11, size=n_rows),
+        "item_id": rng.integers(1, n_items + 1, size=n_rows),
+    }
+    if label:
+        cols["label"] = rng.integers(0, 2, size=n_rows)
+    return cols
+
+
+def make_item_info_columns(n_items: int, emb_dim: int = 128, n_tags: int = 15, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    tags = rng.integers(1, n_tags, size=(n_items + 1, 5))
+    tags[:, :2] = 0  # left padding
+    tags[0] = 0
+    emb = rng.normal(size=(n_items + 1, emb_dim)).astype(np.float32)
+    emb[0] = 0
+    return {"item_id": np.arange(n_items + 1), "item_tags": [list(t) for t in tags],
+            "item_emb_d128": [list(e) for e in emb]}
+
+
+ITEM_TYPES = {"item_emb_d128": pa.list_(pa.float32())}
+
+
+def point_config_at(config_dir: Path, data_root: Path) -> Path:
+    """Rewrite the sample datasets of a copied config/ to read from ``data_root``."""
+    path = Path(config_dir) / "mmctr_config" / "dataset_config.yaml"
+    path.write_text(path.read_text().replace("./data/sample/", f"{data_root}/"))
+    return Path(config_dir) / "mmctr_config"
+
+
+def build_model(config_dir, expid, **overrides):
+    """``(params, feature_map, model)`` of ``expid``, built as run_expid.py would (no training)."""
+    from fuxictr_mmctr.train import experiment
+
+    params = experiment.load_params(config_dir, expid)
+    params.update(verbose=0, batch_size=16, epochs=1, **overrides)
+    feature_map = experiment.build_feature_map(params)
+    return params, feature_map, experiment.build_model(feature_map, params)
+
+
+def pretrained_layer(model):
+    """FuxiCTR's ``PretrainedEmbedding`` of ``item_id`` inside a model."""
+    return model.embedding_layer.embedding_layer.embedding_layers["item_id"]
+
+
+def linear_views(n=300, p=24, d=8, seed=0):
+    from fuxictr_mmctr.embeddings.teacher import l2_normalize
+
+    rng = np.random.default_rng(seed)
+    s = rng.normal(size=(n + 1, p)).astype(np.float32)
+    t = l2_normalize(s @ rng.normal(size=(p, d)).astype(np.float32))
+    s[0] = t[0] = 0
+    mask = np.ones(n + 1, bool)
+    mask[0] = False
+    return s, t, mask
+
+
+def write_images(folder: Path, n: int, seed: int = 0):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(1, n + 1):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+
+
+def item_texts(n):
+    return [""] + [f"item {i} title" for i in range(1, n + 1)]
+
+
+def build_embeddings_cli(*argv):
+    """``mmctr build-embeddings ARGV`` through the one error handler of the command line."""
+    from fuxictr_mmctr import cli
+
+    return cli.main(["build-embeddings", *[str(a) for a in argv]])
+
+
+def feature_map_for(item_dim=128, user_as_feature=False):
+    from fuxictr.features import FeatureMap
+
+    fm = FeatureMap("handmade", "/nonexistent")
+    fm.labels = ["label"]
+    fm.features = {
+        "user_id": ({"type": "categorical", "source": "user", "vocab_size": 30}
+                    if user_as_feature else {"type": "meta"}),
+        "item_seq": {"type": "meta"},
+        "likes_level": {"type": "categorical", "source": "", "vocab_size": 11},
+        "views_level": {"type": "categorical", "source": "", "vocab_size": 11},
+        "item_id": {"type": "categorical", "source": "item", "vocab_size": 13},
+        "item_tags": {"type": "sequence", "source": "item", "vocab_size": 15, "max_len": 5,
+                      "feature_encoder": "layers.MaskedAveragePooling()"},
+        "item_emb_d128": {"type": "embedding", "source": "item", "embedding_dim": item_dim},
+    }
+    return fm
