@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--w2v-epochs", type=int, default=TeacherConfig.epochs)
     m.add_argument("--projector-epochs", type=int, default=ProjectorConfig.epochs)
     m.add_argument("--seed", type=int, default=2024)
+    m.add_argument("--w2v-workers", type=int, default=TeacherConfig.workers,
+                   help="Word2Vec threads (default 1: the same command gives the same file; "
+                   "more are faster but not reproducible)")
     r = parser.add_argument_group("resources")
     r.add_argument("--batch-size", type=int, default=StudentConfig.batch_size,
                    help="CLIP batch size")
@@ -71,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         item_feature=args.item_feature, item_info=args.item_info, out=args.out,
         work_dir=args.work_dir, fusion=args.fusion, tiny_clip=args.tiny_clip,
         overwrite_input=args.overwrite_input, keep_mod=args.keep_mod, seed=args.seed,
-        teacher=TeacherConfig(epochs=args.w2v_epochs, seed=args.seed),
+        teacher=TeacherConfig(epochs=args.w2v_epochs, seed=args.seed, workers=args.w2v_workers),
         student=StudentConfig(clip=args.clip, batch_size=args.batch_size,
                               num_workers=args.num_workers, device=args.device,
                               max_batches=args.max_batches,

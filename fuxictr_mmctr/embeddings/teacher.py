@@ -8,6 +8,7 @@ posing as data.
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -35,7 +36,10 @@ class TeacherConfig:
         negative: negative samples. Default: 5.
         sample: down-sampling threshold of frequent items. Default: 1.0e-3.
         epochs: passes over the sequences. Default: 5.
-        workers: gensim worker threads. Default: 2.
+        workers: gensim worker threads. Default: 1: gensim's threads race for the shared
+            weights and the learning-rate schedule, so only one worker gives the same vectors
+            for the same seed (with 1, the output is bit-identical run to run on the same
+            machine and library versions). More workers are faster and not reproducible.
         seed: random seed of gensim and PCA. Default: 2024.
         impute_from_tags: impute items missing from the sequences from their tags.
             Default: True.
@@ -49,7 +53,7 @@ class TeacherConfig:
     negative: int = 5
     sample: float = 1.0e-3
     epochs: int = 5
-    workers: int = 2
+    workers: int = 1
     seed: int = 2024
     impute_from_tags: bool = True
 
@@ -106,12 +110,21 @@ def pca_reduce(x: np.ndarray, dim: int, seed: int) -> Tuple[np.ndarray, float]:
     return l2_normalize(out), float(pca.explained_variance_ratio_.sum())
 
 
+def stable_hash(text: str) -> int:
+    """A hash that does not change between processes (Python's ``hash`` of a str is salted
+    per process unless PYTHONHASHSEED is set); gensim seeds per-word vectors with it."""
+    return zlib.crc32(str(text).encode("utf-8"))
+
+
 def _word2vec(corpus: Iterable[List[str]], cfg: TeacherConfig, sg: int):
     from gensim.models import Word2Vec
 
+    if cfg.workers > 1:
+        logger.warning("Word2Vec with %d workers: faster, but the vectors differ run to run "
+                       "(use 1 worker for a reproducible item_info)", cfg.workers)
     model = Word2Vec(vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
                      negative=cfg.negative, sample=cfg.sample, workers=cfg.workers,
-                     seed=cfg.seed, sg=sg)
+                     seed=cfg.seed, sg=sg, hashfxn=stable_hash)
     model.build_vocab(corpus)
     if len(model.wv) == 0:
         return model
@@ -174,7 +187,7 @@ def train_teacher(corpus: Iterable[List[str]], tags: np.ndarray,
         cfg: the teacher settings.
 
     Raises:
-        ValueError: fewer than two distinct items occur in the sequences.
+        ConfigError: fewer than two distinct items occur in the sequences.
     """
     cfg = cfg or TeacherConfig()
     num_rows = tags.shape[0]
