@@ -21,8 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import yaml
+
 from .. import compat
 from ..errors import ConfigError, run_guarded
+from . import checks
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +67,18 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES) -> dic
 
     config_dir = str(config_dir)
     if not os.path.isdir(config_dir):
-        raise ConfigError(f"--config {config_dir}: not a directory")
+        raise ConfigError(f"{config_dir}: not a directory", option="--config")
     try:
         params = load_config(config_dir, expid)
-    except AssertionError:
-        raise ConfigError(f"expid {expid!r} not found in {config_dir}") from None
+    except AssertionError:  # FuxiCTR: no dataset_id after merging Base and the expid
+        raise _expid_error(config_dir, expid) from None
     except RuntimeError as exc:
         raise ConfigError(f"{config_dir}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_dir}: a config file is not valid YAML ({exc})") from None
     params["gpu"] = gpu
+    checks.check_device(gpu)
+    checks.check_params(params, where=f"{config_dir} (expid {expid})")
     missing = [k for k in REQUIRED_KEYS if k not in params]
     if missing:
         raise ConfigError(f"expid {expid!r} in {config_dir}: missing key(s) {missing}")
@@ -85,6 +92,24 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES) -> dic
             raise ConfigError(f"dataset {params['dataset_id']}: {key}={params[key]} not found "
                               f"(paths resolve against {os.getcwd()})")
     return params
+
+
+def _expid_error(config_dir: str, expid: str) -> ConfigError:
+    """Why FuxiCTR found no ``dataset_id`` for ``expid``: the expid is absent, or lacks it."""
+    import difflib
+    import glob
+
+    known = []
+    for path in sorted(glob.glob(os.path.join(config_dir, "model_config*.yaml")) +
+                       glob.glob(os.path.join(config_dir, "model_config", "*.yaml"))):
+        with open(path) as fh:
+            known += [k for k in (yaml.safe_load(fh) or {}) if k != "Base"]
+    if expid in known:
+        return ConfigError(f"expid {expid!r} has no dataset_id (set it in the expid or in Base)",
+                           path=config_dir)
+    close = difflib.get_close_matches(expid, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"expid {expid!r} not found{hint}", path=config_dir, option="--expid")
 
 
 def _set_logger(params: dict, job: str = "") -> None:

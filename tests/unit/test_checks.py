@@ -1,0 +1,75 @@
+"""Config values of the wrong type or out of range are refused before a run starts, naming the
+expid and the key (issue 11)."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from fuxictr_mmctr.errors import ConfigError
+from fuxictr_mmctr.train import checks, experiment
+
+
+def _with(config_dir, expid="DIN_sample", **values):
+    """Add ``<expid>_bad`` = ``expid`` with ``values`` to a copied config; return its expid."""
+    path = config_dir / "mmctr_config" / "model_config" / "zz_bad.yaml"
+    base = yaml.safe_load((config_dir / "mmctr_config" / "model_config" / "DIN.yaml").read_text())
+    path.write_text(yaml.safe_dump({f"{expid}_bad": dict(base[expid], **values)}))
+    return f"{expid}_bad"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("learning_rate", "1e-3", "is a string, not a number.*write 1.0e-3"),
+    ("batch_size", "abc", "must be an integer"),
+    ("batch_size", 256.5, "must be an integer"),
+    ("epochs", -1, "must be >= 1"),
+    ("embedding_dim", 0, "must be >= 1"),
+    ("max_len", 0, "must be >= 1"),
+    ("max_len", -5, "must be >= 1"),
+    ("net_dropout", 1.0, "must be < 1"),
+    ("learning_rate", 0, "must be > 0"),
+    ("shuffle", "yes", "must be True or False"),
+    ("dnn_hidden_units", [256, 0], "list of positive integers"),
+    ("item_side", "both", "must be one of"),
+    ("embedding_regularizer", -1, "must be >= 0"),
+])
+def test_bad_values_are_refused_with_the_key(repo_config, key, value, message):
+    expid = _with(repo_config, **{key: value})
+    with pytest.raises(ConfigError, match=message) as info:
+        experiment.load_params(repo_config / "mmctr_config", expid, needs=())
+    assert info.value.option == key and expid in str(info.value)
+
+
+def test_good_values_pass_including_fuxictr_regularizer_strings():
+    checks.check_params({"learning_rate": 1.0e-3, "batch_size": 8, "max_len": 100,
+                         "embedding_regularizer": "l2(1.0e-5)", "net_regularizer": 0,
+                         "dnn_hidden_units": [], "item_side": "ids", "shuffle": False})
+
+
+def test_every_shipped_expid_passes(repo_config):
+    import glob
+
+    config = repo_config / "mmctr_config"
+    for path in glob.glob(str(config / "model_config" / "*.yaml")):
+        for expid in yaml.safe_load(open(path)):
+            if expid != "Base":
+                checks.check_params(experiment.load_params(config, expid, needs=()))
+
+
+def test_gpu_without_cuda_is_refused():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available") as info:
+        checks.check_device(0)
+    assert info.value.option == "--gpu"
+    checks.check_device(-1)
+
+
+def test_missing_dataset_id_is_not_reported_as_a_missing_expid(repo_config):
+    path = repo_config / "mmctr_config" / "model_config" / "zz_nodata.yaml"
+    path.write_text(yaml.safe_dump({"DIN_nodata": {"model": "DIN"}}))
+    with pytest.raises(ConfigError, match="'DIN_nodata' has no dataset_id"):
+        experiment.load_params(repo_config / "mmctr_config", "DIN_nodata", needs=())
+    with pytest.raises(ConfigError, match="not found; did you mean DIN_sample"):
+        experiment.load_params(repo_config / "mmctr_config", "DIN_sampel", needs=())
