@@ -30,6 +30,7 @@ import logging
 import os
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
@@ -366,7 +367,8 @@ def check_submission_zip(zip_path: PathLike, test_parquet: PathLike) -> Submissi
             payload = archive.read(CSV_NAME)
     except SubmissionError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError, EOFError,
+            zlib.error) as exc:  # zlib.error: the compressed data itself is corrupt
         raise SubmissionError(zip_path, f"cannot read the archive ({exc})") from exc
     extras = tuple(n for n in names if n != CSV_NAME)
     if extras:

@@ -419,3 +419,18 @@ def test_cli_check_refuses(tmp_path, test_parquet, caplog):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"garbage")
     assert cli.main(["check-submission", str(bad), "--test", str(test_parquet)]) == 2
+
+
+def test_check_names_a_zip_whose_compressed_data_is_corrupt(tmp_path, test_parquet):
+    """zlib's own error (not a BadZipFile) used to escape as a traceback."""
+    n = pq.read_metadata(test_parquet).num_rows
+    good = write_submission({"Task2": np.random.default_rng(0).random(n)}, tmp_path / "s.zip",
+                            n_rows=n)
+    data = bytearray(good.read_bytes())
+    start = data.index(b"prediction.csv") + 40  # inside the deflate stream of the entry
+    data[start:start + 30] = bytes(b ^ 0xFF for b in data[start:start + 30])
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(SubmissionError, match="cannot read the archive"):
+        check_submission_zip(bad, test_parquet)
+    assert cli.main(["check-submission", str(bad), "--test", str(test_parquet)]) == 2
