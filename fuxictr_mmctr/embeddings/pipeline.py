@@ -6,12 +6,13 @@ results; this module owns every path, cache folder and file written.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataValidationError, require
 
 from .data import CorpusStats, ItemSide, SequenceCorpus, read_item_side
 from .export import report_path_for, write_item_info, write_report
@@ -239,9 +240,39 @@ def export(cfg: BuildConfig, comp: Components, fusion: FusionResult) -> BuildRes
                        fusion=fusion, components=comp)
 
 
+def preflight(cfg: BuildConfig) -> None:
+    """Everything that can be checked before the (long) CLIP pass: the optional libraries of the
+    ``task1`` extra, the input files the chosen fusion needs, and that the output and work
+    folders can be written.
+
+    Raises:
+        MissingDependencyError: naming the extra to install.
+        DataValidationError: a required input file is missing.
+        ConfigError: an output location cannot be written.
+    """
+    need_teacher = cfg.fusion != "pca"
+    purpose = "mmctr build-embeddings"
+    require("transformers", "task1", purpose)
+    if cfg.tiny_clip:
+        require("tokenizers", "task1", f"{purpose} --tiny-clip")
+    if need_teacher:
+        require("gensim", "task1", f"{purpose} (the Word2Vec teacher)")
+    inputs = [cfg.item_info] + ([cfg.item_seq] if need_teacher else [])
+    for path in inputs:
+        if not Path(path).is_file():
+            raise DataValidationError(path, "file not found")
+    for folder in (Path(cfg.out).parent, Path(cfg.work_dir)):
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or \
+                not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError("cannot write here (not a folder, permission denied or read-only)",
+                              path=folder)
+
+
 def build_embeddings(cfg: BuildConfig) -> BuildResult:
     """Run the whole pipeline (see the package docstring). Resumable: rerun after a kill."""
     cfg = cfg.resolved()
+    preflight(cfg)
     start = time.perf_counter()
     comp = build_components(cfg, need_teacher=cfg.fusion != "pca")
     if not comp.complete:

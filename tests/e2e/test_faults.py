@@ -41,3 +41,38 @@ def test_word2vec_teacher_is_reproducible_with_one_worker():
 
     assert TeacherConfig().workers == 1
     np.testing.assert_array_equal(vectors(1), vectors(1))
+
+
+def test_build_embeddings_checks_inputs_before_the_clip_pass(sample_copy, tmp_path, caplog):
+    """A missing item_seq.parquet used to surface only after every image was encoded."""
+    (sample_copy / "item_seq.parquet").unlink()
+    work = tmp_path / "work"
+    assert build_embeddings_cli("--data-dir", sample_copy, "--tiny-clip", "--no-progress",
+                                "--work-dir", work, "--out", tmp_path / "out.parquet") == 2
+    assert "item_seq.parquet: file not found" in caplog.text
+    assert not work.exists()  # nothing was encoded
+
+
+def test_build_embeddings_names_the_missing_extra(sample_copy, tmp_path, monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gensim", None)  # import gensim -> ImportError
+    assert build_embeddings_cli("--data-dir", sample_copy, "--tiny-clip", "--no-progress",
+                                "--out", tmp_path / "out.parquet") == 2
+    assert "pip install 'fuxictr_mmctr[task1]'" in caplog.text
+
+
+def test_build_embeddings_refuses_a_read_only_output_folder(sample_copy, tmp_path, caplog):
+    import os
+
+    if os.geteuid() == 0:  # root writes anywhere: simulate with a folder that is a file
+        blocked = tmp_path / "blocked"
+        blocked.write_text("not a folder")
+        out = blocked / "out.parquet"
+    else:
+        blocked = tmp_path / "ro"
+        blocked.mkdir(mode=0o555)
+        out = blocked / "out.parquet"
+    assert build_embeddings_cli("--data-dir", sample_copy, "--tiny-clip", "--no-progress",
+                                "--out", out, "--work-dir", tmp_path / "work") == 2
+    assert not (tmp_path / "work").exists()
