@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +60,20 @@ def point_config_at(config_dir: Path, data_root: Path) -> Path:
     path = Path(config_dir) / "mmctr_config" / "dataset_config.yaml"
     path.write_text(path.read_text().replace("./data/sample/", f"{data_root}/"))
     return Path(config_dir) / "mmctr_config"
+
+
+FAST = {"epochs": 2, "batch_size": 512, "verbose": 0}
+
+
+def fast_config(repo_config, data_root, expids=("DIN_sample",), **overrides):
+    """The shipped config pointed at ``data_root``, with a short training budget."""
+    config_dir = point_config_at(repo_config, data_root)
+    path = config_dir / "model_config" / "DIN.yaml"
+    config = yaml.safe_load(path.read_text())
+    for expid in expids:
+        config[expid].update(FAST, **overrides)
+    path.write_text(yaml.safe_dump(config))
+    return config_dir
 
 
 def build_model(config_dir, expid, **overrides):

@@ -191,6 +191,17 @@ class MMCTRFeatureProcessor(FeatureProcessor):
         self.item_info = item_info
         self.splits = [p for p in (train_data, valid_data, test_data) if p]
 
+    def set_output_dir(self, folder) -> None:
+        """Write the feature map, vocabulary, pickle and pretrained h5 to ``folder`` instead of
+        FuxiCTR's shared ``<data_root>/<dataset_id>/`` (training stages them privately)."""
+        import os
+
+        self.data_dir = str(folder)
+        self.pickle_file = os.path.join(self.data_dir, "feature_processor.pkl")
+        self.json_file = os.path.join(self.data_dir, "feature_map.json")
+        self.vocab_file = os.path.join(self.data_dir, "feature_vocab.json")
+        self.feature_map.data_dir = self.data_dir
+
     def fill_vocab_sizes(self) -> None:
         """Set ``vocab_size`` = max id + 1 on categorical/sequence columns that lack one."""
         for col in self.feature_cols:

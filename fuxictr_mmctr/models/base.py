@@ -235,6 +235,13 @@ class MMCTRModel(BaseModel):
         return loss
 
     def save_weights(self, checkpoint):
-        """Write the checkpoint atomically: a crash never leaves a truncated best model."""
+        """Write the checkpoint atomically: a crash never leaves a truncated best model.
+
+        Before the rename, the weights' digest and the feature-map folder they belong to are
+        recorded beside the checkpoint, so a trained model always finds its own feature map.
+        """
+        from ..train.artifacts import record_checkpoint
+
         with atomic_path(checkpoint) as tmp:
             torch.save(self.state_dict(), tmp)
+            record_checkpoint(checkpoint, tmp, self.feature_map.data_dir)

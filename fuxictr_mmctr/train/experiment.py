@@ -25,7 +25,7 @@ import yaml
 
 from .. import compat
 from ..errors import ConfigError, run_guarded
-from . import checks
+from . import artifacts, checks
 
 logger = logging.getLogger(__name__)
 
@@ -121,27 +121,47 @@ def _set_logger(params: dict, job: str = "") -> None:
                  {k: params[k] for k in sorted(params) if k != "feature_cols"})
 
 
-def build_feature_map(params: dict):
-    """Fit the feature processor on the config (no data rewrite) and load the map."""
+def build_feature_map(params: dict, output_dir=None):
+    """Fit the feature processor on the config (no data rewrite) and load the map.
+
+    Args:
+        params: the experiment params.
+        output_dir: where the processor writes the map, its vocabulary and pretrained h5
+            (training passes a private staging folder, see :mod:`.artifacts`). Default:
+            FuxiCTR's ``<data_root>/<dataset_id>/``.
+    """
+    from fuxictr.features import FeatureMap
     from fuxictr.preprocess import build_dataset
 
     from ..data.features import MMCTRFeatureProcessor
 
     feature_encoder = MMCTRFeatureProcessor(**params)
+    if output_dir is not None:
+        feature_encoder.set_output_dir(output_dir)
     build_dataset(feature_encoder, **params)
-    return load_feature_map(params)
+    feature_map = FeatureMap(params["dataset_id"], feature_encoder.data_dir)
+    feature_map.load(feature_encoder.json_file, params)
+    return feature_map
 
 
 def load_feature_map(params: dict):
-    """The feature map saved by training (``<data_root>/<dataset_id>/feature_map.json``)."""
+    """The feature map that belongs to the checkpoint of ``params``' expid.
+
+    Read from the folder recorded beside the checkpoint (:func:`.artifacts.feature_dir_for`);
+    checkpoints written before such records existed fall back to FuxiCTR's
+    ``<data_root>/<dataset_id>/feature_map.json``.
+    """
     from fuxictr.features import FeatureMap
 
-    data_dir = os.path.join(params["data_root"], params["dataset_id"])
-    json_file = os.path.join(data_dir, "feature_map.json")
-    if not os.path.exists(json_file):
-        raise ConfigError(f"{json_file} not found: train the experiment first (run_expid.py)")
-    feature_map = FeatureMap(params["dataset_id"], data_dir)
-    feature_map.load(json_file, params)
+    data_dir = artifacts.feature_dir_for(artifacts.checkpoint_path(params))
+    if data_dir is None:
+        data_dir = Path(params["data_root"]) / params["dataset_id"]
+    json_file = data_dir / artifacts.FEATURE_MAP_JSON
+    if not json_file.exists():
+        raise ConfigError(f"expid {params['model_id']!r} has no trained model (no feature map at "
+                          f"{json_file}): train it first (run_expid.py)")
+    feature_map = FeatureMap(params["dataset_id"], str(data_dir))
+    feature_map.load(str(json_file), params)
     return feature_map
 
 
@@ -166,16 +186,27 @@ def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
     from fuxictr.pytorch.torch_utils import seed_everything
 
     params = load_params(config_dir, expid, gpu)
-    _set_logger(params)
-    seed_everything(seed=params.get("seed", 2024))
-    feature_map = build_feature_map(params)
-    model = build_model(feature_map, params)
-    train_gen, valid_gen = compat.rank_data_loaders(feature_map, "train", **_loader_params(params))
-    model.fit(train_gen, validation_data=valid_gen, **params)
-    logging.info("****** Validation evaluation ******")
-    valid_metrics = dict(model.evaluate(valid_gen))
-    _append_result(config_dir, expid, params["dataset_id"], valid_metrics)
-    return TrainResult(expid=expid, valid_metrics=valid_metrics, checkpoint=Path(model.checkpoint))
+    with artifacts.expid_lock(params):
+        _set_logger(params)
+        seed_everything(seed=params.get("seed", 2024))
+        # Everything is read and checked before anything shared is written: the feature map
+        # goes to a private folder and is published only once data, loaders and model are OK.
+        staging = artifacts.staging_dir(params)
+        try:
+            feature_map = build_feature_map(params, output_dir=staging)
+            model = build_model(feature_map, params)
+            train_gen, valid_gen = compat.rank_data_loaders(feature_map, "train",
+                                                            **_loader_params(params))
+            feature_map.data_dir = str(artifacts.publish(staging))
+        except BaseException:
+            artifacts.discard(staging)
+            raise
+        model.fit(train_gen, validation_data=valid_gen, **params)
+        logging.info("****** Validation evaluation ******")
+        valid_metrics = dict(model.evaluate(valid_gen))
+        _append_result(config_dir, expid, params["dataset_id"], valid_metrics)
+        return TrainResult(expid=expid, valid_metrics=valid_metrics,
+                           checkpoint=Path(model.checkpoint))
 
 
 SPLITS = ("train", "valid", "test")

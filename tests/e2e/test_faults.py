@@ -76,3 +76,57 @@ def test_build_embeddings_refuses_a_read_only_output_folder(sample_copy, tmp_pat
     assert build_embeddings_cli("--data-dir", sample_copy, "--tiny-clip", "--no-progress",
                                 "--out", out, "--work-dir", tmp_path / "work") == 2
     assert not (tmp_path / "work").exists()
+
+
+def _train(config_dir, expid="DIN_sample"):
+    from fuxictr_mmctr.train.experiment import train_main
+
+    return train_main(["--config", str(config_dir), "--expid", expid, "--gpu", "-1"])
+
+
+def test_a_failed_run_leaves_the_trained_model_usable(tiny_sample, repo_config, tmp_path,
+                                                      monkeypatch, capfd):
+    """Train; point the config at a broken item_info (fewer items) and fail; restore: the good
+    checkpoint still predicts exactly as before (its feature map was not rewritten)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from helpers import fast_config
+
+    from fuxictr_mmctr.train.experiment import predict_split
+
+    monkeypatch.chdir(tmp_path)
+    config_dir = fast_config(repo_config, tiny_sample, epochs=1)
+    assert _train(config_dir) == 0
+    before = predict_split(config_dir, "DIN_sample", "valid")
+
+    data = tiny_sample / "MicroLens_1M_x1"
+    broken = tmp_path / "item_info_short.parquet"
+    table = pq.read_table(data / "item_info.parquet")
+    pq.write_table(table.slice(0, table.num_rows // 2), broken)
+    dataset = config_dir / "dataset_config.yaml"
+    good = dataset.read_text()
+    dataset.write_text(good.replace(str(data / "item_info.parquet"), str(broken)))
+    capfd.readouterr()
+    assert _train(config_dir) == 2
+    out, err = capfd.readouterr()
+    assert "item_info_short.parquet" in out + err and "Traceback" not in out + err
+    dataset.write_text(good)
+
+    np.testing.assert_array_equal(predict_split(config_dir, "DIN_sample", "valid"), before)
+    staging = list((tmp_path / "checkpoints" / "MicroLens_sample" / "feature_maps").glob(".*"))
+    assert staging == []  # the failed run's private folder is gone
+
+
+def test_the_same_expid_cannot_train_twice_at_once(tiny_sample, repo_config, tmp_path,
+                                                    monkeypatch, capfd):
+    from helpers import fast_config
+
+    from fuxictr_mmctr.train import artifacts, experiment
+
+    monkeypatch.chdir(tmp_path)
+    config_dir = fast_config(repo_config, tiny_sample, epochs=1)
+    params = experiment.load_params(config_dir, "DIN_sample")
+    with artifacts.expid_lock(params):  # stands for a run in another process
+        assert _train(config_dir) == 2
+    assert "is already training (pid" in "".join(capfd.readouterr())
+    assert not (tmp_path / "checkpoints" / "MicroLens_sample" / "DIN_sample.log").exists()

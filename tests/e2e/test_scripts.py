@@ -11,24 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT, point_config_at
+from helpers import ROOT, fast_config
 from sklearn.metrics import roc_auc_score
 
 from fuxictr_mmctr.submit.submission import check_submission_zip
-
-FAST = {"epochs": 2, "batch_size": 512, "verbose": 0}
-
-
-def fast_config(repo_config, data_root, expids=("DIN_sample",), **overrides):
-    """The shipped config pointed at ``data_root``, with a short training budget."""
-    config_dir = point_config_at(repo_config, data_root)
-    path = config_dir / "model_config" / "DIN.yaml"
-    config = yaml.safe_load(path.read_text())
-    for expid in expids:
-        config[expid].update(FAST, **overrides)
-    path.write_text(yaml.safe_dump(config))
-    return config_dir
-
 
 def run_script(script, *args, cwd):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
