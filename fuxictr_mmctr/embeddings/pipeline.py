@@ -19,7 +19,8 @@ from .export import report_path_for, write_item_info, write_report
 from .fusion import FUSIONS, FusionConfig, FusionResult, SRC_STUDENT, fuse
 from .projector import ProjectorConfig, ProjectorResult, train_projector
 from .student import (FeatureCache, StudentConfig, StudentResult, build_tiny_clip,
-                      cache_fingerprint, clip_dim, extract_clip_features, load_clip)
+                      cache_fingerprint, clip_dim, extract_clip_features, image_file_stats,
+                      load_clip)
 from .teacher import IMPUTED, SEQUENCE, TeacherConfig, TeacherResult, train_teacher
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ def build_components(cfg: BuildConfig, need_teacher: bool = True) -> Components:
     image_dir = Path(cfg.item_images) if cfg.item_images is not None else None
     cache = FeatureCache(Path(cfg.work_dir) / "clip_cache", side.num_items + 1, clip_dim(model),
                          cache_fingerprint(clip, side.texts, image_dir, cfg.tiny_clip))
+    cache.refresh_images(image_file_stats(image_dir, side.num_items + 1))
     student = extract_clip_features(model, processor, side.texts, image_dir, cache, cfg.student)
     seconds["clip"] = time.perf_counter() - t0
     comp = Components(side=side, student=student, clip=clip, seconds=seconds)

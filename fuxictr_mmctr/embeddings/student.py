@@ -275,6 +275,33 @@ class FeatureCache:
             logger.info("CLIP cache %s: resuming, %d of %d items already encoded", self.folder,
                         int(self.done[1:].sum()), self.rows - 1)
 
+    def refresh_images(self, stats: np.ndarray) -> int:
+        """Forget the encoded rows whose image file changed since they were encoded.
+
+        Args:
+            stats: ``(rows, 2)`` int64 ``(size, mtime_ns)`` of each item's image now, -1 where
+                there is none (see :func:`image_file_stats`).
+
+        Returns:
+            how many encoded rows were reset (they are encoded again by the next pass).
+        """
+        path = self.folder / "image_stat.npy"
+        old = np.load(path) if path.exists() else None
+        if old is not None and old.shape == stats.shape:
+            changed = self.done & (old != stats).any(axis=1)
+        else:  # no record: trust nothing that was encoded
+            changed = self.done.copy()
+        changed[0] = False
+        if changed.any():
+            logger.warning("CLIP cache %s: %d encoded item(s) have a new or changed image file; "
+                           "encoding them again", self.folder, int(changed.sum()))
+            self.done[changed] = False
+            self._save_masks()          # first forget, then record: a kill in between re-checks
+        tmp = self.folder / ".image_stat.tmp.npy"
+        np.save(tmp, stats)
+        os.replace(tmp, path)
+        return int(changed.sum())
+
     def _save_masks(self) -> None:
         for name, arr in (("done.npy", self.done), ("image_status.npy", self.image_status)):
             tmp = self.folder / f".{name}.tmp.npy"
@@ -587,6 +614,22 @@ def extract_clip_features(model, processor, texts: Sequence[str], image_dir: Opt
     logger.info("CLIP: %d batches encoded this run in %.1fs; %s%s", batches, result.seconds,
                 result.counts(), "" if result.complete else " (INCOMPLETE: rerun to resume)")
     return result
+
+
+def image_file_stats(image_dir: Optional[Path], rows: int) -> np.ndarray:
+    """``(rows, 2)`` int64 ``(size, mtime_ns)`` of ``<image_dir>/<item_id>.jpg``; -1 where the
+    file (or the folder) is absent. One directory scan, no file is opened."""
+    stats = np.full((rows, 2), -1, dtype=np.int64)
+    if image_dir is None or not Path(image_dir).is_dir():
+        return stats
+    with os.scandir(image_dir) as entries:
+        for entry in entries:
+            stem, dot, ext = entry.name.partition(".")
+            if ext != "jpg" or not stem.isdigit() or int(stem) >= rows:
+                continue
+            st = entry.stat()
+            stats[int(stem)] = (st.st_size, st.st_mtime_ns)
+    return stats
 
 
 def cache_fingerprint(clip: str, texts: Sequence[str], image_dir: Optional[Path],
