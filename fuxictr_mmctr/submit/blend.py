@@ -262,6 +262,23 @@ def _file_key(path: PathLike) -> dict:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+# Params that cannot change a prediction (where it runs, how much it prints).
+_RUNTIME_KEYS = {"gpu", "verbose", "num_workers"}
+
+
+def _inputs_key(params: dict) -> dict:
+    """What a cached prediction depends on besides the checkpoint and the split file: the
+    resolved config (e.g. ``max_len``), the item table and the package version."""
+    import hashlib
+
+    from .. import __version__
+
+    config = {k: v for k, v in params.items() if k not in _RUNTIME_KEYS}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    return {"config_sha256": digest.hexdigest(), "item_info": _file_key(params["item_info"]),
+            "fuxictr_mmctr": __version__}
+
+
 def checkpoint_path(params: dict) -> Path:
     """Where FuxiCTR keeps the best checkpoint of ``params``' expid."""
     return Path(os.path.abspath(os.path.join(params["model_root"], params["dataset_id"],
@@ -310,8 +327,14 @@ def experiment_predictions(config_dir: PathLike, expid: str,
         record = json.loads(paths["json"].read_text()) if paths["json"].exists() else {}
     except (OSError, ValueError):
         record = {}
-    if record.get("version") != _CACHE_VERSION or record.get("checkpoint") != _file_key(ckpt):
-        record = {"version": _CACHE_VERSION, "checkpoint": _file_key(ckpt), "splits": {}}
+    inputs = _inputs_key(params)
+    if record.get("version") != _CACHE_VERSION or record.get("checkpoint") != _file_key(ckpt) \
+            or record.get("inputs") != inputs:
+        if record and not refresh:
+            logger.info("%s: cached predictions are stale (checkpoint, config, item_info or "
+                        "package changed); predicting again", expid)
+        record = {"version": _CACHE_VERSION, "checkpoint": _file_key(ckpt), "inputs": inputs,
+                  "splits": {}}
     result: Dict[str, np.ndarray] = {}
     todo = []
     for split in splits:

@@ -17,9 +17,6 @@ from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.submit.submission import check_submission_zip
 
 
-# ------------------------------------------------------------------ arrays
-
-
 FAST = {"epochs": 1, "batch_size": 512, "verbose": 0, "max_len": 16}
 
 
@@ -28,7 +25,7 @@ def trained(tiny_sample, tmp_path_factory):
     """DIN_sample and a variant (another seed and learning rate), one epoch each."""
     import shutil
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     root = tmp_path_factory.mktemp("blend")
     shutil.copytree(ROOT / "config", root / "config")
@@ -108,6 +105,23 @@ def test_newer_checkpoint_invalidates_the_cache(trained):
     ckpt.touch()  # a newer checkpoint (same bytes, new mtime)
     fresh = blend.experiment_predictions(config_dir, "DIN_sample")
     np.testing.assert_allclose(fresh["valid"], first["valid"])
+
+
+def test_a_changed_config_invalidates_the_cache(trained):
+    """Predictions cached with max_len 16 must not be served once the config says 4."""
+    config_dir, work = trained
+    path = config_dir / "model_config" / "DIN.yaml"
+    original = path.read_text()
+    blend.experiment_predictions(config_dir, "DIN_sample")  # cached with max_len 16
+    try:
+        config = yaml.safe_load(original)
+        config["DIN_sample"]["max_len"] = 4
+        path.write_text(yaml.safe_dump(config))
+        changed = blend.experiment_predictions(config_dir, "DIN_sample")
+        refreshed = blend.experiment_predictions(config_dir, "DIN_sample", refresh=True)
+    finally:
+        path.write_text(original)
+    np.testing.assert_array_equal(changed["valid"], refreshed["valid"])
 
 
 def test_different_rows_are_refused(trained):
