@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 
 from helpers import build_embeddings_cli
 
@@ -164,3 +165,112 @@ def test_fixed_images_are_encoded_again_not_served_from_the_cache(sample_copy, t
     # shorter than in the fresh run's batch, which moves its fp16 text feature by ~1e-4 and the
     # fused vectors by < 1e-6. Everything else is identical.
     np.testing.assert_allclose(_vectors(out), _vectors(fresh), rtol=0, atol=1e-5)
+
+
+# ------------------------------------------------------------------ full and read-only disks
+def _mount_tmpfs(folder, options):
+    import subprocess
+
+    import pytest
+
+    folder.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
+    return folder
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """An 8 KiB file system: writes past that fail with ENOSPC."""
+    import subprocess
+
+    folder = _mount_tmpfs(tmp_path / "full", "size=8k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    import subprocess
+
+    folder = _mount_tmpfs(tmp_path / "ro", "ro,size=64k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def _one_clean_line(capfd):
+    out, err = capfd.readouterr()
+    lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
+    assert lines and "Traceback" not in out + err, out + err
+    return lines[-1]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tiny_sample, full_disk, tmp_path,
+                                                          capfd):
+    from fuxictr_mmctr import cli
+
+    data = tiny_sample / "MicroLens_1M_x1"
+    preds = tmp_path / "preds.npy"
+    np.save(preds, np.random.default_rng(0).random(1000))
+    code = cli.main(["submit", "--pred", str(preds), "--test", str(data / "test.parquet"),
+                     "--out", str(full_disk / "big.zip")])
+    assert code == 2 and "No space left on device" in _one_clean_line(capfd)
+    assert cli.main(["make-sample", "--out", str(full_disk / "sample"), "--preset",
+                     "tiny"]) == 2
+    assert "No space left on device" in _one_clean_line(capfd)
+    assert list(full_disk.iterdir()) in ([], [full_disk / "sample"])  # no temp file left
+    leftovers = [p for p in full_disk.rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_a_read_only_output_folder_is_one_line(tiny_sample, read_only_disk, capfd):
+    from fuxictr_mmctr import cli
+
+    code = cli.main(["popularity", "--data-dir", str(tiny_sample / "MicroLens_1M_x1"),
+                     "--out", str(read_only_disk / "pop.zip")])
+    assert code == 2 and "Read-only file system" in _one_clean_line(capfd)
+
+
+# ------------------------------------------------------------------ signals during training
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGKILL"])
+def test_a_signal_during_training_keeps_a_usable_checkpoint(tiny_sample, repo_config, tmp_path,
+                                                           signum):
+    """Kill run_expid.py after its first checkpoint: the checkpoint on disk is complete, finds
+    its feature map and predicts; the lock dies with the process, so the expid can run again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT, fast_config
+
+    from fuxictr_mmctr.train import artifacts, experiment
+
+    config_dir = fast_config(repo_config, tiny_sample, epochs=50, batch_size=256, max_len=8,
+                             early_stop_patience=50)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_expid.py"), "--config",
+                             str(config_dir), "--expid", "DIN_sample", "--gpu", "-1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "checkpoints" / "MicroLens_sample" / "DIN_sample.model"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "no checkpoint was written"
+    time.sleep(1.0)  # well into the next epoch
+    proc.send_signal(getattr(signal, signum))
+    assert proc.wait(timeout=120) != 0
+
+    os.chdir(tmp_path)
+    try:
+        scores = experiment.predict_split(config_dir, "DIN_sample", "valid")
+        assert np.isfinite(scores).all() and len(scores) > 0
+        params = experiment.load_params(config_dir, "DIN_sample")
+        with artifacts.expid_lock(params):
+            pass  # not held by the dead process
+    finally:
+        os.chdir(ROOT)
