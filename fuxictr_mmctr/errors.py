@@ -64,6 +64,17 @@ class DataValidationError(MMCTRError, ValueError):
         super().__init__(problem, path=path, column=column, row=row)
 
 
+class DataFileNotFound(DataValidationError):
+    """A data file named by a config or an option does not exist.
+
+    Args:
+        path: the missing file.
+    """
+
+    def __init__(self, path):
+        super().__init__(path, "file not found")
+
+
 class ConfigError(MMCTRError, ValueError):
     """An experiment or dataset config is missing a key or holds a bad value, or a
     command-line option is wrong (``option`` names it)."""

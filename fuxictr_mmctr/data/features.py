@@ -1,64 +1,51 @@
-"""FuxiCTR's feature processor, extended for the MicroLens files.
+"""Feature resolution and FuxiCTR's feature processor, extended for the MicroLens files.
 
-:class:`MMCTRFeatureProcessor` subclasses FuxiCTR's ``FeatureProcessor`` (the hook FuxiCTR
-offers for preprocessing) and adds, before FuxiCTR's own ``fit``:
+This module owns every decision about the features of a dataset config; the processor, the
+loader, the model base class and ``mmctr drop-in`` all ask it:
 
-* vocabulary sizes read from the data when a config leaves them out (``vocab_size`` is
-  required by FuxiCTR when ``rebuild_dataset: False``): item-side columns from ``item_info``,
-  row columns (e.g. ``user_id`` as a categorical feature) from every split present, so a
-  user first seen in valid or test still has a row. One config fits the sample at any size.
-* the precomputed multimodal item embedding as a FuxiCTR pretrained embedding. A feature spec
-  such as::
+* :func:`feature_sides`: which features are read per row of a split and which per item from
+  ``item_info``, which of them a model embeds, and the row-side vocabulary sizes.
+* :func:`resolve_feature_cols`: the values a config may leave out, read from the data files:
+  ``vocab_size`` of categorical/sequence columns (item-side columns from ``item_info``, row
+  columns such as a categorical ``user_id`` from every split present, so a user first seen in
+  valid or test still has a row), and the precomputed multimodal item embedding as a FuxiCTR
+  pretrained embedding. A feature spec such as::
 
       {name: item_id, type: categorical, source: item, pretrained_emb: ./data/.../item_info.parquet,
        pretrained_emb_column: item_emb_d128, pretrain_dim: 128, freeze_emb: True,
        pretrain_usage: init}
 
   has the column read and checked (one row per item, fixed dimension, finite, padding row 0
-  all zeros, every item present), written as FuxiCTR's h5 file (``key``/``value``) and handed
-  to FuxiCTR, which registers it in the FeatureMap so its own ``PretrainedEmbedding`` serves it.
-  A ``pretrained_emb`` that already is an ``.h5``/``.npz`` file is checked and used as is.
+  all zeros, every item present), to be written as FuxiCTR's h5 file (``key``/``value``) that
+  FuxiCTR registers in the FeatureMap so its own ``PretrainedEmbedding`` serves it. A
+  ``pretrained_emb`` that already is an ``.h5``/``.npz`` file is checked and used as is.
+
+:class:`MMCTRFeatureProcessor` subclasses FuxiCTR's ``FeatureProcessor`` (the hook FuxiCTR
+offers for preprocessing) and runs :func:`resolve_feature_cols` before FuxiCTR's own ``fit``.
 """
 from __future__ import annotations
 
+import copy
 import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .. import compat  # noqa: F401
-from ..errors import ConfigError, DataValidationError
-from ..io import atomic_path
+from ..errors import ConfigError, DataFileNotFound, DataValidationError
+from ..io import PathLike, atomic_path
+from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, column_max, is_list_type,
+                     list_column_values, open_parquet)
 
 from fuxictr.preprocess import FeatureProcessor
 from fuxictr.preprocess.tokenizer import load_pretrain_emb
 
 logger = logging.getLogger(__name__)
-
-
-def _max_value(path, column: str) -> int:
-    """Largest integer in ``column`` of a parquet file (lists flattened), streamed."""
-    path = Path(path)
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, Exception) as exc:  # pyarrow raises several types for bad files
-        raise DataValidationError(path, f"not a readable parquet file ({exc})") from None
-    if column not in pf.schema_arrow.names:
-        raise DataValidationError(path, f"missing column '{column}'", column=column)
-    best = 0
-    for batch in pf.iter_batches(columns=[column], batch_size=262_144):
-        array = batch.column(0)
-        if hasattr(array, "flatten") and array.type.num_fields == 1:  # list column
-            array = array.flatten()
-        value = pc.max(array).as_py()
-        if value is not None:
-            best = max(best, int(value))
-    return best
 
 
 def read_embedding_table(path, column: str, dim: Optional[int] = None,
@@ -78,24 +65,11 @@ def read_embedding_table(path, column: str, dim: Optional[int] = None,
     Raises:
         DataValidationError: naming the file, column and row of the first problem.
     """
-    from .schema import _list_values
-
     path = Path(path)
-    try:
-        pf = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise DataValidationError(path, "file not found") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataValidationError(path, f"not a readable parquet file ({exc})") from None
-    names = pf.schema_arrow.names
-    for name in (key_column, column):
-        if name not in names:
-            raise DataValidationError(path, f"missing column '{name}'; found {names}",
-                                      column=name)
+    pf = open_parquet(path)
+    check_columns(path, pf.schema_arrow, (key_column, column))
     value_type = pf.schema_arrow.field(column).type
-    if not (pa.types.is_list(value_type) or pa.types.is_large_list(value_type)
-            or pa.types.is_fixed_size_list(value_type)) or \
-            not pa.types.is_floating(value_type.value_type):
+    if not is_list_type(value_type) or not pa.types.is_floating(value_type.value_type):
         raise DataValidationError(path, f"expected list<float> embeddings, found {value_type}",
                                   column=column)
     table = pf.read(columns=[key_column, column])
@@ -104,7 +78,7 @@ def read_embedding_table(path, column: str, dim: Optional[int] = None,
         raise DataValidationError(path, f"item ids must be non-null integers ({keys_array.type})",
                                   column=key_column)
     keys = np.asarray(keys_array.to_numpy(zero_copy_only=False)).astype(np.int64)
-    values = _list_values(path, column, table.column(column).combine_chunks(), 0, None)
+    values = list_column_values(path, column, table.column(column).combine_chunks(), 0, None)
     values = values.astype(np.float32, copy=False)
     if dim is not None and values.shape[1] != dim:
         raise DataValidationError(path, f"dimension {values.shape[1]}, config says "
@@ -154,7 +128,7 @@ def check_pretrained_h5(path, dim: Optional[int] = None) -> int:
     """Check an existing h5/npz pretrained file; return its dimension."""
     path = Path(path)
     if not path.exists():
-        raise DataValidationError(path, "pretrained embedding file not found")
+        raise DataFileNotFound(path)
     try:
         keys, values = load_pretrain_emb(str(path), keys=["key", "value"])
     except (KeyError, OSError, ValueError) as exc:
@@ -173,6 +147,240 @@ def check_pretrained_h5(path, dim: Optional[int] = None) -> int:
     return int(values.shape[1])
 
 
+# --------------------------------------------------------------------------------------------
+# Which feature lives where
+# --------------------------------------------------------------------------------------------
+ITEM_SOURCE = "item"
+
+
+@dataclass(frozen=True)
+class FeatureSides:
+    """Where each active feature of a dataset lives, and which of them a model embeds.
+
+    Attributes:
+        split_columns: columns read from every row of a split besides ``item_seq`` and
+            ``item_id``, in config order: the row inputs and meta columns (``user_id``).
+        row_inputs: the split columns a model embeds (not ``meta``); each row gives
+            ``(B, sum of their widths)``.
+        item_columns: item-side columns gathered from ``item_info`` per item
+            (``item_id`` itself excluded: it is the index).
+        item_inputs: the item-side features a model embeds, ``item_id`` included; each item
+            gives ``(sum of their widths,)``.
+        row_vocab_sizes: categorical row feature -> vocabulary size (ids must be below it).
+    """
+
+    split_columns: Tuple[str, ...]
+    row_inputs: Tuple[str, ...]
+    item_columns: Tuple[str, ...]
+    item_inputs: Tuple[str, ...]
+    row_vocab_sizes: Dict[str, int] = field(default_factory=dict)
+
+
+def _named_specs(features) -> List[Tuple[str, Mapping]]:
+    """``(name, spec)`` of every active feature of a feature map or of ``feature_cols``
+    (list names expanded as FuxiCTR does)."""
+    if isinstance(features, Mapping):
+        return [(name, spec) for name, spec in features.items() if spec.get("active", True)]
+    named = []
+    for col in features:
+        if not col.get("active", True):
+            continue
+        names = col["name"] if isinstance(col["name"], list) else [col["name"]]
+        named.extend((name, col) for name in names)
+    return named
+
+
+def feature_sides(features) -> FeatureSides:
+    """Split a dataset's features into row side and item side.
+
+    Args:
+        features: FuxiCTR ``FeatureMap.features`` (name -> spec) or a dataset's
+            ``feature_cols`` (list of specs with ``name``); inactive features are left out.
+            A feature with ``source: item`` is item-side; ``type: meta`` is never embedded.
+
+    Returns:
+        A :class:`FeatureSides`.
+    """
+    split_columns, row_inputs, item_columns, item_inputs = [], [], [], []
+    vocab: Dict[str, int] = {}
+    for name, spec in _named_specs(features):
+        embedded = spec.get("type") != "meta"
+        if spec.get("source") == ITEM_SOURCE:
+            if name != TARGET_COLUMN:
+                item_columns.append(name)
+            if embedded:
+                item_inputs.append(name)
+            continue
+        if name in (SEQUENCE_COLUMN, TARGET_COLUMN):
+            continue
+        split_columns.append(name)
+        if embedded:
+            row_inputs.append(name)
+        if spec.get("type") == "categorical" and "vocab_size" in spec:
+            vocab[name] = int(spec["vocab_size"])
+    return FeatureSides(tuple(split_columns), tuple(row_inputs), tuple(item_columns),
+                        tuple(item_inputs), vocab)
+
+
+# --------------------------------------------------------------------------------------------
+# What a config leaves out, read from the data
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PretrainedTable:
+    """A pretrained-embedding table to write as FuxiCTR's h5 file.
+
+    Attributes:
+        path: where the resolved config points its ``pretrained_emb`` (relative paths as the
+            config has them).
+        keys: ``(n+1,)`` int64 item ids 0..n.
+        values: ``(n+1, D)`` float32, row 0 the padding.
+    """
+
+    path: str
+    keys: np.ndarray
+    values: np.ndarray
+
+    def write(self, root: Optional[PathLike] = None) -> Path:
+        """Write the h5 file (atomically) at :attr:`path`, a relative one under ``root``."""
+        target = write_pretrained_h5(_locate(root, self.path), self.keys, self.values)
+        logger.info("Pretrained embedding written: %s (%d x %d)", target, *self.values.shape)
+        return target
+
+
+@dataclass
+class ResolvedFeatures:
+    """What :func:`resolve_feature_cols` returns.
+
+    Attributes:
+        feature_cols: the specs, copied, with ``vocab_size`` on every active categorical and
+            sequence feature and pretrained embeddings pointing at h5 files.
+        pretrained_tables: the h5 files to write before FuxiCTR reads the specs.
+    """
+
+    feature_cols: List[dict]
+    pretrained_tables: List[PretrainedTable] = field(default_factory=list)
+
+    def write_pretrained(self, root: Optional[PathLike] = None) -> None:
+        """Write every pretrained table (atomically), relative paths under ``root``."""
+        for table in self.pretrained_tables:
+            table.write(root)
+
+
+def _locate(root: Optional[PathLike], path: PathLike) -> Path:
+    return Path(path) if root is None else Path(root) / path
+
+
+def resolve_feature_cols(feature_cols: Sequence[dict], item_info: Optional[PathLike] = None,
+                         splits: Sequence[Optional[PathLike]] = (),
+                         pretrained_dir: PathLike = ".",
+                         root: Optional[PathLike] = None) -> ResolvedFeatures:
+    """Fill in what a dataset's ``feature_cols`` leaves out, from the data files.
+
+    FuxiCTR's processor needs ``vocab_size`` when ``rebuild_dataset: False`` (ids are used
+    raw, not remapped): it is set to max id + 1, read from ``item_info`` for item-side
+    features and from every split present for row features. A ``pretrained_emb`` is checked
+    and, for a parquet column, read as a table to write to
+    ``<pretrained_dir>/pretrained_source_<name>.h5``; its feature's vocabulary is widened to
+    ``max item id + 2`` so ids 0..n map to themselves and FuxiCTR's OOV index sits past the
+    last item.
+
+    Args:
+        feature_cols: the dataset's feature specs (not modified).
+        item_info: the ``item_info.parquet`` the config names.
+        splits: the train/valid/test files the config names (``None`` entries are skipped).
+        pretrained_dir: folder of the h5 files, as the resolved config should name it.
+        root: relative paths of the config resolve against it. Default: the current folder.
+
+    Returns:
+        A :class:`ResolvedFeatures`.
+
+    Raises:
+        DataFileNotFound: a file needed to resolve a feature does not exist.
+        DataValidationError: a file is malformed (naming file, column and row).
+        ConfigError: a bad pretrained spec, or no file named to read a vocabulary from.
+    """
+    cols: List[dict] = []
+    tables: List[PretrainedTable] = []
+    named_splits = [s for s in splits if s]
+    for spec in feature_cols:
+        names = spec["name"] if isinstance(spec["name"], list) else [spec["name"]]
+        for name in names:
+            col = dict(copy.deepcopy(spec), name=name)
+            cols.append(col)
+            if not col.get("active", True):
+                continue
+            if col.get("pretrained_emb"):
+                table = _resolve_pretrained(col, item_info, pretrained_dir, root)
+                if table is not None:
+                    tables.append(table)
+            if col.get("type") in ("categorical", "sequence") and "vocab_size" not in col:
+                on_item = col.get("source") == ITEM_SOURCE
+                files = ([item_info] if item_info else []) if on_item else named_splits
+                col["vocab_size"] = _max_id(name, files, root, on_item) + 1
+                logger.info("vocab_size of %s read from %s: %d", name, [str(f) for f in files],
+                            col["vocab_size"])
+    return ResolvedFeatures(feature_cols=cols, pretrained_tables=tables)
+
+
+def _max_id(name: str, files: Sequence[PathLike], root: Optional[PathLike],
+            on_item: bool) -> int:
+    """Largest id of column ``name`` over the files present among ``files``."""
+    if not files:
+        raise ConfigError(f"feature {name}: no vocab_size and no file to read it from "
+                          f"(set {'item_info' if on_item else 'train_data'})")
+    present = [f for f in files if _locate(root, f).exists()]
+    if not present:
+        raise DataFileNotFound(_locate(root, files[0]))
+    absent = [str(f) for f in files if f not in present]
+    if absent:
+        logger.warning("vocab_size of %s read from %s only: %s not found. An id first seen "
+                       "there would fall past the embedding table; resolve again once it is "
+                       "in place", name, [str(f) for f in present], absent)
+    return max(column_max(_locate(root, f), name) for f in present)
+
+
+def _resolve_pretrained(col: dict, item_info: Optional[PathLike], pretrained_dir: PathLike,
+                        root: Optional[PathLike]) -> Optional[PretrainedTable]:
+    """Check ``col``'s pretrained embedding and point it at an h5 file (in place)."""
+    name = col["name"]
+    if col.get("type") != "categorical":
+        raise ConfigError(f"feature {name}: pretrained_emb needs a categorical feature, not "
+                          f"{col.get('type')}")
+    usage = col.setdefault("pretrain_usage", "init")
+    if usage not in ("init", "sum", "concat"):
+        raise ConfigError(f"feature {name}: pretrain_usage={usage!r}, expected init, sum or "
+                          "concat")
+    col.setdefault("freeze_emb", True)
+    dim = col.get("pretrain_dim")
+    if dim is not None and not isinstance(dim, int):
+        raise ConfigError(f"feature {name}: pretrain_dim must be an integer")
+    source = str(col["pretrained_emb"])
+    column = col.pop("pretrained_emb_column", "item_emb_d128")
+    table = None
+    if source.endswith(".parquet"):
+        n_items = (column_max(_locate(root, item_info), TARGET_COLUMN)
+                   if item_info and col.get("source") == ITEM_SOURCE else None)
+        keys, values = read_embedding_table(_locate(root, source), column, dim=dim,
+                                            n_items=n_items)
+        target = os.path.join(str(pretrained_dir), f"pretrained_source_{name}.h5")
+        table = PretrainedTable(path=target, keys=keys, values=values)
+        logger.info("Pretrained %s: %s[%s] -> %s (%d x %d)", name, source, column, target,
+                    *values.shape)
+        col["pretrained_emb"] = target
+        col["pretrain_dim"] = int(values.shape[1])
+    else:
+        file = _locate(root, source)
+        col["pretrain_dim"] = check_pretrained_h5(file, dim)
+        keys = np.asarray(load_pretrain_emb(str(file), keys=["key"]))
+        if not np.issubdtype(keys.dtype, np.integer):
+            raise DataValidationError(file, "keys must be integer item ids", column="key")
+    col["vocab_size"] = max(int(col.get("vocab_size", 0)), int(np.max(keys)) + 2)
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# The processor
+# --------------------------------------------------------------------------------------------
 class MMCTRFeatureProcessor(FeatureProcessor):
     """``FeatureProcessor`` that knows where MicroLens keeps each column.
 
@@ -194,69 +402,18 @@ class MMCTRFeatureProcessor(FeatureProcessor):
     def set_output_dir(self, folder) -> None:
         """Write the feature map, vocabulary, pickle and pretrained h5 to ``folder`` instead of
         FuxiCTR's shared ``<data_root>/<dataset_id>/`` (training stages them privately)."""
-        import os
-
         self.data_dir = str(folder)
         self.pickle_file = os.path.join(self.data_dir, "feature_processor.pkl")
         self.json_file = os.path.join(self.data_dir, "feature_map.json")
         self.vocab_file = os.path.join(self.data_dir, "feature_vocab.json")
         self.feature_map.data_dir = self.data_dir
 
-    def fill_vocab_sizes(self) -> None:
-        """Set ``vocab_size`` = max id + 1 on categorical/sequence columns that lack one."""
-        for col in self.feature_cols:
-            if col.get("type") not in ("categorical", "sequence") or "vocab_size" in col:
-                continue
-            files = [self.item_info] if col.get("source") == "item" else self.splits
-            files = [f for f in files if f and Path(f).exists()]
-            if not files:
-                raise ConfigError(f"feature {col['name']}: no vocab_size and no file to read it "
-                                  "from (set item_info / train_data)")
-            col["vocab_size"] = max(_max_value(f, col["name"]) for f in files) + 1
-            logger.info("vocab_size of %s read from %s: %d", col["name"], files,
-                        col["vocab_size"])
-
-    def prepare_pretrained(self) -> None:
-        """Turn each ``pretrained_emb`` parquet column into FuxiCTR's h5 file, checked.
-
-        Item ids are used raw (no remapping with ``rebuild_dataset: False``), so the vocabulary
-        of the feature is widened to ``n_items + 2`` when needed: ids 0..n_items then map to
-        themselves and FuxiCTR's OOV index sits past the last item.
-        """
-        for col in self.feature_cols:
-            source = col.get("pretrained_emb")
-            if not source or not col.get("active", True):
-                continue
-            if col.get("type") != "categorical":
-                raise ConfigError(f"feature {col['name']}: pretrained_emb needs a categorical "
-                                  f"feature, not {col.get('type')}")
-            usage = col.setdefault("pretrain_usage", "init")
-            if usage not in ("init", "sum", "concat"):
-                raise ConfigError(f"feature {col['name']}: pretrain_usage={usage!r}, expected "
-                                  "init, sum or concat")
-            col.setdefault("freeze_emb", True)
-            dim = col.get("pretrain_dim")
-            if dim is not None and not isinstance(dim, int):
-                raise ConfigError(f"feature {col['name']}: pretrain_dim must be an integer")
-            if str(source).endswith(".parquet"):
-                column = col.get("pretrained_emb_column", "item_emb_d128")
-                n_items = (_max_value(self.item_info, "item_id")
-                           if self.item_info and col.get("source") == "item" else None)
-                keys, values = read_embedding_table(source, column, dim=dim, n_items=n_items)
-                target = Path(self.data_dir) / f"pretrained_source_{col['name']}.h5"
-                write_pretrained_h5(target, keys, values)
-                logger.info("Pretrained %s: %s[%s] -> %s (%d x %d)", col["name"], source,
-                            column, target, *values.shape)
-                col["pretrained_emb"] = str(target)
-                dim = values.shape[1]
-            else:
-                dim = check_pretrained_h5(source, dim)
-            col["pretrain_dim"] = dim
-            keys = load_pretrain_emb(str(col["pretrained_emb"]), keys=["key"])
-            if not np.issubdtype(np.asarray(keys).dtype, np.integer):
-                raise DataValidationError(col["pretrained_emb"], "keys must be integer item ids",
-                                          column="key")
-            col["vocab_size"] = max(int(col.get("vocab_size", 0)), int(np.max(keys)) + 2)
+    def resolve_features(self) -> None:
+        """:func:`resolve_feature_cols` on this processor's specs; write the h5 tables."""
+        resolved = resolve_feature_cols(self.feature_cols, item_info=self.item_info,
+                                        splits=self.splits, pretrained_dir=self.data_dir)
+        resolved.write_pretrained()
+        self.feature_cols = resolved.feature_cols
 
     def fit_embedding_col(self, col):
         """FuxiCTR's, keeping ``pretrain_dim``: a dense ``type: embedding`` column of width
@@ -268,7 +425,5 @@ class MMCTRFeatureProcessor(FeatureProcessor):
 
     def fit(self, train_ddf=None, rebuild_dataset=False, **kwargs):
         if not rebuild_dataset:
-            self.prepare_pretrained()
-            self.fill_vocab_sizes()
+            self.resolve_features()
         return super().fit(train_ddf, rebuild_dataset=rebuild_dataset, **kwargs)
-

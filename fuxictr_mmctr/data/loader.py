@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .features import feature_sides
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
                      read_item_info, read_split)
 
@@ -50,21 +51,6 @@ def load_item_table(path, columns) -> ItemTable:
         _ITEM_CACHE.clear()  # keep at most one item table alive
         _ITEM_CACHE[key] = read_item_info(path, columns=list(dict.fromkeys(loaded + list(columns))))
     return _ITEM_CACHE[key]
-
-
-def _feature_columns(feature_map) -> Tuple[list, list, Dict[str, int]]:
-    """Split the feature map into split-side columns, item-side columns and vocab sizes."""
-    split_cols, item_cols, vocab = [], [], {}
-    for name, spec in feature_map.features.items():
-        if spec.get("source") == "item":
-            if name != TARGET_COLUMN:
-                item_cols.append(name)
-        elif name not in (SEQUENCE_COLUMN, TARGET_COLUMN):
-            split_cols.append(name)
-        if spec.get("type") == "categorical" and "vocab_size" in spec and \
-                spec.get("source") != "item":
-            vocab[name] = int(spec["vocab_size"])
-    return split_cols, item_cols, vocab
 
 
 class MMCTRDataLoader:
@@ -105,16 +91,16 @@ class MMCTRDataLoader:
         self.num_workers = int(num_workers or 0)
         self.max_len = int(max_len)
         self.item_side = item_side
-        split_cols, item_cols, vocab = _feature_columns(feature_map)
-        item_cols_loaded = item_cols if item_side == "features" else []
+        sides = feature_sides(feature_map.features)
+        item_cols_loaded = list(sides.item_columns) if item_side == "features" else []
         self.items = load_item_table(item_info, item_cols_loaded)
         labels = list(feature_map.labels)
         self.data: SplitArrays = read_split(
             data_path, n_items=self.items.num_items, require_label=split != "test",
-            extra_columns=[c for c in split_cols if c not in labels and c != "user_id"],
-            vocab_sizes=vocab)
+            extra_columns=[c for c in sides.split_columns if c not in labels],
+            vocab_sizes=sides.row_vocab_sizes)
         columns = self.data.columns
-        self._batch_cols = [c for c in split_cols + labels if c in columns]
+        self._batch_cols = [c for c in list(sides.split_columns) + labels if c in columns]
         self._item_cols = [TARGET_COLUMN] + item_cols_loaded
         self.num_samples = self.data.num_rows
         self.num_blocks = 1

@@ -1,7 +1,11 @@
 """The MicroLens_1M_x1 schema, checked at the edge while the files are read into arrays.
 
-Every reader in the package goes through :func:`read_split` and :func:`read_item_info`. They
-stream a parquet file batch by batch with pyarrow into pre-allocated NumPy arrays of the
+This module is the package's one parquet gate: every reader opens its input with
+:func:`open_parquet` (a missing or unreadable file raises
+:class:`~fuxictr_mmctr.errors.DataValidationError` naming it) and names columns with the
+constants below. The readers of the MicroLens files are :func:`read_split`,
+:func:`read_split_columns` (scalar columns only, no ``item_seq``) and :func:`read_item_info`.
+They stream a parquet file batch by batch with pyarrow into pre-allocated NumPy arrays of the
 narrowest integer type that holds the ids, and check as they go: columns present, dtypes,
 nulls, fixed list lengths, left padding and id ranges. A violation raises
 :class:`~fuxictr_mmctr.errors.DataValidationError` naming the file, the column and the first
@@ -25,17 +29,20 @@ import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import DataValidationError
+from ..errors import DataFileNotFound, DataValidationError
+from ..io import PathLike
 
 logger = logging.getLogger(__name__)
 
 SPLIT_COLUMNS = ("user_id", "item_seq", "likes_level", "views_level", "item_id", "label")
+USER_COLUMN = "user_id"
 SEQUENCE_COLUMN = "item_seq"
 TARGET_COLUMN = "item_id"
 LABEL_COLUMN = "label"
@@ -59,11 +66,11 @@ class SplitArrays:
     """One split held as column arrays.
 
     Attributes:
-        path: the parquet file read.
+        path: the parquet file read (or the name of the in-memory table).
         columns: column name -> array; scalars are ``(N,)``, ``item_seq`` is ``(N, L)``.
     """
 
-    path: Path
+    path: Union[Path, str]
     columns: Dict[str, np.ndarray]
 
     @property
@@ -98,33 +105,86 @@ class ItemTable:
         return len(self.columns["item_id"]) - 1
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- the gate
 
-def _open_parquet(path: Path) -> pq.ParquetFile:
+def open_parquet(path: PathLike) -> pq.ParquetFile:
+    """Open a parquet file for reading: the one place the package opens parquet input.
+
+    Args:
+        path: the file.
+
+    Returns:
+        A ``pyarrow.parquet.ParquetFile`` (footer read, no data yet).
+
+    Raises:
+        DataFileNotFound: the file does not exist.
+        DataValidationError: a directory, or not a readable parquet file (naming the file).
+    """
     path = Path(path)
     if not path.exists():
-        raise DataValidationError(path, "file not found")
+        raise DataFileNotFound(path)
     if path.is_dir():
         raise DataValidationError(path, "is a directory, expected a parquet file")
     try:
         return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise DataValidationError(path, f"not a readable parquet file ({exc})") from None
 
 
-def _check_columns(path: Path, schema: pa.Schema, required: Iterable[str]) -> None:
+def count_rows(path: PathLike) -> int:
+    """Rows of a parquet file, from its footer (no data is read)."""
+    return int(open_parquet(path).metadata.num_rows)
+
+
+def check_columns(path, schema: pa.Schema, required: Iterable[str]) -> None:
+    """Raise :class:`DataValidationError` naming the first of ``required`` absent from ``schema``.
+
+    Args:
+        path: the file (or how to name an in-memory table) in the message.
+        schema: the arrow schema read.
+        required: column names that must be present.
+    """
     missing = [c for c in required if c not in schema.names]
     if missing:
+        listed = ", ".join(repr(c) for c in missing)
         raise DataValidationError(
-            path, f"missing column(s) {missing}; found {schema.names}", column=missing[0])
+            path, f"missing column{'s' if len(missing) > 1 else ''} {listed}; found "
+                  f"{schema.names}", column=missing[0])
+
+
+def column_max(path: PathLike, column: str) -> int:
+    """Largest integer of ``column`` in a parquet file (list columns flattened), streamed.
+
+    Args:
+        path: the parquet file.
+        column: an integer or list<integer> column.
+
+    Returns:
+        The largest value, 0 for an empty column.
+    """
+    pf = open_parquet(path)
+    check_columns(path, pf.schema_arrow, [column])
+    best = 0
+    for batch in pf.iter_batches(columns=[column], batch_size=262_144):
+        array = batch.column(0)
+        if is_list_type(array.type):
+            array = array.flatten()
+        value = pc.max(array).as_py()
+        if value is not None:
+            best = max(best, int(value))
+    return best
+
+
+def is_list_type(typ: pa.DataType) -> bool:
+    """A list, large list or fixed-size list arrow type."""
+    return pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
 
 
 def _kind(path: Path, name: str, typ: pa.DataType, want: str, list_of: bool = False) -> None:
     """Check that ``typ`` is an integer/float (or a list of them when ``list_of``)."""
     inner = typ
     if list_of:
-        if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)
-                or pa.types.is_fixed_size_list(typ)):
+        if not is_list_type(typ):
             raise DataValidationError(path, f"expected a list<{want}> column, found {typ}",
                                       column=name)
         inner = typ.value_type
@@ -145,9 +205,17 @@ def _check_no_nulls(path: Path, name: str, array: pa.Array, offset: int) -> None
         raise DataValidationError(path, "null value", column=name, row=offset + _first(~valid))
 
 
-def _list_values(path: Path, name: str, array: pa.Array, offset: int,
-                 width: Optional[int]) -> np.ndarray:
-    """A list column chunk as a ``(rows, width)`` array, checking nulls and fixed length."""
+def list_column_values(path, name: str, array: pa.Array, offset: int,
+                       width: Optional[int]) -> np.ndarray:
+    """A list column chunk as a ``(rows, width)`` array, checking nulls and fixed length.
+
+    Args:
+        path: the file, named in errors.
+        name: the column, named in errors.
+        array: the chunk, ``rows`` lists.
+        offset: row of the chunk's first list in the file (for error rows).
+        width: the length every list must have; ``None``: that of the first row.
+    """
     _check_no_nulls(path, name, array, offset)
     if pa.types.is_fixed_size_list(array.type):
         lengths = np.full(len(array), array.type.list_size)
@@ -168,16 +236,18 @@ def _list_values(path: Path, name: str, array: pa.Array, offset: int,
     return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(len(array), width or 0)
 
 
-def _check_range(path: Path, name: str, values: np.ndarray, low: int, high: int,
+def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[int],
                  offset: int, what: str) -> None:
+    """Values must lie in ``[low, high]`` (``high=None``: no upper bound)."""
     if values.size == 0:
         return
-    bad = (values < low) | (values > high)
+    bad = (values < low) if high is None else (values < low) | (values > high)
     if bad.any():
         flat = _first(bad.reshape(len(values), -1).any(axis=1))
         value = values[flat] if values.ndim == 1 else values[flat][bad[flat]][0]
-        raise DataValidationError(path, f"value {value} outside {what} [{low}, {high}]",
-                                  column=name, row=offset + flat)
+        bound = f"below {low}, the smallest of {what}" if high is None else \
+            f"outside {what} [{low}, {high}]"
+        raise DataValidationError(path, f"value {value} {bound}", column=name, row=offset + flat)
 
 
 # --------------------------------------------------------------------------- item_info
@@ -198,11 +268,11 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
             floats, ``item_id`` not equal to the row index, or a non-zero padding row 0.
     """
     path = Path(path)
-    pf = _open_parquet(path)
+    pf = open_parquet(path)
     schema = pf.schema_arrow
     wanted = list(columns) if columns is not None else [c for c in schema.names if c != "item_id"]
     wanted = [c for c in wanted if c != "item_id"]
-    _check_columns(path, schema, ["item_id"] + wanted)
+    check_columns(path, schema, ["item_id"] + wanted)
     _kind(path, "item_id", schema.field("item_id").type, "int")
     table = pf.read(columns=["item_id"] + wanted)
     item_id = np.asarray(table.column("item_id").combine_chunks().to_numpy(zero_copy_only=False)) \
@@ -223,9 +293,9 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
     for name in wanted:
         typ = schema.field(name).type
         array = table.column(name).combine_chunks()
-        if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        if is_list_type(typ):
             _kind(path, name, typ, "number", list_of=True)
-            values = _list_values(path, name, array, 0, widths.get(name))
+            values = list_column_values(path, name, array, 0, widths.get(name))
             if pa.types.is_floating(typ.value_type):
                 values = values.astype(np.float32, copy=False)
                 finite = np.isfinite(values).all(axis=1)
@@ -253,6 +323,36 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
 
 # --------------------------------------------------------------------------- splits
 
+@dataclass
+class _RowSource:
+    """Rows to read in batches: a parquet file or an in-memory arrow table.
+
+    Attributes:
+        name: the file (or the name of the table) used in errors.
+        schema: its arrow schema.
+        num_rows: its row count.
+        batches: ``columns -> iterator of RecordBatch`` of at most ``_READ_BATCH_ROWS`` rows.
+    """
+
+    name: object
+    schema: pa.Schema
+    num_rows: int
+    batches: Callable[[Sequence[str]], Iterator[pa.RecordBatch]]
+
+    @classmethod
+    def of(cls, source, name=None) -> "_RowSource":
+        if isinstance(source, pa.Table):
+            return cls(name=name or "<arrow table>", schema=source.schema,
+                       num_rows=source.num_rows,
+                       batches=lambda cols: iter(source.select(list(cols)).to_batches(
+                           max_chunksize=_READ_BATCH_ROWS)))
+        path = Path(source)
+        pf = open_parquet(path)
+        return cls(name=path, schema=pf.schema_arrow, num_rows=pf.metadata.num_rows,
+                   batches=lambda cols: pf.iter_batches(batch_size=_READ_BATCH_ROWS,
+                                                        columns=list(cols)))
+
+
 def read_split(path, n_items: int, require_label: bool = True,
                extra_columns: Sequence[str] = (), vocab_sizes: Optional[Mapping[str, int]] = None,
                seq_len: Optional[int] = None) -> SplitArrays:
@@ -271,49 +371,91 @@ def read_split(path, n_items: int, require_label: bool = True,
         SplitArrays with ``item_seq`` ``(N, L)`` and scalar columns ``(N,)``, each in the
         narrowest integer dtype (``label`` int8).
     """
-    path = Path(path)
-    pf = _open_parquet(path)
-    schema = pf.schema_arrow
-    scalar_cols = ["user_id", TARGET_COLUMN] + [c for c in extra_columns
-                                                if c not in ("user_id", TARGET_COLUMN)]
+    scalar_cols = [USER_COLUMN, TARGET_COLUMN] + [c for c in extra_columns
+                                                if c not in (USER_COLUMN, TARGET_COLUMN)]
+    return _read_rows(_RowSource.of(path), scalar_cols, history=True, n_items=n_items,
+                      require_label=require_label, vocab_sizes=vocab_sizes, seq_len=seq_len)
+
+
+def read_split_columns(source, columns: Sequence[str] = (TARGET_COLUMN,),
+                       n_items: Optional[int] = None, require_label: bool = True,
+                       vocab_sizes: Optional[Mapping[str, int]] = None,
+                       name: Optional[str] = None) -> SplitArrays:
+    """Stream and check scalar columns of a split (and its label) without its ``item_seq``.
+
+    The lean twin of :func:`read_split` for what needs no history (per-item statistics, the
+    labels of valid): the same checks (integer ids, no nulls, ids >= 1, 0/1 labels), and the
+    list column is never read.
+
+    Args:
+        source: the split's parquet file, or a pyarrow ``Table`` holding the columns.
+        columns: integer columns to load. Default: ``("item_id",)``.
+        n_items: largest valid item id; ``None`` checks only ``item_id >= 1``.
+        require_label: read and check the 0/1 ``label`` (a test file may lack one).
+        vocab_sizes: per column, values must lie in ``[0, vocab_size - 1]``.
+        name: how errors name an in-memory ``source``. Default: its path, or ``<arrow table>``.
+
+    Returns:
+        SplitArrays of ``(N,)`` arrays in the narrowest integer dtype (``label`` int8).
+
+    Raises:
+        DataFileNotFound, DataValidationError: naming the file (or ``name``), the column and
+            the first offending row.
+    """
+    return _read_rows(_RowSource.of(source, name), list(columns), history=False,
+                      n_items=n_items, require_label=require_label, vocab_sizes=vocab_sizes)
+
+
+def _read_rows(rows: _RowSource, scalar_cols: Sequence[str], history: bool,
+               n_items: Optional[int], require_label: bool,
+               vocab_sizes: Optional[Mapping[str, int]], seq_len: Optional[int] = None
+               ) -> SplitArrays:
+    """The batch loop of :func:`read_split` and :func:`read_split_columns`."""
+    path, schema, n = rows.name, rows.schema, rows.num_rows
     has_label = LABEL_COLUMN in schema.names
     if require_label and not has_label:
         raise DataValidationError(path, "missing column 'label' (needed for train/valid)",
                                   column=LABEL_COLUMN)
-    _check_columns(path, schema, scalar_cols + [SEQUENCE_COLUMN])
+    check_columns(path, schema, list(scalar_cols) + ([SEQUENCE_COLUMN] if history else []))
     for name in scalar_cols:
         _kind(path, name, schema.field(name).type, "int")
-    _kind(path, SEQUENCE_COLUMN, schema.field(SEQUENCE_COLUMN).type, "int", list_of=True)
+    if history:
+        _kind(path, SEQUENCE_COLUMN, schema.field(SEQUENCE_COLUMN).type, "int", list_of=True)
     if has_label:
         _kind(path, LABEL_COLUMN, schema.field(LABEL_COLUMN).type, "number")
-    n = pf.metadata.num_rows
     vocab = dict(vocab_sizes or {})
-    bounds = {TARGET_COLUMN: n_items, **{c: v - 1 for c, v in vocab.items()}}
-    id_dtype = narrowest_int_dtype(n_items)
+    bounds = {c: v - 1 for c, v in vocab.items()}
+    if n_items is not None:
+        bounds[TARGET_COLUMN] = n_items
     out: Dict[str, np.ndarray] = {}
-    read_cols = scalar_cols + [SEQUENCE_COLUMN] + ([LABEL_COLUMN] if has_label else [])
+    read_cols = list(scalar_cols) + ([SEQUENCE_COLUMN] if history else []) + \
+        ([LABEL_COLUMN] if require_label else [])
     offset = 0
-    for batch in pf.iter_batches(batch_size=_READ_BATCH_ROWS, columns=read_cols):
-        rows = batch.num_rows
-        seq = _list_values(path, SEQUENCE_COLUMN, batch.column(SEQUENCE_COLUMN), offset, seq_len)
-        if seq_len is None:
-            seq_len = seq.shape[1]
-        _check_range(path, SEQUENCE_COLUMN, seq, 0, n_items, offset, "item ids of item_info")
-        nonzero = seq != 0
-        gap = nonzero[:, :-1] & ~nonzero[:, 1:]  # an item followed by padding
-        if gap.any():
-            raise DataValidationError(path, "padding after an item: item_seq must be "
-                                            "left-padded with 0 (most recent item last)",
-                                      column=SEQUENCE_COLUMN, row=offset + _first(gap.any(1)))
-        if not out:
-            out[SEQUENCE_COLUMN] = np.empty((n, seq_len), dtype=id_dtype)
-        out[SEQUENCE_COLUMN][offset:offset + rows] = seq
+    for batch in rows.batches(read_cols):
+        size = batch.num_rows
+        if history:
+            seq = list_column_values(path, SEQUENCE_COLUMN, batch.column(SEQUENCE_COLUMN),
+                                     offset, seq_len)
+            if seq_len is None:
+                seq_len = seq.shape[1]
+            _check_range(path, SEQUENCE_COLUMN, seq, 0, n_items, offset, "item ids of item_info")
+            nonzero = seq != 0
+            gap = nonzero[:, :-1] & ~nonzero[:, 1:]  # an item followed by padding
+            if gap.any():
+                raise DataValidationError(path, "padding after an item: item_seq must be "
+                                                "left-padded with 0 (most recent item last)",
+                                          column=SEQUENCE_COLUMN, row=offset + _first(gap.any(1)))
+            if SEQUENCE_COLUMN not in out:
+                out[SEQUENCE_COLUMN] = np.empty((n, seq_len), dtype=narrowest_int_dtype(n_items))
+            out[SEQUENCE_COLUMN][offset:offset + size] = seq
         for name in scalar_cols:
             array = batch.column(name)
             _check_no_nulls(path, name, array, offset)
             values = np.asarray(array.to_numpy(zero_copy_only=False))
             if name == TARGET_COLUMN:
-                _check_range(path, name, values, 1, n_items, offset, "item ids of item_info")
+                _check_range(path, name, values, 1, n_items, offset,
+                             "item ids of item_info" if n_items is not None else
+                             "item ids (0 is the padding id)")
             elif name in vocab:
                 _check_range(path, name, values, 0, vocab[name] - 1, offset,
                              f"vocabulary of size {vocab[name]}")
@@ -323,25 +465,27 @@ def read_split(path, n_items: int, require_label: bool = True,
             if name not in out:  # bounded columns are stored narrow from the start
                 out[name] = np.empty(n, dtype=narrowest_int_dtype(bounds[name])
                                      if name in bounds else np.int64)
-            out[name][offset:offset + rows] = values  # range-checked above, so the cast is safe
-        if has_label:
+            out[name][offset:offset + size] = values  # range-checked above, so the cast is safe
+        if require_label:
             array = batch.column(LABEL_COLUMN)
             values = np.asarray(array.to_numpy(zero_copy_only=False))
-            if require_label:
-                _check_no_nulls(path, LABEL_COLUMN, array, offset)
-                bad = (values != 0) & (values != 1)
-                if bad.any():
-                    row = _first(bad)
-                    raise DataValidationError(path, f"label {values[row]} is not 0 or 1",
-                                              column=LABEL_COLUMN, row=offset + row)
-                out.setdefault(LABEL_COLUMN, np.empty(n, dtype=np.int8))
-                out[LABEL_COLUMN][offset:offset + rows] = values
-        offset += rows
+            _check_no_nulls(path, LABEL_COLUMN, array, offset)
+            bad = (values != 0) & (values != 1)
+            if bad.any():
+                row = _first(bad)
+                raise DataValidationError(path, f"label {values[row]} is not 0 or 1",
+                                          column=LABEL_COLUMN, row=offset + row)
+            out.setdefault(LABEL_COLUMN, np.empty(n, dtype=np.int8))
+            out[LABEL_COLUMN][offset:offset + size] = values
+        offset += size
     if n == 0:
         raise DataValidationError(path, "has no rows")
     _narrow_unbounded(out, scalar_cols)
-    logger.info("Read %s: %d rows, history length %d, %.1f MB in memory", path, n, seq_len,
-                sum(a.nbytes for a in out.values()) / 2**20)
+    if history:
+        logger.info("Read %s: %d rows, history length %d, %.1f MB in memory", path, n, seq_len,
+                    sum(a.nbytes for a in out.values()) / 2**20)
+    else:
+        logger.info("Read %s: %d rows, columns %s", path, n, list(out))
     return SplitArrays(path=path, columns=out)
 
 

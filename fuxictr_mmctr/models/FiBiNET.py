@@ -52,8 +52,7 @@ class FiBiNET(MMCTRModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        row_dims = [self._feature_dim(name) for name, spec in feature_map.features.items()
-                    if spec.get("source") != "item" and spec["type"] != "meta"]
+        row_dims = [self._feature_dim(name) for name in self.row_features]
         item_dims = [self._feature_dim(name) for name in self.item_features]
         self.row_fields = FieldProjector(row_dims, embedding_dim)
         self.target_fields = FieldProjector(item_dims, embedding_dim)

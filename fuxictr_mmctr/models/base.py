@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from .. import compat  # noqa: F401  (NumPy 2 aliases for FuxiCTR 2.3.7)
+from ..data.features import feature_sides
+from ..data.schema import TARGET_COLUMN
 from ..errors import ConfigError
 from ..io import atomic_path
 
@@ -85,9 +87,9 @@ class MMCTRModel(BaseModel):
         self.accumulation_steps = int(accumulation_steps)
         self.label_smoothing = float(label_smoothing)
         self.weight_decay = float(weight_decay)
-        self.item_features: List[str] = [
-            name for name, spec in feature_map.features.items()
-            if spec.get("source") == "item" and spec["type"] != "meta"]
+        sides = feature_sides(feature_map.features)
+        self.row_features: List[str] = list(sides.row_inputs)
+        self.item_features: List[str] = list(sides.item_inputs)
         self.item_info_dim = sum(self._feature_dim(name) for name in self.item_features)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
         if item_side not in ("features", "ids"):
@@ -105,7 +107,7 @@ class MMCTRModel(BaseModel):
         """
         from ..data.loader import load_item_table
 
-        columns = [name for name in self.item_features if name != "item_id"]
+        columns = [name for name in self.item_features if name != TARGET_COLUMN]
         if columns and not item_info:
             raise ConfigError("item_side: ids needs `item_info` to build the item tables")
         table = load_item_table(item_info, columns) if columns else None
@@ -121,9 +123,8 @@ class MMCTRModel(BaseModel):
 
     @property
     def row_feature_dim(self) -> int:
-        """Width of :meth:`embed_row_features`: the non-item, non-meta features."""
-        return sum(self._feature_dim(name) for name, spec in self.feature_map.features.items()
-                   if spec.get("source") != "item" and spec["type"] != "meta")
+        """Width of :meth:`embed_row_features`: the row features a model embeds."""
+        return sum(self._feature_dim(name) for name in self.row_features)
 
     def compile(self, optimizer, loss, lr):
         """FuxiCTR's ``compile`` over trainable parameters only, with weight decay."""
