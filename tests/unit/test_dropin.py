@@ -55,3 +55,39 @@ def test_existing_user_config_is_backed_up_and_restored(tmp_path):
     assert (repo / dropin.BACKUP_DIR / "config" / "mmctr_config" / "dataset_config.yaml").exists()
     dropin.undo(repo)
     assert (mine / "dataset_config.yaml").read_text() == "mine: {}\n"
+
+
+def test_drop_in_and_the_processor_read_the_same_vocabularies(tmp_path, monkeypatch):
+    """user_id as a categorical feature: a user first seen in test has a row in both the
+    drop-in config (FuxiCTR's own processor) and this package's processor."""
+    import yaml
+    from helpers import (ITEM_TYPES, ROOT, make_item_info_columns, make_split_columns,
+                         write_table)
+
+    from fuxictr_mmctr.train import experiment
+
+    repo = make_official_repo(tmp_path)
+    data = repo / "data" / "sample" / "MicroLens_1M_x1"
+    data.mkdir(parents=True)
+    write_table(data / "item_info.parquet", make_item_info_columns(12), ITEM_TYPES)
+    write_table(data / "train.parquet", make_split_columns(40, 12, 6, seed=1))
+    write_table(data / "valid.parquet", make_split_columns(20, 12, 6, seed=2))
+    test = make_split_columns(20, 12, 6, seed=3, label=False)
+    test["user_id"][7] = 95  # train and valid users are below 30
+    write_table(data / "test.parquet", test)
+
+    dropin.drop_in(repo)
+    generated = yaml.safe_load((repo / "config" / "mmctr_config" / "dataset_config.yaml")
+                               .read_text())["MicroLens_sample_userid"]
+    from_drop_in = {c["name"]: c["vocab_size"] for c in generated["feature_cols"]
+                    if "vocab_size" in c}
+
+    monkeypatch.chdir(repo)
+    params = experiment.load_params(ROOT / "config" / "mmctr_config", "DCNv2_sample_userid")
+    feature_map = experiment.build_feature_map(params)
+    from_processor = {name: spec["vocab_size"] for name, spec in feature_map.features.items()
+                      if "vocab_size" in spec}
+
+    assert from_drop_in == from_processor
+    assert from_drop_in["user_id"] == 96
+    assert from_drop_in["item_id"] == 13 and from_drop_in["item_tags"] == 15
