@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -83,12 +84,13 @@ def test_custom_smoothing_and_unseen_items():
 def test_fit_on_several_sources_adds_counts(tmp_path):
     path = tmp_path / "train.parquet"
     pq.write_table(_split_table([1, 2, 2], [1, 0, 1]), path)
-    polars_like = pa.table({"item_id": pa.array([5, 1], pa.int32()),
-                            "label": pa.array([1, 1], pa.int8())})
-    stats = fit_item_ctr([path, polars_like])
-    np.testing.assert_array_equal(stats.impressions, [0, 2, 2, 0, 0, 1])
+    polars_frame = pl.DataFrame({"item_id": pl.Series([5, 1], dtype=pl.Int32),
+                                 "label": pl.Series([1, 1], dtype=pl.Int8)})
+    arrow_table = pa.table({"item_id": pa.array([2], pa.int64()), "label": pa.array([0], pa.int8())})
+    stats = fit_item_ctr([path, polars_frame, arrow_table])
+    np.testing.assert_array_equal(stats.impressions, [0, 2, 3, 0, 0, 1])
     np.testing.assert_array_equal(stats.clicks, [0, 2, 1, 0, 0, 1])
-    assert stats.global_ctr == pytest.approx(4 / 5)
+    assert stats.global_ctr == pytest.approx(4 / 6)
 
 
 def test_predict_refuses_bad_ids():
@@ -112,14 +114,14 @@ def test_missing_file(tmp_path):
     [
         (pa.table({"item_id": [1, 2]}), r"column 'label': missing column"),
         (pa.table({"label": [1, 0]}), r"column 'item_id': missing column"),
-        (pa.table({"item_id": [1.0, 2.0], "label": [1, 0]}), r"column 'item_id': item ids must be integers"),
-        (pa.table({"item_id": ["a", "b"], "label": [1, 0]}), r"column 'item_id': item ids must be integers"),
-        (pa.table({"item_id": [1, None, 3], "label": [1, 0, 1]}), r"column 'item_id', row 1: null item id"),
-        (pa.table({"item_id": [1, 0, 3], "label": [1, 0, 1]}), r"column 'item_id', row 1: item id 0 < 1"),
+        (pa.table({"item_id": [1.0, 2.0], "label": [1, 0]}), r"column 'item_id': expected int values, found double"),
+        (pa.table({"item_id": ["a", "b"], "label": [1, 0]}), r"column 'item_id': expected int values, found string"),
+        (pa.table({"item_id": [1, None, 3], "label": [1, 0, 1]}), r"column 'item_id', row 1: null value"),
+        (pa.table({"item_id": [1, 0, 3], "label": [1, 0, 1]}), r"column 'item_id', row 1: value 0 below 1, .*0 is the padding id"),
         (pa.table({"item_id": [1, 2, 3], "label": [1, 2, 0]}), r"column 'label', row 1: label 2 is not 0 or 1"),
         (pa.table({"item_id": [1, 2, 3], "label": [0.0, 0.5, 1.0]}), r"column 'label', row 1: label 0.5"),
-        (pa.table({"item_id": [1, 2, 3], "label": [1, 0, None]}), r"column 'label', row 2: null label"),
-        (pa.table({"item_id": [1, 2], "label": ["1", "0"]}), r"column 'label': labels must be 0/1 numbers"),
+        (pa.table({"item_id": [1, 2, 3], "label": [1, 0, None]}), r"column 'label', row 2: null value"),
+        (pa.table({"item_id": [1, 2], "label": ["1", "0"]}), r"column 'label': expected number values, found string"),
     ],
     ids=["no-label", "no-item", "float-ids", "string-ids", "null-id", "padding-id", "label-2",
          "label-half", "null-label", "string-label"],
@@ -135,8 +137,13 @@ def test_bad_parquet_named_in_error(tmp_path, table, match):
 def test_bad_frame_named_in_error():
     with pytest.raises(DataValidationError, match=r"<DataFrame #0>, column 'label': missing"):
         fit_item_ctr(pd.DataFrame({"item_id": [1]}))
-    with pytest.raises(DataValidationError, match=r"item ids must be integers"):
+    with pytest.raises(DataValidationError, match=r"<DataFrame #0>, column 'item_id': expected "
+                                                  r"int values, found double"):
         fit_item_ctr(pd.DataFrame({"item_id": [1.0], "label": [1]}))
+    with pytest.raises(DataValidationError, match=r"<DataFrame #1>, column 'label', row 0: "
+                                                  r"label 3 is not 0 or 1"):
+        fit_item_ctr([pd.DataFrame({"item_id": [1], "label": [1]}),
+                      pl.DataFrame({"item_id": [2], "label": [3]})])
 
 
 def test_run_popularity_missing_split(tmp_path):
