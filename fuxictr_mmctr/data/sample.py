@@ -50,18 +50,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, MMCTRError
-from ..io import atomic_path
+from ..io import PathLike, atomic_path
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 DATASET_DIR = "MicroLens_1M_x1"
 MANIFEST_NAME = "_SUCCESS"

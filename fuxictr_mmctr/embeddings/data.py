@@ -12,8 +12,8 @@ from typing import Iterator, List, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ..data.schema import check_columns, is_list_type, open_parquet, read_item_info
 from ..errors import DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -36,16 +36,6 @@ class ItemSide:
     texts: List[str]
     empty_titles: int = 0
     missing_in_feature: int = 0
-
-
-def _open(path: Path) -> pq.ParquetFile:
-    path = Path(path)
-    if not path.exists():
-        raise DataValidationError(path, "file not found")
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataValidationError(path, f"not a readable parquet file ({exc})") from None
 
 
 def _clean_text(value) -> str:
@@ -72,8 +62,6 @@ def read_item_side(item_info_path, item_feature_path: Optional[Path]) -> ItemSid
         item_feature_path: ``item_feature.parquet`` with ``item_id``, ``item_title`` and
             optionally ``item_tags``; ``None`` or a missing file leaves every text empty.
     """
-    from ..data.schema import read_item_info
-
     table = read_item_info(item_info_path, columns=["item_tags"])
     tags = np.asarray(table.columns["item_tags"], dtype=np.int64)
     num_items = table.num_items
@@ -81,12 +69,9 @@ def read_item_side(item_info_path, item_feature_path: Optional[Path]) -> ItemSid
     tag_texts = [""] * (num_items + 1)
     missing = num_items
     if item_feature_path is not None and Path(item_feature_path).exists():
-        pf = _open(item_feature_path)
+        pf = open_parquet(item_feature_path)
         names = pf.schema_arrow.names
-        for col in ("item_id", "item_title"):
-            if col not in names:
-                raise DataValidationError(item_feature_path, f"missing column; found {names}",
-                                          column=col)
+        check_columns(item_feature_path, pf.schema_arrow, ("item_id", "item_title"))
         cols = ["item_id", "item_title"] + (["item_tags"] if "item_tags" in names else [])
         feat = pf.read(columns=cols)
         ids = feat.column("item_id").to_numpy(zero_copy_only=False)
@@ -153,15 +138,11 @@ class SequenceCorpus:
         self.keep_mod = max(1, int(keep_mod))
         self.batch_rows = int(batch_rows)
         self.stats: Optional[CorpusStats] = None
-        pf = _open(self.path)
-        names = pf.schema_arrow.names
+        pf = open_parquet(self.path)
         need = ["item_seq"] + (["user_id"] if self.keep_mod > 1 else [])
-        for col in need:
-            if col not in names:
-                raise DataValidationError(self.path, f"missing column; found {names}", column=col)
+        check_columns(self.path, pf.schema_arrow, need)
         typ = pf.schema_arrow.field("item_seq").type
-        if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)
-                or pa.types.is_fixed_size_list(typ)) or not pa.types.is_integer(typ.value_type):
+        if not is_list_type(typ) or not pa.types.is_integer(typ.value_type):
             raise DataValidationError(self.path, f"expected list<int>, found {typ}",
                                       column="item_seq")
         self._columns = need
@@ -170,7 +151,7 @@ class SequenceCorpus:
         import polars as pl
 
         stats = CorpusStats()
-        pf = pq.ParquetFile(self.path)
+        pf = open_parquet(self.path)
         n = self.num_items
         for batch in pf.iter_batches(batch_size=self.batch_rows, columns=self._columns):
             df = pl.from_arrow(pa.Table.from_batches([batch]))

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..data.schema import open_parquet
 from ..errors import ConfigError, DataValidationError
 from ..io import atomic_path
 
@@ -65,7 +66,7 @@ def write_item_info(input_path, out_path, vectors: np.ndarray, overwrite_input: 
     if out_path.resolve() == input_path.resolve() and not overwrite_input:
         raise ConfigError(f"--out {out_path} is the input item_info; pass --overwrite-input to "
                          "replace it (it is replaced only after the new file is validated)")
-    table = pq.read_table(input_path)
+    table = open_parquet(input_path).read()
     if table.num_rows != len(vectors):
         raise DataValidationError(input_path, f"{table.num_rows} rows but {len(vectors)} "
                                               "vectors", column="item_id")

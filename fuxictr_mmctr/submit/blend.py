@@ -39,20 +39,20 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ConfigError, DataValidationError
-from ..io import atomic_path
-from .submission import TASK_COLUMNS, count_rows
+from ..data.schema import LABEL_COLUMN, count_rows, read_split_columns
+from ..errors import ConfigError
+from ..io import PathLike, atomic_path
+from .metrics import auc, logloss
+from .submission import TASK_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 METHODS = ("mean", "rank")
 OBJECTIVES = ("auc", "logloss")
-LABEL_COLUMN = "label"
 _CACHE_VERSION = 1
 
 
@@ -151,23 +151,6 @@ def blend_predictions(preds: Sequence[np.ndarray], method: str = "mean",
 # --------------------------------------------------------------------------------------------
 # Metrics and fitted weights
 # --------------------------------------------------------------------------------------------
-def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """ROC AUC (scikit-learn's); NaN when ``y_true`` holds a single class."""
-    from sklearn.metrics import roc_auc_score
-
-    y_true = np.asarray(y_true)
-    if np.unique(y_true).size < 2:
-        return float("nan")
-    return float(roc_auc_score(y_true, y_score))
-
-
-def logloss(y_true: np.ndarray, y_prob: np.ndarray, eps: float = 1e-7) -> float:
-    """Binary cross-entropy of probabilities clipped to ``[eps, 1 - eps]`` (FuxiCTR's eps)."""
-    y_true = np.asarray(y_true, dtype=np.float64)
-    p = np.clip(np.asarray(y_prob, dtype=np.float64), eps, 1.0 - eps)
-    return float(-np.mean(y_true * np.log(p) + (1.0 - y_true) * np.log(1.0 - p)))
-
-
 def simplex_grid(n: int, resolution: int) -> np.ndarray:
     """Every weight vector of ``n`` multiples of ``1/resolution`` summing to 1.
 
@@ -367,18 +350,8 @@ def experiment_predictions(config_dir: PathLike, expid: str,
 
 
 def read_labels(path: PathLike) -> np.ndarray:
-    """The ``label`` column of a split file as float64."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    try:
-        table = pq.read_table(path, columns=[LABEL_COLUMN])
-    except FileNotFoundError:
-        raise DataValidationError(path, "file not found") from None
-    except Exception as exc:  # pyarrow raises several types (missing column, bad file)
-        raise DataValidationError(path, f"cannot read column '{LABEL_COLUMN}' ({exc})",
-                                  column=LABEL_COLUMN) from None
-    return table.column(0).to_numpy().astype(np.float64)
+    """The 0/1 ``label`` column of a split file as ``(N,)`` float64, checked by the schema."""
+    return read_split_columns(path, columns=()).columns[LABEL_COLUMN].astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,23 +27,22 @@ import argparse
 import csv
 import io
 import logging
-import os
 import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Tuple, Union
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
+from ..data.schema import count_rows
 from ..errors import DataValidationError
-from ..io import atomic_path
+from ..io import PathLike, atomic_path
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 ID_COLUMN = "ID"
 TASK_COLUMNS = ("Task1", "Task2", "Task1&2")
@@ -81,33 +80,6 @@ class SubmissionReport:
     n_rows: int
     columns: Tuple[str, ...]
     extra_entries: Tuple[str, ...] = field(default=())
-
-
-# --------------------------------------------------------------------------------------------
-# Row count of the test split
-# --------------------------------------------------------------------------------------------
-def count_rows(parquet_path: PathLike) -> int:
-    """Number of rows of a parquet file, read from its footer (no data is read).
-
-    Args:
-        parquet_path: path to ``test.parquet`` (or any parquet file).
-
-    Returns:
-        The row count recorded in the file's metadata.
-
-    Raises:
-        SubmissionError: the file is missing or is not a readable parquet file.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(parquet_path)
-    if not path.is_file():
-        raise SubmissionError(path, "test parquet file not found")
-    try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    except (pa.ArrowException, OSError) as exc:
-        raise SubmissionError(path, f"cannot read parquet metadata ({exc})") from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fuxictr_mmctr import cli
+from fuxictr_mmctr.errors import DataFileNotFound, DataValidationError
 from fuxictr_mmctr.submit.submission import (
     TASK_COLUMNS,
     SubmissionError,
@@ -70,14 +71,14 @@ def test_count_rows_reads_metadata(test_parquet):
 
 
 def test_count_rows_missing_file(tmp_path):
-    with pytest.raises(SubmissionError, match="not found"):
+    with pytest.raises(DataFileNotFound, match="nope.parquet: file not found"):
         count_rows(tmp_path / "nope.parquet")
 
 
 def test_count_rows_not_parquet(tmp_path):
     bad = tmp_path / "test.parquet"
     bad.write_text("not parquet")
-    with pytest.raises(SubmissionError, match="cannot read parquet"):
+    with pytest.raises(DataValidationError, match="test.parquet: not a readable parquet file"):
         count_rows(bad)
 
 
