@@ -39,8 +39,8 @@ import pyarrow as pa
 from .. import compat  # noqa: F401
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path
-from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, column_max, is_list_type,
-                     list_column_values, open_parquet)
+from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, check_finite_rows, column_max,
+                     is_list_type, list_column_values, open_parquet)
 
 from fuxictr.preprocess import FeatureProcessor
 from fuxictr.preprocess.tokenizer import load_pretrain_emb
@@ -83,10 +83,7 @@ def read_embedding_table(path, column: str, dim: Optional[int] = None,
     if dim is not None and values.shape[1] != dim:
         raise DataValidationError(path, f"dimension {values.shape[1]}, config says "
                                         f"pretrain_dim={dim}", column=column, row=0)
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
-        raise DataValidationError(path, "NaN or inf in an embedding", column=column,
-                                  row=int(np.flatnonzero(~finite)[0]))
+    check_finite_rows(path, column, values)
     if keys.size and keys.min() < 0:
         raise DataValidationError(path, "negative item id", column=key_column,
                                   row=int(np.flatnonzero(keys < 0)[0]))
@@ -140,10 +137,7 @@ def check_pretrained_h5(path, dim: Optional[int] = None) -> int:
     if dim is not None and values.shape[1] != dim:
         raise DataValidationError(path, f"dimension {values.shape[1]}, config says "
                                         f"pretrain_dim={dim}", column="value")
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
-        raise DataValidationError(path, "NaN or inf in an embedding", column="value",
-                                  row=int(np.flatnonzero(~finite)[0]))
+    check_finite_rows(path, "value", values)
     return int(values.shape[1])
 
 

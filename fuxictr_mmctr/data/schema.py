@@ -236,6 +236,15 @@ def list_column_values(path, name: str, array: pa.Array, offset: int,
     return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(len(array), width or 0)
 
 
+def check_finite_rows(path, column: str, vectors: np.ndarray) -> None:
+    """Raise :class:`DataValidationError` at the first row of ``(N, D)`` ``vectors`` holding a
+    NaN or an infinity (naming the file and column)."""
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        raise DataValidationError(path, "NaN or inf in an embedding", column=column,
+                                  row=_first(~finite))
+
+
 def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[int],
                  offset: int, what: str) -> None:
     """Values must lie in ``[low, high]`` (``high=None``: no upper bound)."""
@@ -298,10 +307,7 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
             values = list_column_values(path, name, array, 0, widths.get(name))
             if pa.types.is_floating(typ.value_type):
                 values = values.astype(np.float32, copy=False)
-                finite = np.isfinite(values).all(axis=1)
-                if not finite.all():
-                    raise DataValidationError(path, "NaN or inf in an embedding", column=name,
-                                              row=_first(~finite))
+                check_finite_rows(path, name, values)
             else:
                 if values.size and values.min() < 0:
                     raise DataValidationError(path, "negative id", column=name,

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.schema import open_parquet
+from ..data.schema import check_finite_rows, open_parquet
 from ..errors import ConfigError, DataValidationError
 from ..io import atomic_path
 
@@ -28,10 +28,7 @@ def check_vectors(vectors: np.ndarray, where, column: str = EMB_COLUMN, tol: flo
                                          f"{vectors.shape}", column=column)
     if np.any(vectors[0] != 0):
         raise DataValidationError(where, "padding row 0 must be all zeros", column=column, row=0)
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        raise DataValidationError(where, "NaN or inf in an embedding", column=column,
-                                  row=int(np.flatnonzero(~finite)[0]))
+    check_finite_rows(where, column, vectors)
     norm = np.linalg.norm(vectors[1:].astype(np.float64), axis=1)
     bad = np.abs(norm - 1.0) > tol
     if bad.any():
