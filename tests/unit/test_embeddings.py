@@ -232,6 +232,29 @@ def test_fast_preprocessing_matches_the_processor(tiny_clip):
     assert FastImageTransform.from_processor(processor.image_processor) is None
 
 
+def test_fast_preprocessing_of_large_jpeg_covers_is_close_to_the_processor(tmp_path):
+    """A large JPEG is decoded at a reduced scale (PIL's draft mode, the speed-up that
+    bench/clip_extract.py measures): CLIP's 224-pixel recipe, within 3 grey levels."""
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    processor = CLIPImageProcessor()                           # CLIP ViT's 224 recipe
+    fast = FastImageTransform.from_processor(processor)
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    path = tmp_path / "cover.jpg"
+    Image.fromarray(small).resize((1280, 960), Image.Resampling.BICUBIC).save(path, quality=90)
+    with Image.open(path) as img:
+        got = fast.batch([fast.image(img)]).numpy()
+        assert img.size == (320, 240)                          # decoded at 1/4 scale
+    with Image.open(path) as img:
+        want = processor(images=[img.convert("RGB")], return_tensors="pt")["pixel_values"].numpy()
+    grey_level = 1 / 255 / min(processor.image_std)            # one step of 8 bits, normalised
+    assert got.shape == want.shape == (1, 3, 224, 224)
+    assert np.abs(got - want).max() < 3 * grey_level
+    assert np.abs(got - want).mean() < 0.5 * grey_level
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_bad_images_fall_back_to_text(tiny_clip, tmp_path, fast):
     from PIL import Image
