@@ -37,7 +37,7 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from ..data.schema import count_rows
+from ..data.schema import count_rows, open_parquet
 from ..errors import DataValidationError
 from ..io import PathLike, atomic_path
 
@@ -425,10 +425,7 @@ def load_predictions(path: PathLike, column: Optional[str] = None) -> np.ndarray
         except (pd.errors.ParserError, ValueError, OSError) as exc:
             raise SubmissionError(path, f"cannot read the csv ({exc})") from exc
     elif suffix == ".parquet":
-        try:
-            table = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several unrelated types
-            raise SubmissionError(path, f"cannot read the parquet file ({exc})") from exc
+        table = open_parquet(path).read().to_pandas()
     else:
         raise SubmissionError(path, "unknown predictions format; use .npy, .csv or .parquet")
     if column is None:
