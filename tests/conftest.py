@@ -8,6 +8,24 @@ import pytest
 from helpers import ITEM_TYPES, ROOT, make_item_info_columns, make_split_columns, point_config_at, write_table
 
 
+@pytest.fixture(autouse=True)
+def _drop_fuxictr_log_handlers():
+    """FuxiCTR's ``set_logger`` (run by in-process training) replaces the root logger's handlers
+    with a file and a stream handler bound to this test's captured streams; drop them after the
+    test so later tests do not log into closed files."""
+    import logging
+
+    from _pytest.logging import LogCaptureHandler
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if handler not in before and not isinstance(handler, LogCaptureHandler):
+            root.removeHandler(handler)
+            handler.close()
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/e2e/ trains a model or spawns a process: mark it ``slow``."""
     e2e = Path(__file__).parent / "e2e"
