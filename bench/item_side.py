@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from fuxictr_mmctr import compat
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.data.loader import MMCTRDataLoader
 
@@ -44,8 +43,7 @@ def train_throughput(config_dir, expid, steps, batch_size, max_len):
     params.update(verbose=0, batch_size=batch_size, max_len=max_len)
     feature_map = experiment.build_feature_map(params)
     model = experiment.build_model(feature_map, params)
-    train_gen, _ = compat.rank_data_loaders(feature_map, "train",
-                                            **experiment._loader_params(params))
+    train_gen, _ = experiment.make_loaders(params, feature_map, "train")
     model.train()
     model._max_gradient_norm, model._steps_per_epoch = 10.0, len(train_gen)
     batches = itertools.cycle(train_gen) if steps > len(train_gen) else iter(train_gen)

@@ -85,10 +85,10 @@ def train_rows(config_dir: Path, expid: str) -> int:
     return pq.ParquetFile(experiment.load_params(config_dir, expid)["train_data"]).metadata.num_rows
 
 
-def epochs_run(config_dir: Path, expid: str) -> int:
-    """Epochs ``fit`` ran (early stopping may end it early), read from FuxiCTR's log."""
-    params = experiment.load_params(config_dir, expid)
-    log = Path(params["model_root"]) / params["dataset_id"] / f"{expid}.log"
+def epochs_run(checkpoint: Path) -> int:
+    """Epochs ``fit`` ran (early stopping may end it early), read from FuxiCTR's log (beside
+    the checkpoint, ``<expid>.log``)."""
+    log = Path(checkpoint).with_suffix(".log")
     text = log.read_text() if log.exists() else ""
     return max(1, text.count("Train loss:") or text.count("Epoch=") - 1)
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         result = experiment.train(config_dir, expid)
         wall = time.perf_counter() - start
-        n_epochs = epochs_run(config_dir, expid)
+        n_epochs = epochs_run(result.checkpoint)
         rows.append(dict(model=name, expid=expid, auc=result.valid_metrics["AUC"],
                          logloss=result.valid_metrics["logloss"], epochs=n_epochs,
                          samples_per_s=train_rows(config_dir, expid) * n_epochs / wall,

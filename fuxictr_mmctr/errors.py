@@ -128,12 +128,12 @@ def run_guarded(job: Callable[[], Optional[int]], prog: str = "mmctr") -> int:
             raise
         message = describe_os_error(exc)
     logger.error("%s", message)
-    if not _logs_to_stderr():
+    if not logs_to_stderr():
         print(f"{prog}: error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
 
 
-def _logs_to_stderr() -> bool:
+def logs_to_stderr() -> bool:
     """True when a root-logger handler already writes to stderr (so the line is not doubled)."""
     for handler in logging.getLogger().handlers:
         if getattr(handler, "stream", None) is sys.stderr:

@@ -38,18 +38,36 @@ Batch = Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], torch.Tensor]
 
 # The item_info file last read in this process, keyed by (path, mtime): the model's device
 # tables and the train, valid and test loaders of one run share one read of the item side.
+# Only :func:`item_table` touches it.
 _ITEM_CACHE: Dict[tuple, ItemTable] = {}
 
 
-def load_item_table(path, columns) -> ItemTable:
-    """Read ``item_info`` once per process; a request for more columns re-reads the union."""
-    path = Path(path)
+def item_table(item_info, feature_map=None) -> ItemTable:
+    """The item side of a config: ``item_info`` with the item columns ``feature_map`` declares.
+
+    Every loader and model of a process gets the same table: the file is read once per process
+    (per path and modification time); a request for columns not read yet re-reads the union,
+    and only the newest table is kept.
+
+    Args:
+        item_info: path of ``item_info.parquet`` (row index == item_id).
+        feature_map: FuxiCTR ``FeatureMap``; every ``source: item`` feature but ``item_id`` is
+            read (tags, the embedding column). None: ``item_id`` only (enough for the number
+            of items). Default: None.
+
+    Returns:
+        The :class:`~fuxictr_mmctr.data.schema.ItemTable`; ``columns[name]`` is
+        ``(n_items + 1, ...)``, row 0 the padding item.
+    """
+    columns = list(feature_sides(feature_map.features).item_columns) \
+        if feature_map is not None else []
+    path = Path(item_info)
     key = (str(path.resolve()), path.stat().st_mtime_ns if path.exists() else None)
     cached = _ITEM_CACHE.get(key)
     if cached is None or not set(columns) <= set(cached.columns):
         loaded = [c for c in cached.columns if c != "item_id"] if cached else []
         _ITEM_CACHE.clear()  # keep at most one item table alive
-        _ITEM_CACHE[key] = read_item_info(path, columns=list(dict.fromkeys(loaded + list(columns))))
+        _ITEM_CACHE[key] = read_item_info(path, columns=list(dict.fromkeys(loaded + columns)))
     return _ITEM_CACHE[key]
 
 
@@ -93,7 +111,7 @@ class MMCTRDataLoader:
         self.item_side = item_side
         sides = feature_sides(feature_map.features)
         item_cols_loaded = list(sides.item_columns) if item_side == "features" else []
-        self.items = load_item_table(item_info, item_cols_loaded)
+        self.items = item_table(item_info, feature_map if item_side == "features" else None)
         labels = list(feature_map.labels)
         self.data: SplitArrays = read_split(
             data_path, n_items=self.items.num_items, require_label=split != "test",

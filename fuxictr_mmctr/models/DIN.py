@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from fuxictr.pytorch.layers import DIN_Attention, MLP_Block
 
-from .base import MMCTRModel, resolve_activations
+from .base import MMCTRModel
+from .layers import resolve_activations
 
 
 class DIN(MMCTRModel):

@@ -16,8 +16,8 @@ import torch
 from fuxictr.pytorch.layers import BilinearInteractionV2, MLP_Block, SqueezeExcitation
 from torch import nn
 
-from .layers import FieldProjector, MaskedHistoryPooling
-from .base import MMCTRModel, resolve_activations
+from .layers import FieldProjector, MaskedHistoryPooling, resolve_activations
+from .base import MMCTRModel
 
 
 class FiBiNET(MMCTRModel):

@@ -17,7 +17,7 @@ A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,22 +29,11 @@ from ..data.schema import TARGET_COLUMN
 from ..errors import ConfigError
 from ..io import atomic_path
 
-from fuxictr.pytorch.layers import Dice, FeatureEmbedding
+from fuxictr.pytorch.layers import FeatureEmbedding
 from fuxictr.pytorch.models import BaseModel
 from fuxictr.pytorch.torch_utils import get_loss
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_activations(activation, hidden_units: Sequence[int]):
-    """FuxiCTR's activation spec for ``MLP_Block``, with ``"Dice"`` sized per layer.
-
-    ``MLP_Block`` cannot build ``Dice`` from a bare string (it needs each layer's width), so a
-    string ``"Dice"`` becomes one ``Dice(units)`` per hidden layer; anything else passes through.
-    """
-    if isinstance(activation, str) and activation.lower() == "dice":
-        return [Dice(units) for units in hidden_units]
-    return activation
 
 
 class MMCTRModel(BaseModel):
@@ -103,14 +92,15 @@ class MMCTRModel(BaseModel):
         """Hold every item column but ``item_id`` as a ``(n_items+1, ...)`` device buffer.
 
         Buffers are not persistent: checkpoints stay small and the tables are read again
-        from ``item_info`` when a model is rebuilt for prediction.
+        from ``item_info`` when a model is rebuilt for prediction. The table is the loaders'
+        (:func:`fuxictr_mmctr.data.loader.item_table`): one read of ``item_info`` per process.
         """
-        from ..data.loader import load_item_table
+        from ..data.loader import item_table
 
         columns = [name for name in self.item_features if name != TARGET_COLUMN]
         if columns and not item_info:
             raise ConfigError("item_side: ids needs `item_info` to build the item tables")
-        table = load_item_table(item_info, columns) if columns else None
+        table = item_table(item_info, self.feature_map) if columns else None
         for name in columns:
             array = np.require(table.columns[name], requirements=["C", "W"])  # own a copy
             self.register_buffer(f"item_table_{name}", torch.from_numpy(array), persistent=False)

@@ -12,6 +12,8 @@ DIN_DCN.
   outputs and a max-pool.
 * :class:`FieldProjector`: a flat embedding cut into fields and brought to one width
   ``(B, F, D)``, for the field-wise layers of FiBiNET.
+* :func:`resolve_activations`: FuxiCTR's activation spec for ``MLP_Block``, with ``"Dice"``
+  sized per layer (DIN's activation).
 
 Shapes: ``B`` batch, ``L`` history length, ``D`` item width; a history ``mask`` is ``(B, L)``,
 1 where the position holds an item, 0 for padding (the loader's convention).
@@ -25,7 +27,18 @@ from ..errors import ConfigError
 import torch
 from torch import nn
 
-from fuxictr.pytorch.layers import CrossNet, CrossNetMix, CrossNetV2, MLP_Block
+from fuxictr.pytorch.layers import CrossNet, CrossNetMix, CrossNetV2, Dice, MLP_Block
+
+
+def resolve_activations(activation, hidden_units: Sequence[int]):
+    """FuxiCTR's activation spec for ``MLP_Block``, with ``"Dice"`` sized per layer.
+
+    ``MLP_Block`` cannot build ``Dice`` from a bare string (it needs each layer's width), so a
+    string ``"Dice"`` becomes one ``Dice(units)`` per hidden layer; anything else passes through.
+    """
+    if isinstance(activation, str) and activation.lower() == "dice":
+        return [Dice(units) for units in hidden_units]
+    return activation
 
 
 class MaskedHistoryPooling(nn.Module):
@@ -129,8 +142,6 @@ class DCNHead(nn.Module):
                  mlp_hidden_units: Sequence[int] = (), dnn_activations="ReLU",
                  net_dropout: float = 0.0, batch_norm: bool = False,
                  output_activation: Optional[nn.Module] = None):
-        from .base import resolve_activations  # here: models import this module
-
         super().__init__()
         if model_structure not in self.STRUCTURES:
             raise ConfigError(f"model_structure {model_structure!r}: expected one of "

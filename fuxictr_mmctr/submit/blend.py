@@ -36,7 +36,6 @@ import itertools
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -262,16 +261,14 @@ def _inputs_key(params: dict) -> dict:
             "fuxictr_mmctr": __version__}
 
 
-def checkpoint_path(params: dict) -> Path:
-    """Where FuxiCTR keeps the best checkpoint of ``params``' expid."""
-    return Path(os.path.abspath(os.path.join(params["model_root"], params["dataset_id"],
-                                             params["model_id"] + ".model")))
+def prediction_cache_paths(checkpoint: PathLike) -> Dict[str, Path]:
+    """``valid``/``test`` .npy files and the ``json`` key file beside ``checkpoint``.
 
-
-def prediction_cache_paths(params: dict) -> Dict[str, Path]:
-    """``valid``/``test`` .npy files and the ``json`` key file of ``params``' expid."""
-    folder = checkpoint_path(params).parent
-    expid = params["model_id"]
+    Args:
+        checkpoint: the model's checkpoint (``model.checkpoint``, ``<expid>.model``).
+    """
+    checkpoint = Path(checkpoint)
+    folder, expid = checkpoint.parent, checkpoint.stem
     return {"valid": folder / f"{expid}.valid.npy", "test": folder / f"{expid}.test.npy",
             "json": folder / f"{expid}.predictions.json"}
 
@@ -281,9 +278,10 @@ def experiment_predictions(config_dir: PathLike, expid: str,
                            refresh: bool = False) -> Dict[str, np.ndarray]:
     """Predictions of ``expid``'s best checkpoint for ``splits``, from or into the cache.
 
-    A cached split is used when the checkpoint and the split's data file are the ones
-    (path, size, modification time) it was computed from; otherwise the model is loaded once
-    and the missing splits are scored and cached (atomic writes).
+    The model is loaded (:func:`fuxictr_mmctr.train.load_trained_model`); a cached split is
+    used when its checkpoint (``model.checkpoint``), the split's data file and item_info (path,
+    size, modification time), the resolved config and the package version are the ones it was
+    computed from; the other splits are scored and cached (atomic writes).
 
     Args:
         config_dir: the config directory.
@@ -298,14 +296,11 @@ def experiment_predictions(config_dir: PathLike, expid: str,
     Raises:
         ConfigError: unknown expid, missing split or checkpoint (naming the expid).
     """
-    from ..train import experiment
+    from ..train import load_trained_model, score_split
 
-    params = experiment.load_params(config_dir, expid, gpu)
-    ckpt = checkpoint_path(params)
-    if not ckpt.exists():
-        raise ConfigError(f"expid {expid!r}: checkpoint {ckpt} not found: train it first "
-                          "(run_expid.py)")
-    paths = prediction_cache_paths(params)
+    params, feature_map, model = load_trained_model(config_dir, expid, gpu, splits=splits)
+    ckpt = Path(model.checkpoint)
+    paths = prediction_cache_paths(ckpt)
     try:
         record = json.loads(paths["json"].read_text()) if paths["json"].exists() else {}
     except (OSError, ValueError):
@@ -335,9 +330,8 @@ def experiment_predictions(config_dir: PathLike, expid: str,
                 continue
         todo.append((split, key))
     if todo:
-        feature_map, model = experiment._load_trained_model(params)
         for split, key in todo:
-            values = np.asarray(experiment._predict_loaded(feature_map, model, params, split),
+            values = np.asarray(score_split(params, feature_map, model, split),
                                 dtype=np.float64).reshape(-1)
             with atomic_path(paths[split], suffix=".npy") as tmp:
                 with open(tmp, "wb") as fh:

@@ -26,6 +26,7 @@ import yaml
 from .. import compat
 from ..errors import ConfigError, run_guarded
 from . import artifacts, checks
+from .config_keys import warn_unknown_keys
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,24 @@ class PredictResult:
 TRAIN_FILES = ("train_data", "valid_data", "item_info")
 
 
-def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES) -> dict:
+def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
+                check_keys: bool = True) -> dict:
     """FuxiCTR's merged ``Base`` + expid + dataset params, checked for what this package needs.
 
-    ``needs`` names the data files that must exist for the job: training needs train, valid and
-    item_info; prediction only the split it scores and item_info.
+    Args:
+        config_dir: the config directory (``model_config/*.yaml`` + ``dataset_config.yaml``).
+        expid: the experiment id.
+        gpu: the GPU index, -1 for CPU. Default: -1.
+        needs: the data files that must exist for the job: training needs train, valid and
+            item_info; prediction only the split it scores and item_info. Default: train,
+            valid and item_info.
+        check_keys: warn (once per process, in the log and on stderr) about keys that no
+            component reads, naming the closest known key (see
+            :func:`fuxictr_mmctr.train.config_keys.warn_unknown_keys`). Jobs that set up
+            FuxiCTR's log file pass False and warn once the log is open. Default: True.
+
+    Raises:
+        ConfigError: no such directory, expid or dataset; a required key or file is missing.
     """
     from fuxictr.utils import load_config
 
@@ -85,13 +99,20 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES) -> dic
     if params.get("rebuild_dataset", False):
         raise ConfigError(f"dataset {params['dataset_id']}: set `rebuild_dataset: False`; "
                           "MMCTRDataLoader reads the raw MicroLens parquet files directly")
-    for key in needs:
+    require_files(params, needs)
+    if check_keys:
+        warn_unknown_keys(params)
+    return params
+
+
+def require_files(params: dict, keys: Sequence[str]) -> None:
+    """Refuse a job whose data files (``train_data``, ``item_info``, ...) are unset or absent."""
+    for key in keys:
         if not params.get(key):
             raise ConfigError(f"dataset {params['dataset_id']}: no {key} in the config")
         if not Path(params[key]).exists():
             raise ConfigError(f"dataset {params['dataset_id']}: {key}={params[key]} not found "
                               f"(paths resolve against {os.getcwd()})")
-    return params
 
 
 def _expid_error(config_dir: str, expid: str) -> ConfigError:
@@ -173,10 +194,25 @@ def build_model(feature_map, params: dict):
     return model
 
 
-def _loader_params(params: dict) -> dict:
+def make_loaders(params: dict, feature_map, stage: str = "train"):
+    """FuxiCTR's ``RankDataLoader`` for ``stage`` with this package's ``MMCTRDataLoader``.
+
+    Args:
+        params: the experiment params (:func:`load_params`).
+        feature_map: the dataset's feature map (:func:`build_feature_map` or
+            :func:`load_feature_map`).
+        stage: ``"train"`` (train and valid loaders), ``"test"`` (the ``test_data`` loader) or
+            ``"both"``. Default: ``"train"``.
+
+    Returns:
+        ``(train_gen, valid_gen)`` for ``train``, ``test_gen`` for ``test``, all three for
+        ``both``; each yields ``(batch_dict, item_dict, mask)`` batches.
+    """
     from ..data.loader import MMCTRDataLoader
 
-    return dict(params, data_loader=MMCTRDataLoader)
+    if stage not in ("train", "test", "both"):
+        raise ConfigError(f"stage={stage!r}: expected 'train', 'test' or 'both'")
+    return compat.rank_data_loaders(feature_map, stage, **dict(params, data_loader=MMCTRDataLoader))
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -185,9 +221,10 @@ def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
     """Train ``expid`` with FuxiCTR's ``BaseModel.fit`` and evaluate the best checkpoint."""
     from fuxictr.pytorch.torch_utils import seed_everything
 
-    params = load_params(config_dir, expid, gpu)
+    params = load_params(config_dir, expid, gpu, check_keys=False)
     with artifacts.expid_lock(params):
         _set_logger(params)
+        warn_unknown_keys(params)  # now also in the log file
         seed_everything(seed=params.get("seed", 2024))
         # Everything is read and checked before anything shared is written: the feature map
         # goes to a private folder and is published only once data, loaders and model are OK.
@@ -195,8 +232,7 @@ def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
         try:
             feature_map = build_feature_map(params, output_dir=staging)
             model = build_model(feature_map, params)
-            train_gen, valid_gen = compat.rank_data_loaders(feature_map, "train",
-                                                            **_loader_params(params))
+            train_gen, valid_gen = make_loaders(params, feature_map, "train")
             feature_map.data_dir = str(artifacts.publish(staging))
         except BaseException:
             artifacts.discard(staging)
@@ -212,7 +248,7 @@ def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
 SPLITS = ("train", "valid", "test")
 
 
-def _load_trained_model(params: dict):
+def _restore(params: dict):
     """The saved feature map and a model holding the best checkpoint of ``params``' expid."""
     feature_map = load_feature_map(params)
     model = build_model(feature_map, params)
@@ -229,17 +265,56 @@ def _load_trained_model(params: dict):
     return feature_map, model
 
 
-def _predict_loaded(feature_map, model, params: dict, split: str):
-    """Score one split with an already loaded model (rows in file order)."""
+def load_trained_model(config_dir, expid: str, gpu: int = -1, splits: Sequence[str] = ()):
+    """Load a trained experiment: its params, saved feature map and best checkpoint.
+
+    Nothing is refitted and no split is read (only ``item_info`` must exist, for the item
+    side). The checkpoint is ``model.checkpoint`` (``<model_root>/<dataset_id>/<expid>.model``).
+
+    Args:
+        config_dir: the config directory of the experiment.
+        expid: the experiment id.
+        gpu: the GPU index, -1 for CPU. Default: -1.
+        splits: the splits you are going to score: their files are checked before the model
+            is loaded. Default: none.
+
+    Returns:
+        ``(params, feature_map, model)``; the model holds the best weights. Pass the triple to
+        :func:`score_split`.
+
+    Raises:
+        ConfigError: unknown expid, no feature map or checkpoint yet, or a checkpoint that does
+            not fit the model the current config builds.
+    """
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"split(s) {unknown}: expected one of {list(SPLITS)}")
+    params = load_params(config_dir, expid, gpu,
+                         needs=("item_info", *(f"{s}_data" for s in splits)))
+    feature_map, model = _restore(params)
+    return params, feature_map, model
+
+
+def score_split(params: dict, feature_map, model, split: str = "test"):
+    """Score one split with a loaded model (see :func:`load_trained_model`).
+
+    Args:
+        params, feature_map, model: as returned by :func:`load_trained_model`.
+        split: ``valid``, ``test`` or ``train``. Default: ``"test"``.
+
+    Returns:
+        A float 1-d array of ``(N,)`` probabilities, one per row of the split, in file order.
+
+    Raises:
+        ConfigError: unknown split, or the dataset has no such split file.
+    """
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: expected one of {list(SPLITS)}")
-    data = params.get(f"{split}_data")
-    if not data:
-        raise ConfigError(f"dataset {params['dataset_id']}: no {split}_data in the config")
+    key = f"{split}_data"
+    require_files(params, (key,))
     # The loader route for a single split is FuxiCTR's test stage pointed at that file.
-    loader_params = dict(_loader_params(params), test_data=data)
-    test_gen = compat.rank_data_loaders(feature_map, "test", **loader_params)
-    logging.info("Scoring the %s split (%s)...", split, data)
+    test_gen = make_loaders(dict(params, test_data=params[key]), feature_map, "test")
+    logging.info("Scoring the %s split (%s)...", split, params[key])
     return model.predict(test_gen)
 
 
@@ -261,9 +336,7 @@ def predict_split(config_dir, expid: str, split: str = "test", gpu: int = -1):
         ConfigError: unknown expid or split, no such split in the dataset config, or no
             trained checkpoint.
     """
-    params = load_params(config_dir, expid, gpu, needs=(f"{split}_data", "item_info"))
-    feature_map, model = _load_trained_model(params)
-    return _predict_loaded(feature_map, model, params, split)
+    return score_split(*load_trained_model(config_dir, expid, gpu, splits=(split,)), split)
 
 
 def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
@@ -275,10 +348,12 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     """
     from ..submit.submission import count_rows, write_submission
 
-    params = load_params(config_dir, expid, gpu, needs=("test_data", "item_info"))
+    params = load_params(config_dir, expid, gpu, needs=("test_data", "item_info"),
+                         check_keys=False)
     _set_logger(params, "predict")  # keep the training log
-    feature_map, model = _load_trained_model(params)
-    y_pred = _predict_loaded(feature_map, model, params, "test")
+    warn_unknown_keys(params)
+    feature_map, model = _restore(params)
+    y_pred = score_split(params, feature_map, model, "test")
     zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
     write_submission({task: y_pred}, zip_path, n_rows=count_rows(params["test_data"]),
                      all_columns=all_columns)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,12 +97,13 @@ def test_blend_of_two_experiments(trained, tiny_sample, caplog):
 def test_newer_checkpoint_invalidates_the_cache(trained):
     config_dir, work = trained
     first = blend.experiment_predictions(config_dir, "DIN_sample")
-    params = experiment.load_params(config_dir, "DIN_sample")
-    paths = blend.prediction_cache_paths(params)
+    _, _, model = experiment.load_trained_model(config_dir, "DIN_sample")
+    ckpt = Path(model.checkpoint)
+    assert ckpt == work / "checkpoints" / "MicroLens_sample" / "DIN_sample.model"
+    paths = blend.prediction_cache_paths(ckpt)
     np.save(paths["valid"], np.zeros_like(first["valid"]))  # a stale cache...
     stale = blend.experiment_predictions(config_dir, "DIN_sample")
     np.testing.assert_array_equal(stale["valid"], 0)  # ...is trusted while the key matches
-    ckpt = blend.checkpoint_path(params)
     ckpt.touch()  # a newer checkpoint (same bytes, new mtime)
     fresh = blend.experiment_predictions(config_dir, "DIN_sample")
     np.testing.assert_allclose(fresh["valid"], first["valid"])

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fuxictr_mmctr import compat
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
 
@@ -29,10 +28,9 @@ def test_model_trains_and_predicts_above_chance(name, smoke_config, tiny_sample,
     seed_everything(seed=params["seed"])
     feature_map = experiment.build_feature_map(params)
     model = experiment.build_model(feature_map, params)
-    loaders = experiment._loader_params(params)
-    train_gen, valid_gen = compat.rank_data_loaders(feature_map, "train", **loaders)
+    train_gen, valid_gen = experiment.make_loaders(params, feature_map, "train")
     model.fit(train_gen, validation_data=valid_gen, **params)
-    test_gen = compat.rank_data_loaders(feature_map, "test", **loaders)
+    test_gen = experiment.make_loaders(params, feature_map, "test")
     y_pred = np.asarray(model.predict(test_gen)).ravel()
     y_true = pd.read_parquet(tiny_sample / "_truth" / "test_labels.parquet")["label"].to_numpy()
     assert y_pred.shape == y_true.shape and np.isfinite(y_pred).all()

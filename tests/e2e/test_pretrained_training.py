@@ -6,13 +6,11 @@ import torch
 from helpers import build_model, pretrained_layer
 
 
-from fuxictr_mmctr import compat
 from fuxictr_mmctr.train import experiment
 
 
 def _train_one_epoch(params, feature_map, model):
-    train_gen, valid_gen = compat.rank_data_loaders(feature_map, "train",
-                                                    **experiment._loader_params(params))
+    train_gen, valid_gen = experiment.make_loaders(params, feature_map, "train")
     model.fit(train_gen, validation_data=valid_gen, **params)
 
 

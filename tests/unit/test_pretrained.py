@@ -105,6 +105,24 @@ def test_checkpoint_excludes_device_tables(handmade_config):
     assert not any(k.startswith("item_table_") for k in model.state_dict())
 
 
+def test_model_and_loaders_share_one_read_of_item_info(handmade_config, monkeypatch):
+    from fuxictr_mmctr.data import loader as loader_module
+
+    reads = []
+    real = loader_module.read_item_info
+    monkeypatch.setattr(loader_module, "read_item_info",
+                        lambda path, **kw: reads.append(kw["columns"]) or real(path, **kw))
+    monkeypatch.setattr(loader_module, "_ITEM_CACHE", {})
+    params, feature_map, model = build_model(handmade_config, "DIN_sample", item_side="ids")
+    for item_side in ("ids", "features"):
+        train_gen, valid_gen = experiment.make_loaders(dict(params, item_side=item_side),
+                                                       feature_map, "train")
+        assert train_gen.items is valid_gen.items
+    assert reads == [["item_tags", "item_emb_d128"]]  # the model's read serves every loader
+    assert torch.equal(model.item_table_item_tags,
+                       torch.from_numpy(train_gen.items.columns["item_tags"]))
+
+
 # ------------------------------------------------------------------ bad input
 
 def _bad_item_emb(tmp_path, **columns):
