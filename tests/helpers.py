@@ -140,3 +140,27 @@ def feature_map_for(item_dim=128, user_as_feature=False):
         "item_emb_d128": {"type": "embedding", "source": "item", "embedding_dim": item_dim},
     }
     return fm
+
+
+def within(seconds: float, job):
+    """Run ``job()`` in a thread and return its result; fail (instead of hanging the suite)
+    when it has not finished after ``seconds``. Exceptions of ``job`` are re-raised."""
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = job()
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="test-within", daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    if thread.is_alive():
+        raise AssertionError(f"{getattr(job, '__name__', job)} did not finish within "
+                             f"{seconds} s (hung)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")

@@ -102,13 +102,18 @@ def test_param_tuner_sweeps_and_resumes(tiny_sample, repo_config, tmp_path):
 
 @pytest.mark.parametrize("expid", ["DIN_sample_pretrained"])
 def test_pretrained_route_end_to_end(tiny_sample, repo_config, tmp_path, expid):
-    config_dir = fast_config(repo_config, tiny_sample, expids=(expid,))
+    # a misspelt key trains as if absent, and says so once in the log and on stderr
+    config_dir = fast_config(repo_config, tiny_sample, expids=(expid,), max_lenn=8)
     work = tmp_path / "work"
     work.mkdir()
-    run_script("run_expid.py", "--config", config_dir, "--expid", expid, cwd=work)
-    assert validation_auc(work / "checkpoints" / "MicroLens_sample_pretrained" /
-                          f"{expid}.log") > 0.6
-    run_script("prediction.py", "--config", config_dir, "--expid", expid, cwd=work)
+    result = run_script("run_expid.py", "--config", config_dir, "--expid", expid, cwd=work)
+    log = work / "checkpoints" / "MicroLens_sample_pretrained" / f"{expid}.log"
+    assert validation_auc(log) > 0.6
+    warning = "'max_lenn' (did you mean 'max_len'?)"
+    assert log.read_text().count(warning) == 1 and result.stderr.count(warning) == 1
+    result = run_script("prediction.py", "--config", config_dir, "--expid", expid, cwd=work)
+    assert result.stderr.count(warning) == 1
+    assert warning in (log.parent / f"{expid}.predict.log").read_text()
     check_submission_zip(work / "submission" / f"{expid}.zip",
                          tiny_sample / "MicroLens_1M_x1" / "test.parquet")
 

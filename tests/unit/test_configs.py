@@ -1,6 +1,7 @@
 """Configs are data: every YAML under config/ loads, with the types the code expects."""
 from __future__ import annotations
 
+import logging
 
 import pytest
 import yaml
@@ -27,8 +28,34 @@ def load(path):
         return yaml.safe_load(fh)
 
 
+SHIPPED = CONFIG / "mmctr_config"
+
+
+def _shipped_expids():
+    from fuxictr.autotuner import load_experiment_ids
+
+    return [e for e in load_experiment_ids(str(SHIPPED)) if e != "Base"]
+
+
 def test_there_are_configs():
     assert MODEL_CONFIGS and DATASET_CONFIGS and TUNER_CONFIGS
+    expids = _shipped_expids()
+    for name in MODELS:  # the official-size config and its sample-sized twin
+        assert {f"{name}_default", f"{name}_sample"} <= set(expids), name
+
+
+@pytest.mark.parametrize("expid", _shipped_expids())
+def test_shipped_expid_loads_with_known_keys_only(expid, caplog, capsys, monkeypatch):
+    """Every expid loads as the scripts load it, names a registered model, and has no key
+    that no component reads (so the derivation of the known keys is complete)."""
+    from fuxictr_mmctr.train import config_keys, experiment
+
+    monkeypatch.setattr(config_keys, "_warned", set())
+    with caplog.at_level(logging.WARNING):
+        params = experiment.load_params(SHIPPED, expid, needs=())  # data files not needed
+    assert params["model"] in MODELS and params["model_id"] == expid
+    assert config_keys.unknown_keys(params) == {}
+    assert "no component reads" not in caplog.text + capsys.readouterr().err
 
 
 def _check_types(where, params):
@@ -95,9 +122,13 @@ def test_tuner_config(path):
     base_dir = CONFIG.parent / config["base_config"]
     from fuxictr.utils import load_model_config
 
-    assert load_model_config(str(base_dir), config["base_expid"])["model"] in MODELS
+    from fuxictr_mmctr.train.config_keys import known_keys
+
+    model = load_model_config(str(base_dir), config["base_expid"])["model"]
+    assert model in MODELS
     assert config["dataset_id"] in load(base_dir / "dataset_config.yaml")
     space = config["tuner_space"]
+    assert set(space) <= known_keys(model), set(space) - known_keys(model)
     for key, values in space.items():
         for value in values if isinstance(values, list) else [values]:
             _check_types(f"{path.name}:{key}", {key: value})

@@ -1,12 +1,15 @@
 """MMCTRDataLoader against a plain reference gather (the official collate's semantics)."""
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from helpers import feature_map_for
+from helpers import feature_map_for, within
 
 
 from fuxictr_mmctr.data.loader import MMCTRDataLoader
@@ -98,19 +101,36 @@ def test_prefetch_thread_yields_the_same_batches(handmade):
         assert torch.equal(a[2], b[2])
 
 
-def test_prefetch_surfaces_errors_and_stops_early(handmade):
+def _prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "mmctr-prefetch" and t.is_alive()]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_breaks_out(handmade):
+    loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
+                             item_info=handmade / "item_info.parquet", batch_size=4,
+                             num_workers=1)  # 10 batches, the producer blocks on a full queue
+    before = len(_prefetch_threads())
+
+    def break_out():
+        for i, _ in enumerate(loader):
+            if i == 1:
+                time.sleep(0.5)  # the producer fills the queue and blocks on put
+                break
+        return len(_prefetch_threads())
+    # a hang fails the test after 20 s instead of blocking the suite
+    assert within(20, break_out) == before  # the producer thread has ended
+
+
+def test_prefetch_surfaces_errors(handmade):
     loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
                              item_info=handmade / "item_info.parquet", batch_size=4,
                              num_workers=1)
-    for i, _ in enumerate(loader):  # breaking out must not hang the producer thread
-        if i == 1:
-            break
 
     def boom(rows):
         raise RuntimeError("bad batch")
     loader.make_batch = boom
     with pytest.raises(RuntimeError, match="bad batch"):
-        list(loader)
+        within(20, lambda: list(loader))
 
 
 def test_test_split_without_label(handmade):
