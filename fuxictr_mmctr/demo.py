@@ -18,10 +18,10 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="config/mmctr_config", help="config directory")
-    parser.add_argument("--expid", default="DIN_sample", help="experiment to train")
+    from .cli import add_experiment_options
+
+    add_experiment_options(parser, config="config/mmctr_config", expid="DIN_sample")
     parser.add_argument("--preset", default="default", help="sample size if it must be made")
-    parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for CPU")
 
 
 def run(args: argparse.Namespace) -> int:

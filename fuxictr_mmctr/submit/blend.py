@@ -528,6 +528,8 @@ def run_blend(config_dir: PathLike, expids: Sequence[str], method: str = "mean",
 # --------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mmctr blend``."""
+    from ..cli import add_gpu_option
+
     parser.add_argument("--config", required=True, help="the config directory of the expids")
     parser.add_argument("--expids", nargs="+", required=True,
                         help="two or more trained experiments over the same valid/test rows")
@@ -547,7 +549,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write ID,Task1,Task2,Task1&2 with unused columns 0")
     parser.add_argument("--out", default="submission/blend.zip",
                         help="submission zip (default: submission/blend.zip)")
-    parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for CPU")
+    add_gpu_option(parser)
     parser.add_argument("--refresh", action="store_true",
                         help="recompute predictions even when cached")
 

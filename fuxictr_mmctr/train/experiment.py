@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -434,60 +434,95 @@ def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
 
 
 # ---------------------------------------------------------------------------- CLI
+# Each command is ``add_arguments(parser)`` + ``run(args) -> int``: ``mmctr train|predict|tune``
+# (fuxictr_mmctr.cli) and the root scripts (``train_main`` ...) share them.
 
-def _expid_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", default="./config/", help="the config directory")
-    parser.add_argument("--expid", required=True, help="the experiment id to run")
-    parser.add_argument("--gpu", type=int, default=-1, help="the GPU index, -1 for CPU")
-    return parser
+@dataclass(frozen=True)
+class Command:
+    """One command line: its description, its arguments and what it runs."""
+
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+    def main(self, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+        """Parse ``argv`` and run under the package's error handler (exit 2 on a user error)."""
+        parser = argparse.ArgumentParser(prog=prog, description=self.description)
+        self.add_arguments(parser)
+        args = parser.parse_args(argv)
+        return run_guarded(lambda: self.run(args), prog=parser.prog)
 
 
-def train_main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _expid_parser("Train one experiment (FuxiCTR run_expid).")
-    args = parser.parse_args(argv)
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli import add_experiment_options
 
-    def job():
-        result = train(args.config, args.expid, args.gpu)
-        logging.info("Validation: %s",
-                     " - ".join(f"{k}: {v:.6f}" for k, v in result.valid_metrics.items()))
-    return run_guarded(job, prog=parser.prog)
+    add_experiment_options(parser)
 
 
-def predict_main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _expid_parser("Predict the test split and write a Codabench submission zip.")
+def _run_train(args: argparse.Namespace) -> int:
+    result = train(args.config, args.expid, args.gpu)
+    logging.info("Validation: %s",
+                 " - ".join(f"{k}: {v:.6f}" for k, v in result.valid_metrics.items()))
+    return 0
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli import add_experiment_options
+
+    add_experiment_options(parser)
     parser.add_argument("--task", default="Task2", choices=["Task1", "Task2", "Task1&2"],
                         help="the column of prediction.csv to fill")
     parser.add_argument("--all-columns", action="store_true",
                         help="write ID,Task1,Task2,Task1&2 with unused columns 0")
     parser.add_argument("--out", default=None, help="zip path (default submission/<expid>.zip)")
-    args = parser.parse_args(argv)
-
-    def job():
-        result = predict(args.config, args.expid, args.gpu, task=args.task, out=args.out,
-                         all_columns=args.all_columns)
-        logging.info("Wrote %s (%d rows)", result.zip_path, result.num_rows)
-    return run_guarded(job, prog=parser.prog)
 
 
-def tune_main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Grid search with FuxiCTR's autotuner.")
+def _run_predict(args: argparse.Namespace) -> int:
+    result = predict(args.config, args.expid, args.gpu, task=args.task, out=args.out,
+                     all_columns=args.all_columns)
+    logging.info("Wrote %s (%d rows)", result.zip_path, result.num_rows)
+    return 0
+
+
+def _add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the tuner config file")
     parser.add_argument("--tag", default=None, help="run only expids containing this tag")
-    parser.add_argument("--gpu", nargs="+", default=["-1"], help="GPU indexes, -1 for CPU")
-    args = parser.parse_args(argv)
+    parser.add_argument("--gpu", nargs="+", default=["-1"],
+                        help="GPU indexes to spread the runs over, -1 for CPU (default: -1)")
+
+
+def _run_tune(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    failed: List[str] = []
-    code = run_guarded(lambda: failed.extend(tune(args.config, args.gpu, args.tag)),
-                       prog=parser.prog)
+    failed = tune(args.config, args.gpu, args.tag)
     if failed:
         logger.error("%d experiment(s) failed: %s", len(failed), failed)
         return 1
-    return code
+    return 0
 
 
-if __name__ == "__main__":
-    commands = {"train": train_main, "predict": predict_main, "tune": tune_main}
+TRAIN = Command("Train one experiment (FuxiCTR run_expid).", _add_train_arguments, _run_train)
+PREDICT = Command("Predict the test split and write a Codabench submission zip.",
+                  _add_predict_arguments, _run_predict)
+TUNE = Command("Grid search with FuxiCTR's autotuner.", _add_tune_arguments, _run_tune)
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``run_expid.py``."""
+    return TRAIN.main(argv)
+
+
+def predict_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``prediction.py``."""
+    return PREDICT.main(argv)
+
+
+def tune_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``run_param_tuner.py``."""
+    return TUNE.main(argv)
+
+
+if __name__ == "__main__":  # the fresh process of each tuner run
+    commands = {"train": TRAIN, "predict": PREDICT, "tune": TUNE}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python -m fuxictr_mmctr.train.experiment {{{','.join(commands)}}} ...")
-    sys.exit(commands[sys.argv[1]](sys.argv[2:]))
+    sys.exit(commands[sys.argv[1]].main(sys.argv[2:], prog=f"{sys.argv[0]} {sys.argv[1]}"))

@@ -137,3 +137,16 @@ def test_task1_embeddings_feed_din_through_run_expid(tiny_sample, repo_config, t
     log = work / "checkpoints" / "MicroLens_sample" / "DIN_sample.log"
     assert str(out) in log.read_text()  # trained on the Task-1 item_info
     assert validation_auc(log) > 0.6
+
+
+@pytest.mark.parametrize("module", ["fuxictr_mmctr.cli", "fuxictr_mmctr"])
+def test_python_m_help_lists_every_command(module, tmp_path):
+    from fuxictr_mmctr.cli import COMMANDS
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines()
+              if line.startswith("    ") and line.split()}
+    assert set(COMMANDS) <= listed, set(COMMANDS) - listed
