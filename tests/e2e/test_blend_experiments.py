@@ -135,7 +135,7 @@ def test_different_rows_are_refused(trained):
 
 def test_untrained_or_unknown_expid_is_named(trained):
     config_dir, _ = trained
-    with pytest.raises(ConfigError, match="'DCNv2_sample': checkpoint .* not found"):
+    with pytest.raises(ConfigError, match="'DCNv2_sample' has no trained model"):
         run_blend(config_dir, ["DIN_sample", "DCNv2_sample"], out=None)
     with pytest.raises(ConfigError, match="'nope' not found"):
         run_blend(config_dir, ["DIN_sample", "nope"], out=None)
