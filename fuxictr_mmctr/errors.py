@@ -134,8 +134,10 @@ def run_guarded(job: Callable[[], Optional[int]], prog: str = "mmctr") -> int:
 
 
 def logs_to_stderr() -> bool:
-    """True when a root-logger handler already writes to stderr (so the line is not doubled)."""
-    for handler in logging.getLogger().handlers:
-        if getattr(handler, "stream", None) is sys.stderr:
-            return True
-    return False
+    """True when a logged error already reaches stderr, so it is not printed twice: a handler
+    of the package logger or the root writes to stderr, or there is no handler at all and
+    Python's last-resort handler prints it."""
+    handlers = logger.handlers + logging.getLogger().handlers
+    if not handlers:
+        return logging.lastResort is not None
+    return any(getattr(h, "stream", None) is sys.stderr for h in handlers)
