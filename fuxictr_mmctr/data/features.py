@@ -313,7 +313,34 @@ def resolve_feature_cols(feature_cols: Sequence[dict], item_info: Optional[PathL
                 col["vocab_size"] = _max_id(name, files, root, on_item) + 1
                 logger.info("vocab_size of %s read from %s: %d", name, [str(f) for f in files],
                             col["vocab_size"])
+                _warn_if_sparse(name, col["vocab_size"], files, root)
     return ResolvedFeatures(feature_cols=cols, pretrained_tables=tables)
+
+
+# An inferred vocabulary this large whose ids fill less than 5% of it is most likely a stray id
+# (e.g. one item_tags value of 10**6): the embedding table and every checkpoint grow with it.
+_SPARSE_VOCAB_ROWS, _SPARSE_VOCAB_FILL = 100_000, 0.05
+
+
+def _warn_if_sparse(name: str, vocab_size: int, files, root) -> None:
+    if vocab_size < _SPARSE_VOCAB_ROWS:
+        return
+    import pyarrow.compute as pc
+
+    distinct = set()
+    for f in files:
+        path = _locate(root, f)
+        if not path.exists():
+            continue
+        column = open_parquet(path).read(columns=[name]).column(0).combine_chunks()
+        if hasattr(column, "flatten") and column.type.num_fields == 1:
+            column = column.flatten()
+        distinct.update(pc.unique(column).to_pylist())
+    if len(distinct) < _SPARSE_VOCAB_FILL * vocab_size:
+        logger.warning("vocab_size of %s inferred as %d from its largest id, but only %d distinct "
+                       "ids occur: the embedding table (and each checkpoint) gets %d rows. "
+                       "Declare vocab_size in the dataset config to refuse stray ids, or remap "
+                       "the ids to 0..n", name, vocab_size, len(distinct), vocab_size)
 
 
 def _max_id(name: str, files: Sequence[PathLike], root: Optional[PathLike],

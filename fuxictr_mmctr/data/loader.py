@@ -27,7 +27,7 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataValidationError
 from .features import feature_sides
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
                      read_item_info, read_split)
@@ -61,14 +61,50 @@ def item_table(item_info, feature_map=None) -> ItemTable:
     """
     columns = list(feature_sides(feature_map.features).item_columns) \
         if feature_map is not None else []
+    widths, vocab = _item_expectations(feature_map, columns)
     path = Path(item_info)
     key = (str(path.resolve()), path.stat().st_mtime_ns if path.exists() else None)
     cached = _ITEM_CACHE.get(key)
     if cached is None or not set(columns) <= set(cached.columns):
         loaded = [c for c in cached.columns if c != "item_id"] if cached else []
         _ITEM_CACHE.clear()  # keep at most one item table alive
-        _ITEM_CACHE[key] = read_item_info(path, columns=list(dict.fromkeys(loaded + columns)))
+        _ITEM_CACHE[key] = read_item_info(path, columns=list(dict.fromkeys(loaded + columns)),
+                                          list_widths=widths, vocab_sizes=vocab)
+    elif widths or vocab:  # read for another config earlier: check it against this one
+        check_item_table(_ITEM_CACHE[key], widths, vocab)
     return _ITEM_CACHE[key]
+
+
+def _item_expectations(feature_map, columns):
+    """What the feature map declares of each item column: the width of a dense ``type:
+    embedding`` column (``pretrain_dim``, else ``embedding_dim``) and the vocabulary of an id
+    column, so a 64-d column or an id past the vocabulary is refused when item_info is read."""
+    widths, vocab = {}, {}
+    for name in columns:
+        spec = feature_map.features[name]
+        if spec.get("type") == "embedding":
+            dim = spec.get("pretrain_dim", spec.get("embedding_dim"))
+            if dim is not None:
+                widths[name] = int(dim)
+        elif spec.get("type") in ("categorical", "sequence") and "vocab_size" in spec:
+            vocab[name] = int(spec["vocab_size"])
+    return widths, vocab
+
+
+def check_item_table(table: ItemTable, widths, vocab) -> None:
+    """Check an already read item table against another config's declared widths and
+    vocabularies (see :func:`_item_expectations`)."""
+    for name, width in widths.items():
+        values = table.columns.get(name)
+        if values is not None and values.ndim == 2 and values.shape[1] != width:
+            raise DataValidationError(table.path, f"list length {values.shape[1]}, the config "
+                                      f"declares {width}", column=name, row=0)
+    for name, size in vocab.items():
+        values = table.columns.get(name)
+        if values is not None and values.size and int(values.max()) >= size:
+            row = int(np.flatnonzero((values >= size).reshape(len(values), -1).any(axis=1))[0])
+            raise DataValidationError(table.path, f"id {int(values.max())} outside the declared "
+                                      f"vocabulary of size {size}", column=name, row=row)
 
 
 class MMCTRDataLoader:

@@ -236,13 +236,24 @@ def list_column_values(path, name: str, array: pa.Array, offset: int,
     return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(len(array), width or 0)
 
 
+# Embedding values beyond this are refused: a dot product of two such 128-d vectors overflows
+# float32 (max 3.4e38) long before that, and real embeddings are O(1).
+MAX_ABS_EMBEDDING = 1.0e6
+
+
 def check_finite_rows(path, column: str, vectors: np.ndarray) -> None:
     """Raise :class:`DataValidationError` at the first row of ``(N, D)`` ``vectors`` holding a
-    NaN or an infinity (naming the file and column)."""
+    NaN, an infinity or a value beyond +-``MAX_ABS_EMBEDDING`` (naming the file and column)."""
     finite = np.isfinite(vectors).all(axis=1)
     if not finite.all():
         raise DataValidationError(path, "NaN or inf in an embedding", column=column,
                                   row=_first(~finite))
+    huge = (np.abs(vectors) > MAX_ABS_EMBEDDING).any(axis=1)
+    if huge.any():
+        row = _first(huge)
+        raise DataValidationError(path, f"embedding value {np.abs(vectors[row]).max():.3g} "
+                                        f"beyond +-{MAX_ABS_EMBEDDING:.0e} (float32 arithmetic "
+                                        "in the model would overflow)", column=column, row=row)
 
 
 def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[int],
@@ -262,7 +273,8 @@ def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[i
 # --------------------------------------------------------------------------- item_info
 
 def read_item_info(path, columns: Optional[Sequence[str]] = None,
-                   list_widths: Optional[Mapping[str, int]] = None) -> ItemTable:
+                   list_widths: Optional[Mapping[str, int]] = None,
+                   vocab_sizes: Optional[Mapping[str, int]] = None) -> ItemTable:
     """Read and check ``item_info.parquet`` into arrays indexed by ``item_id``.
 
     Args:
@@ -271,6 +283,8 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
             Integer lists (``item_tags``) become ``(n+1, K)`` arrays of the narrowest int dtype,
             float lists (``item_emb_d128``) ``(n+1, D)`` float32, scalar ints ``(n+1,)``.
         list_widths: expected length per list column (e.g. ``{"item_emb_d128": 128}``).
+        vocab_sizes: per integer column (e.g. ``item_tags``), ids must lie in
+            ``[0, vocab_size - 1]`` (the config's declared vocabulary).
 
     Raises:
         DataValidationError: missing column, wrong dtype, nulls, ragged lists, non-finite
@@ -312,6 +326,9 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
                 if values.size and values.min() < 0:
                     raise DataValidationError(path, "negative id", column=name,
                                               row=_first((values < 0).any(axis=1)))
+                if name in (vocab_sizes or {}):
+                    _check_range(path, name, values, 0, int(vocab_sizes[name]) - 1, 0,
+                                 f"the declared vocabulary of size {vocab_sizes[name]}")
                 values = values.astype(narrowest_int_dtype(int(values.max(initial=0))))
                 if values[0].any():
                     raise DataValidationError(path, "padding row 0 must be all zeros",
