@@ -107,6 +107,31 @@ class ItemTable:
 
 # --------------------------------------------------------------------------- the gate
 
+class CheckedParquetFile(pq.ParquetFile):
+    """A ``ParquetFile`` whose reads name the file when the data itself is corrupt (a damaged
+    page raises pyarrow's ``OSError: Corrupt snappy compressed data`` deep in a batch loop)."""
+
+    def _corrupt(self, exc: Exception) -> DataValidationError:
+        return DataValidationError(self._mmctr_path, f"corrupt data, cannot be read ({exc})")
+
+    def read(self, *args, **kwargs):
+        try:
+            return super().read(*args, **kwargs)
+        except (pa.ArrowException, OSError) as exc:
+            raise self._corrupt(exc) from None
+
+    def iter_batches(self, *args, **kwargs):
+        batches = super().iter_batches(*args, **kwargs)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise self._corrupt(exc) from None
+            yield batch
+
+
 def open_parquet(path: PathLike) -> pq.ParquetFile:
     """Open a parquet file for reading: the one place the package opens parquet input.
 
@@ -114,7 +139,8 @@ def open_parquet(path: PathLike) -> pq.ParquetFile:
         path: the file.
 
     Returns:
-        A ``pyarrow.parquet.ParquetFile`` (footer read, no data yet).
+        A :class:`CheckedParquetFile` (footer read, no data yet); its ``read`` and
+        ``iter_batches`` raise :class:`DataValidationError` on corrupt data.
 
     Raises:
         DataFileNotFound: the file does not exist.
@@ -126,9 +152,11 @@ def open_parquet(path: PathLike) -> pq.ParquetFile:
     if path.is_dir():
         raise DataValidationError(path, "is a directory, expected a parquet file")
     try:
-        return pq.ParquetFile(path)
+        pf = CheckedParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataValidationError(path, f"not a readable parquet file ({exc})") from None
+    pf._mmctr_path = path
+    return pf
 
 
 def count_rows(path: PathLike) -> int:

@@ -207,3 +207,27 @@ def test_validate_cli_reports_error_without_traceback(handmade, capsys, caplog):
     (handmade / "valid.parquet").write_bytes(b"garbage")
     assert main(["validate", str(handmade)]) == 2
     assert "valid.parquet: not a readable parquet file" in caplog.text
+
+
+def test_a_corrupt_data_page_names_the_file(tmp_path):
+    """A damaged page fails inside pyarrow's batch loop (OSError: Corrupt snappy compressed
+    data): it must still be one DataValidationError naming the file, not a traceback."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fuxictr_mmctr.data.schema import open_parquet
+    from fuxictr_mmctr.errors import DataValidationError
+
+    path = tmp_path / "train.parquet"
+    rng = np.random.default_rng(0)
+    pq.write_table(pa.table({"item_id": rng.integers(1, 100, 50_000)}), path,
+                   compression="snappy", use_dictionary=False)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 256] = bytes(256)
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataValidationError, match="train.parquet: corrupt data"):
+        list(open_parquet(path).iter_batches(batch_size=1000))
+    with pytest.raises(DataValidationError, match="train.parquet: corrupt data"):
+        open_parquet(path).read()
