@@ -15,6 +15,13 @@ arrays indexed by ``item_id``, so a batch is a handful of array gathers and no p
 
 With ``item_side="ids"`` the loader ships only ids (``item_dict = {"item_id": ...}``): the model
 gathers tags and the pretrained embedding on its own device (see the pretrained-embedding route).
+
+Under ``torchrun`` (``world_size > 1``, see :mod:`fuxictr_mmctr.train.distributed`) every rank
+holds the whole split. The train split is cut into the same global batches on every rank (the
+shuffled order is drawn on rank 0 and broadcast) and each rank takes its share of each batch,
+:func:`batch_share`; a batch is then a :class:`Share`, which also says how many rows of the
+global batch it holds. Other splits are cut into one contiguous block per rank, so the ranks'
+predictions put together in rank order are in file order.
 """
 from __future__ import annotations
 
@@ -107,6 +114,45 @@ def check_item_table(table: ItemTable, widths, vocab) -> None:
                                       f"vocabulary of size {size}", column=name, row=row)
 
 
+def batch_share(rows, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s share of one global batch: ``np.array_split(rows, world_size)[rank]``.
+
+    The shares of ranks ``0..world_size-1`` put together in rank order are ``rows``; their
+    sizes differ by at most one, and a batch smaller than the world leaves some shares empty.
+
+    Args:
+        rows: the row indices of the global batch, ``(B,)``.
+        rank: this process's rank, ``0 <= rank < world_size``.
+        world_size: the number of processes.
+
+    Returns:
+        ``(B_rank,)`` the rows of this rank, a view of ``rows``.
+    """
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} outside a world of {world_size} process(es)")
+    return np.array_split(np.asarray(rows), world_size)[rank]
+
+
+class Share(tuple):
+    """One rank's share of a global train batch: the usual ``(batch_dict, item_dict, mask)``.
+
+    Attributes:
+        rows: rows of the global batch this share holds and that count in the loss. 0 when
+            the global batch has fewer rows than there are ranks: the tuple then holds one
+            stand-in row (the batch's first) so the rank still runs forward and backward and
+            takes part in the gradient all-reduce, with a zero weight.
+        global_rows: rows of the global batch, ``B``.
+    """
+
+    rows: int
+    global_rows: int
+
+    def __new__(cls, batch, rows: int, global_rows: int):
+        share = super().__new__(cls, batch)
+        share.rows, share.global_rows = int(rows), int(global_rows)
+        return share
+
+
 class MMCTRDataLoader:
     """Iterate one split in batches of ``(batch_dict, item_dict, mask)``.
 
@@ -122,15 +168,23 @@ class MMCTRDataLoader:
         max_len: history length L fed to the model (the last ``max_len`` positions). Default: 100.
         item_side: ``"features"`` gathers every item column of the feature map (the official
             contract); ``"ids"`` ships only item ids for models that gather on their device.
+        rank, world_size: this process's place in a data-parallel run (``torchrun``).
+            ``world_size > 1`` turns the train split into :class:`Share` batches of the
+            global ``batch_size`` and other splits into this rank's contiguous block of rows.
+            Default: 0 and 1 (one process: every row, plain tuples).
         **kwargs: the rest of the FuxiCTR params, ignored.
 
     Attributes:
-        num_samples, num_blocks, num_batches, batch_size: as FuxiCTR's loaders.
+        num_samples, num_blocks, num_batches, batch_size: as FuxiCTR's loaders (``num_samples``
+            counts the whole split; ``num_batches`` is the number of global batches of the
+            train split, the same on every rank, or of this rank's batches of another split).
+        shard: ``(start, stop)`` rows of a non-train split this rank scores.
     """
 
     def __init__(self, feature_map, data_path, item_info=None, split: str = "train",
                  batch_size: int = 32, shuffle: bool = False, num_workers: int = 0,
-                 max_len: int = 100, item_side: str = "features", **kwargs):
+                 max_len: int = 100, item_side: str = "features", rank: int = 0,
+                 world_size: int = 1, **kwargs):
         if item_info is None:
             raise ConfigError("MMCTRDataLoader needs `item_info` (path of item_info.parquet) "
                               "in the dataset config")
@@ -145,6 +199,10 @@ class MMCTRDataLoader:
         self.num_workers = int(num_workers or 0)
         self.max_len = int(max_len)
         self.item_side = item_side
+        self.split = split
+        self.rank, self.world_size = int(rank), int(world_size)
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ConfigError(f"rank {rank} outside a world of {world_size} process(es)")
         sides = feature_sides(feature_map.features)
         item_cols_loaded = list(sides.item_columns) if item_side == "features" else []
         self.items = item_table(item_info, feature_map if item_side == "features" else None)
@@ -158,7 +216,11 @@ class MMCTRDataLoader:
         self._item_cols = [TARGET_COLUMN] + item_cols_loaded
         self.num_samples = self.data.num_rows
         self.num_blocks = 1
-        self.num_batches = int(np.ceil(self.num_samples / self.batch_size))
+        self.shard = (0, self.num_samples)
+        if self.world_size > 1 and split != "train":
+            block = batch_share(np.arange(self.num_samples), self.rank, self.world_size)
+            self.shard = (int(block[0]), int(block[-1]) + 1) if block.size else (0, 0)
+        self.num_batches = int(np.ceil((self.shard[1] - self.shard[0]) / self.batch_size))
         self.seq_len = min(self.max_len, self.data.seq_len)
 
     def __len__(self) -> int:
@@ -181,19 +243,46 @@ class MMCTRDataLoader:
         mask = torch.from_numpy((history > 0).astype(np.float32))                 # (B, L)
         return batch_dict, item_dict, mask
 
-    def _batches(self) -> Iterator[Batch]:
-        if self.shuffle:
-            order = np.random.permutation(self.num_samples)
+    @property
+    def sharded_batches(self) -> bool:
+        """True when batches are :class:`Share` s of global batches (train split, world > 1)."""
+        return self.world_size > 1 and self.split == "train"
+
+    def _batches(self, order) -> Iterator[Batch]:
+        if self.sharded_batches:
+            for start in range(0, self.num_samples, self.batch_size):
+                rows = (np.sort(order[start:start + self.batch_size]) if order is not None
+                        else np.arange(start, min(start + self.batch_size, self.num_samples)))
+                share = batch_share(rows, self.rank, self.world_size)
+                yield Share(self.make_batch(share if share.size else rows[:1]),
+                            rows=share.size, global_rows=rows.size)
+        elif order is not None:
             for start in range(0, self.num_samples, self.batch_size):
                 yield self.make_batch(np.sort(order[start:start + self.batch_size]))
         else:
-            for start in range(0, self.num_samples, self.batch_size):
-                yield self.make_batch(slice(start, start + self.batch_size))
+            first, stop = self.shard
+            for start in range(first, stop, self.batch_size):
+                yield self.make_batch(slice(start, min(start + self.batch_size, stop)))
+
+    def _epoch_order(self):
+        """This epoch's shuffled row order (None without shuffling), drawn when iteration
+        starts, in the calling thread. With sharded batches it is rank 0's order, broadcast:
+        every rank cuts the same global batches (a collective: every rank iterates). A rank's
+        block of another split is read in order."""
+        if not self.shuffle or (self.world_size > 1 and not self.sharded_batches):
+            return None
+        order = np.random.permutation(self.num_samples)
+        if self.sharded_batches:
+            from ..train.distributed import broadcast_array
+
+            order = broadcast_array(order, src=0)
+        return order
 
     def __iter__(self) -> Iterator[Batch]:
+        batches = self._batches(self._epoch_order())
         if self.num_workers <= 0:
-            return self._batches()
-        return _prefetch(self._batches(), depth=self.num_workers)
+            return batches
+        return _prefetch(batches, depth=self.num_workers)
 
 
 def _prefetch(batches: Iterator[Batch], depth: int) -> Iterator[Batch]:

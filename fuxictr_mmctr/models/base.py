@@ -13,6 +13,10 @@ A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
   optional weight decay (``Adam``/``AdamW``);
 * the train step: gradient accumulation, gradient clipping, optional label smoothing;
 * checkpoints written atomically (temp file, then rename).
+
+Under ``torchrun`` the model is wrapped by :func:`fuxictr_mmctr.train.distributed.attach`: the
+DDP side lives at ``model._dist`` (not a submodule: ``state_dict`` keys are unchanged), and the
+train step, ``evaluate``, ``save_weights`` and ``load_weights`` hand over to it.
 """
 from __future__ import annotations
 
@@ -87,6 +91,7 @@ class MMCTRModel(BaseModel):
         self.item_tables: List[str] = []
         if item_side == "ids":
             self._register_item_tables(item_info)
+        self._dist = None  # train.distributed.DataParallel under torchrun (not a submodule)
 
     def _register_item_tables(self, item_info) -> None:
         """Hold every item column but ``item_id`` as a ``(n_items+1, ...)`` device buffer.
@@ -213,25 +218,50 @@ class MMCTRModel(BaseModel):
 
     def train_step(self, batch_data):
         """Forward, backward, and an optimizer step every ``accumulation_steps`` batches
-        (and at the end of an epoch), with gradients clipped to ``max_gradient_norm``."""
-        return_dict = self.forward(batch_data)
-        y_true = self.get_labels(batch_data)
-        loss = self.compute_loss(return_dict, y_true)
-        (loss / self.accumulation_steps).backward()
+        (and at the end of an epoch), with gradients clipped to ``max_gradient_norm``.
+
+        Under torchrun the forward and backward go through the DDP wrapper
+        (:meth:`~fuxictr_mmctr.train.distributed.DataParallel.forward_backward`), gradients
+        being all-reduced only on the batch that steps the optimizer."""
         step = self._batch_index + 1
-        if step % self.accumulation_steps == 0 or step == self._steps_per_epoch:
+        optimizer_step = step % self.accumulation_steps == 0 or step == self._steps_per_epoch
+        if self._dist is not None:
+            loss = self._dist.forward_backward(self, batch_data, sync=optimizer_step)
+        else:
+            return_dict = self.forward(batch_data)
+            y_true = self.get_labels(batch_data)
+            loss = self.compute_loss(return_dict, y_true)
+            (loss / self.accumulation_steps).backward()
+        if optimizer_step:
             nn.utils.clip_grad_norm_(self.parameters(), self._max_gradient_norm)
             self.optimizer.step()
             self.optimizer.zero_grad()
         return loss
+
+    def evaluate(self, data_generator, metrics=None):
+        """FuxiCTR's ``evaluate``; under torchrun over every rank's block of the split, with
+        the same metrics returned on every rank."""
+        if self._dist is not None:
+            return self._dist.evaluate(self, data_generator, metrics)
+        return super().evaluate(data_generator, metrics)
+
+    def load_weights(self, checkpoint):
+        """FuxiCTR's ``load_weights``; under torchrun rank 0 reads and broadcasts."""
+        if self._dist is not None:
+            return self._dist.load_weights(self, checkpoint)
+        return super().load_weights(checkpoint)
 
     def save_weights(self, checkpoint):
         """Write the checkpoint atomically: a crash never leaves a truncated best model.
 
         Before the rename, the weights' digest and the feature-map folder they belong to are
         recorded beside the checkpoint, so a trained model always finds its own feature map.
+        Under torchrun only rank 0 writes.
         """
         from ..train.artifacts import record_checkpoint
+
+        if self._dist is not None and not self._dist.cluster.is_main:
+            return
 
         with atomic_path(checkpoint) as tmp:
             torch.save(self.state_dict(), tmp)

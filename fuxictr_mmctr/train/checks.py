@@ -59,6 +59,7 @@ RULES: Mapping[str, Rule] = {
     "seed": Rule("int"),
     "verbose": _NON_NEGATIVE_INT,
     "num_workers": _NON_NEGATIVE_INT,
+    "ddp_timeout": Rule("float", low=0.0, low_open=True),
     "monitor_mode": Rule("choice", choices=("max", "min")),
     "shuffle": _BOOL,
     "save_best_only": _BOOL,

@@ -5,12 +5,14 @@ The CLI is FuxiCTR's::
     python run_expid.py --config DIR --expid ID --gpu N
     python prediction.py --config DIR --expid ID --gpu N [--task Task2] [--out ZIP]
     python run_param_tuner.py --config FILE --gpu 0 1 [--tag T]
+    torchrun --nproc_per_node N run_expid.py ...       # one experiment data-parallel
 
 Paths in configs resolve against the working directory the user runs from (no ``os.chdir``).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import subprocess
@@ -25,7 +27,7 @@ import yaml
 
 from .. import compat
 from ..errors import ConfigError, run_guarded
-from . import artifacts, checks
+from . import artifacts, checks, distributed
 from .config_keys import warn_unknown_keys
 
 logger = logging.getLogger(__name__)
@@ -218,31 +220,57 @@ def make_loaders(params: dict, feature_map, stage: str = "train"):
 # ---------------------------------------------------------------------------- jobs
 
 def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
-    """Train ``expid`` with FuxiCTR's ``BaseModel.fit`` and evaluate the best checkpoint."""
+    """Train ``expid`` with FuxiCTR's ``BaseModel.fit`` and evaluate the best checkpoint.
+
+    Under ``torchrun`` every process runs this and they train one model data-parallel
+    (:mod:`.distributed`): rank 0 alone builds the feature map, logs to the file, writes
+    checkpoints and the results CSV; every rank returns the same metrics.
+    """
     from fuxictr.pytorch.torch_utils import seed_everything
 
     params = load_params(config_dir, expid, gpu, check_keys=False)
-    with artifacts.expid_lock(params):
-        _set_logger(params)
-        warn_unknown_keys(params)  # now also in the log file
-        seed_everything(seed=params.get("seed", 2024))
-        # Everything is read and checked before anything shared is written: the feature map
-        # goes to a private folder and is published only once data, loaders and model are OK.
-        staging = artifacts.staging_dir(params)
-        try:
-            feature_map = build_feature_map(params, output_dir=staging)
-            model = build_model(feature_map, params)
-            train_gen, valid_gen = make_loaders(params, feature_map, "train")
-            feature_map.data_dir = str(artifacts.publish(staging))
-        except BaseException:
-            artifacts.discard(staging)
-            raise
-        model.fit(train_gen, validation_data=valid_gen, **params)
-        logging.info("****** Validation evaluation ******")
-        valid_metrics = dict(model.evaluate(valid_gen))
-        _append_result(config_dir, expid, params["dataset_id"], valid_metrics)
-        return TrainResult(expid=expid, valid_metrics=valid_metrics,
-                           checkpoint=Path(model.checkpoint))
+    with distributed.session(gpu, params.get("ddp_timeout")) as cluster:
+        if cluster.active:
+            params.update(rank=cluster.rank, world_size=cluster.world_size)
+            if gpu >= 0:
+                params["gpu"] = cluster.local_rank
+        lock = artifacts.expid_lock(params) if cluster.is_main else contextlib.nullcontext()
+        with lock:
+            if cluster.is_main:
+                _set_logger(params)
+                warn_unknown_keys(params)  # now also in the log file
+            else:
+                distributed.configure_logging(cluster)
+            seed_everything(seed=params.get("seed", 2024))
+            feature_map = model = None
+            if cluster.is_main:
+                # Everything is read and checked before anything shared is written: the feature
+                # map goes to a private folder, published once data, loaders and model are OK.
+                staging = artifacts.staging_dir(params)
+                try:
+                    feature_map = build_feature_map(params, output_dir=staging)
+                    model = build_model(feature_map, params)
+                    train_gen, valid_gen = make_loaders(params, feature_map, "train")
+                    feature_map.data_dir = str(artifacts.publish(staging))
+                except BaseException:
+                    artifacts.discard(staging)
+                    raise
+            feature_map = distributed.share_feature_map(cluster, feature_map, params)
+            try:
+                if model is None:  # ranks other than 0, once rank 0 has published the map
+                    model = build_model(feature_map, params)
+                    train_gen, valid_gen = make_loaders(params, feature_map, "train")
+                distributed.attach(model, cluster, train_gen, seed=params.get("seed", 2024))
+                model.fit(train_gen, validation_data=valid_gen, **params)
+                logging.info("****** Validation evaluation ******")
+                valid_metrics = dict(model.evaluate(valid_gen))
+            finally:
+                if not cluster.is_main:
+                    distributed.release_feature_map(feature_map)
+            if cluster.is_main:
+                _append_result(config_dir, expid, params["dataset_id"], valid_metrics)
+            return TrainResult(expid=expid, valid_metrics=valid_metrics,
+                               checkpoint=Path(model.checkpoint))
 
 
 SPLITS = ("train", "valid", "test")

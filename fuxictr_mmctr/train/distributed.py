@@ -1,0 +1,441 @@
+"""Data-parallel training under ``torchrun``: PyTorch DistributedDataParallel around FuxiCTR's fit.
+
+The command is FuxiCTR's, started by torchrun (which owns process management and rendezvous)::
+
+    torchrun --nproc_per_node 8 run_expid.py --config config/mmctr_config --expid ID --gpu 0
+    torchrun --nnodes 2 --node_rank $i --rdzv_backend c10d --rdzv_endpoint HOST:29400 \\
+        --nproc_per_node 8 run_expid.py ...
+    torchrun --nproc_per_node 2 run_expid.py ... --gpu -1      # CPU processes, gloo
+
+torchrun sets ``WORLD_SIZE``; without it nothing here runs and training is one process as
+before. ``--gpu >= 0`` puts each process on CUDA device ``LOCAL_RANK`` with NCCL, ``--gpu -1``
+on the CPU with gloo. What is done so that N processes train the model one process would:
+
+* **the same optimisation**: ``batch_size`` stays the global batch. Every rank cuts the same
+  global batches (rank 0's shuffled order, broadcast) and takes its share
+  (:func:`~fuxictr_mmctr.data.loader.batch_share`), so every rank takes the same number of steps.
+  Each rank's mean loss is weighted by ``rows / global_rows * world_size`` before DDP averages
+  the gradients, which makes the gradient that of the global batch's mean loss even when the
+  shares differ in size; a rank whose share is empty (a last batch smaller than the world)
+  runs one stand-in row with weight 0 so it still joins the all-reduce. Regularisers are added
+  unweighted on every rank (DDP's average leaves them as they are). ``accumulation_steps``
+  micro-batches run under ``no_sync()``; gradients are all-reduced once per optimizer step.
+* **checkpoints unchanged**: the DDP wrapper stays outside the module tree (it lives on this
+  module's :class:`DataParallel`, not as a submodule), so ``state_dict`` keys, ``prediction.py``,
+  ``mmctr blend`` and drop-in see the usual model. Buffers are not broadcast every step (the
+  device item tables of ``item_side: ids`` are identical on every rank anyway); batch-norm
+  running statistics are averaged across ranks before every evaluation.
+* **one answer everywhere**: each rank scores its block of the validation split, predictions,
+  labels and group ids are gathered in rank order (file order), every rank computes the
+  metrics, and rank 0's values are broadcast before early stopping or reduce-on-plateau act.
+* **side effects on rank 0 only**: the feature map (built and published by rank 0 and sent to
+  the others, which also works across nodes without a shared file system), the log file,
+  progress bars, checkpoints (atomic, as in one process) and the results CSV. After training
+  rank 0 loads the best checkpoint and broadcasts its weights.
+* **faults**: torchrun takes the job down when a rank dies; every collective has a timeout
+  (``ddp_timeout`` seconds in the config, default 1800), so no rank waits forever.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+
+from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 1800.0
+
+
+# ---------------------------------------------------------------------------- the process group
+
+@dataclass
+class Cluster:
+    """Where this process stands in a torchrun job; ``Cluster()`` is a plain single process.
+
+    Attributes:
+        rank: global rank, ``0 <= rank < world_size``.
+        world_size: number of processes.
+        local_rank: rank on this node (the CUDA device index with NCCL).
+        backend: ``"nccl"``, ``"gloo"``, or None outside torchrun.
+        timeout_s: the process-group timeout of every collective.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: Optional[str] = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @property
+    def active(self) -> bool:
+        """True under torchrun (a process group exists)."""
+        return self.backend is not None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def launched_by_torchrun() -> bool:
+    """torchrun (or any launcher of ``env://`` rendezvous) sets ``WORLD_SIZE`` for its workers."""
+    return "WORLD_SIZE" in os.environ
+
+
+def _env_int(name: str) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        raise ConfigError(f"WORLD_SIZE is set but {name}={os.environ.get(name)!r} is not: start "
+                          "data-parallel runs with torchrun") from None
+
+
+@contextlib.contextmanager
+def session(gpu: int = -1, timeout_s: Optional[float] = None) -> Iterator[Cluster]:
+    """The process group of this torchrun job, or ``Cluster()`` outside torchrun.
+
+    Creates the group (NCCL on CUDA device ``LOCAL_RANK`` when ``gpu >= 0``, gloo on the CPU
+    when ``gpu == -1``) and destroys it on exit; a group that already exists (a caller made it)
+    is used and left alone.
+
+    Args:
+        gpu: the ``--gpu`` option: ``>= 0`` for CUDA, -1 for CPU.
+        timeout_s: timeout of every collective, in seconds. Default: 1800.
+
+    Raises:
+        ConfigError: ``LOCAL_RANK`` names a CUDA device this machine lacks.
+    """
+    if not launched_by_torchrun():
+        yield Cluster()
+        return
+    import torch
+    import torch.distributed as dist
+
+    timeout_s = float(timeout_s or DEFAULT_TIMEOUT_S)
+    world, rank, local_rank = _env_int("WORLD_SIZE"), _env_int("RANK"), _env_int("LOCAL_RANK")
+    backend = "nccl" if gpu >= 0 else "gloo"
+    if gpu >= 0:
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK={local_rank} but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s): start at most that "
+                              "many processes per node (--nproc_per_node)", option="--gpu")
+        torch.cuda.set_device(local_rank)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    else:
+        backend = dist.get_backend()
+    cluster = Cluster(rank=rank, world_size=world, local_rank=local_rank, backend=backend,
+                      timeout_s=timeout_s)
+    try:
+        yield cluster
+        if owns:
+            dist.barrier()  # everyone ends together: rank 0 has written its files
+    finally:
+        if owns and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def configure_logging(cluster: Cluster) -> None:
+    """Ranks other than 0 log warnings and errors only, to stderr, prefixed with their rank
+    (rank 0 keeps FuxiCTR's log file and console)."""
+    logging.basicConfig(level=logging.WARNING, force=True,
+                        format=f"[rank {cluster.rank}] %(asctime)s %(levelname)s %(message)s")
+
+
+# ---------------------------------------------------------------------------- collectives
+
+def _collective_device():
+    import torch
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def broadcast_array(array: np.ndarray, src: int = 0) -> np.ndarray:
+    """Rank ``src``'s ``array`` on every rank (same shape and dtype on every rank)."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(_collective_device())
+    dist.broadcast(tensor, src=src)
+    return tensor.cpu().numpy()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s picklable ``obj`` on every rank."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, device=_collective_device())
+    return box[0]
+
+
+def all_gather_objects(obj: Any) -> List[Any]:
+    """Every rank's picklable ``obj``, in rank order, on every rank."""
+    import torch.distributed as dist
+
+    out: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# ---------------------------------------------------------------------------- the feature map
+
+def share_feature_map(cluster: Cluster, feature_map, params: dict):
+    """Rank 0's published feature map, on every rank.
+
+    Rank 0 built and published it (``feature_map.data_dir``). A rank that sees that folder
+    (a shared file system) loads it from there; otherwise rank 0 sends the folder's files and
+    the rank keeps them in a private temporary folder, removed by :func:`release_feature_map`.
+
+    Args:
+        cluster: this process's place in the job.
+        feature_map: rank 0's published map; ignored on the other ranks (pass None).
+        params: the experiment params (FuxiCTR's ``FeatureMap.load`` reads ``feature_specs``).
+    """
+    if not cluster.active:
+        return feature_map
+    from fuxictr.features import FeatureMap
+
+    from .artifacts import FEATURE_MAP_JSON
+
+    folder = broadcast_object(str(Path(feature_map.data_dir).resolve())
+                              if cluster.is_main else None)
+    visible = _sees(folder)
+    everyone_sees = all(all_gather_objects(visible))
+    if not everyone_sees:
+        files = None
+        if cluster.is_main:
+            files = {str(p.relative_to(folder)): p.read_bytes()
+                     for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+        files = broadcast_object(files)
+        if not visible:
+            local = Path(tempfile.mkdtemp(prefix=f"mmctr-feature-map-rank{cluster.rank}-"))
+            for name, data in files.items():
+                (local / name).parent.mkdir(parents=True, exist_ok=True)
+                (local / name).write_bytes(data)
+            logger.warning("rank %d does not see %s (no shared file system): using a copy "
+                           "sent by rank 0 in %s", cluster.rank, folder, local)
+            folder = str(local)
+    if cluster.is_main:
+        return feature_map
+    received = FeatureMap(params["dataset_id"], folder)
+    received.load(str(Path(folder, FEATURE_MAP_JSON)), params)
+    return received
+
+
+def _sees(folder: str) -> bool:
+    """Whether this process can read rank 0's published feature map at ``folder``."""
+    from .artifacts import FEATURE_MAP_JSON
+
+    return Path(folder, FEATURE_MAP_JSON).is_file()
+
+
+def release_feature_map(feature_map) -> None:
+    """Remove a private copy made by :func:`share_feature_map` (nothing else is touched)."""
+    folder = Path(getattr(feature_map, "data_dir", "") or "")
+    if folder.name.startswith("mmctr-feature-map-rank") and \
+            folder.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- DDP around a model
+
+def _ddp_kwargs() -> Dict[str, Any]:
+    """Buffers are not broadcast at every forward (``forward_sync_buffers`` in torch >= 2.13,
+    ``broadcast_buffers`` before)."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+class DataParallel:
+    """The DDP side of one model: the wrapper, the train step, evaluation, weights.
+
+    Held by :class:`~fuxictr_mmctr.models.base.MMCTRModel` as ``model._dist`` (a plain
+    attribute, not a submodule), whose ``train_step``, ``evaluate``, ``save_weights`` and
+    ``load_weights`` hand over to it. Build it with :func:`attach`.
+    """
+
+    def __init__(self, model, cluster: Cluster):
+        import torch
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.cluster = cluster
+        device_ids = [model.device.index] if model.device.type == "cuda" else None
+        # Buffers outside the checkpoint (the item tables of `item_side: ids`) are read from
+        # the same item_info by every rank: DDP neither broadcasts nor checks them (and gloo
+        # has no int16 collectives for the narrow tag table).
+        saved = set(model.state_dict().keys())
+        local = [name for name, _ in model.named_buffers() if name not in saved]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, local)
+        self.ddp = DistributedDataParallel(model, device_ids=device_ids, **_ddp_kwargs())
+        self._torch = torch
+
+    # ------------------------------------------------------------------ training
+    def forward_backward(self, model, batch, sync: bool):
+        """Forward through the DDP wrapper and backward, for one share of a global batch.
+
+        Args:
+            model: the wrapped model.
+            batch: a :class:`~fuxictr_mmctr.data.loader.Share` (any tuple counts as the
+                whole batch).
+            sync: all-reduce the gradients in this backward (False for the micro-batches
+                inside ``accumulation_steps``: ``no_sync()``).
+
+        Returns:
+            This share's loss (mean task loss + regulariser), detached, for the log.
+        """
+        rows = getattr(batch, "rows", None)
+        global_rows = getattr(batch, "global_rows", None)
+        world = self.cluster.world_size
+        context = contextlib.nullcontext() if sync else self.ddp.no_sync()
+        with context:
+            if rows == 0:  # a stand-in row: no batch-norm update, no dropout, weight 0
+                was_training = model.training
+                model.eval()
+                return_dict = self.ddp(batch)
+                model.train(was_training)
+                task = return_dict["y_pred"].sum() * 0.0
+                weighted = task
+            else:
+                return_dict = self.ddp(batch)
+                task = model.add_loss(return_dict, model.get_labels(batch))
+                weight = world if rows is None else rows / global_rows * world
+                weighted = task * weight
+            regularizer = model.regularization_loss()
+            ((weighted + regularizer) / model.accumulation_steps).backward()
+        return (task + regularizer).detach()
+
+    # ------------------------------------------------------------------ evaluation
+    def sync_buffers(self, model) -> None:
+        """Average the floating-point buffers of the checkpoint (batch-norm running
+        statistics) across ranks, so every rank scores with the same model."""
+        torch = self._torch
+        import torch.distributed as dist
+
+        saved = set(model.state_dict().keys())
+        buffers = [b for name, b in model.named_buffers()
+                   if name in saved and torch.is_floating_point(b)]
+        if not buffers:
+            return
+        flat = torch.cat([b.detach().reshape(-1).to(torch.float64) for b in buffers])
+        dist.all_reduce(flat)
+        flat /= self.cluster.world_size
+        offset = 0
+        for b in buffers:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b).to(b.dtype))
+            offset += b.numel()
+
+    def evaluate(self, model, data_generator, metrics=None) -> Dict[str, float]:
+        """FuxiCTR's ``evaluate`` over every rank's block of the split.
+
+        Predictions, labels and group ids are gathered in rank order (file order), every rank
+        computes the metrics, and rank 0's values are returned on every rank, so early
+        stopping and reduce-on-plateau take the same decision everywhere.
+        """
+        import sys
+
+        torch = self._torch
+        from tqdm import tqdm
+
+        model.eval()
+        self.sync_buffers(model)
+        y_pred, y_true, group_id = [], [], []
+        with torch.no_grad():
+            batches = data_generator
+            if model._verbose > 0:
+                batches = tqdm(data_generator, disable=False, file=sys.stdout)
+            for batch_data in batches:
+                return_dict = model.forward(batch_data)
+                y_pred.append(return_dict["y_pred"].data.cpu().numpy().reshape(-1))
+                y_true.append(model.get_labels(batch_data).data.cpu().numpy().reshape(-1))
+                if model.feature_map.group_id is not None:
+                    group_id.append(model.get_group_id(batch_data).numpy().reshape(-1))
+        local = tuple(np.concatenate(x) if x else np.zeros(0) for x in (y_pred, y_true, group_id))
+        parts = all_gather_objects(local)
+        y_pred, y_true, group_id = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        y_pred, y_true = y_pred.astype(np.float64), y_true.astype(np.float64)
+        group_id = group_id if group_id.size else None
+        logs = model.evaluate_metrics(y_true, y_pred,
+                                      metrics if metrics is not None else model.validation_metrics,
+                                      group_id)
+        logs = broadcast_object(dict(logs), src=0)
+        logging.info("[Metrics] %s (%d rows from %d ranks)",
+                     " - ".join(f"{k}: {v:.6f}" for k, v in logs.items()), y_pred.size,
+                     self.cluster.world_size)
+        return logs
+
+    # ------------------------------------------------------------------ weights
+    def load_weights(self, model, checkpoint) -> None:
+        """Rank 0 reads the checkpoint and broadcasts the weights (other ranks may not see
+        rank 0's files)."""
+        import torch.distributed as dist
+
+        from fuxictr.pytorch.models import BaseModel
+
+        if self.cluster.is_main:
+            BaseModel.load_weights(model, checkpoint)
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def attach(model, cluster: Cluster, train_gen=None, seed: Optional[int] = None):
+    """Wrap ``model`` in DDP for ``cluster`` (nothing happens outside torchrun).
+
+    Rank 0's weights are broadcast to every rank, progress bars are kept to rank 0, and ranks
+    other than 0 reseed torch with ``seed + rank`` so their dropout masks differ. The log says
+    the world size, the backend, the device and each rank's share of a global batch.
+
+    Returns:
+        the :class:`DataParallel` now at ``model._dist`` (None outside torchrun).
+    """
+    if not cluster.active:
+        return None
+    import torch
+
+    parallel = DataParallel(model, cluster)
+    model._dist = parallel
+    if not cluster.is_main:
+        model._verbose = 0
+        if seed is not None:
+            torch.manual_seed(int(seed) + cluster.rank)
+    logging.info("Data parallel (DistributedDataParallel): world size %d, backend %s, device "
+                 "%s, process-group timeout %.0f s", cluster.world_size, cluster.backend,
+                 model.device, cluster.timeout_s)
+    if train_gen is not None:
+        batch = int(train_gen.batch_size)
+        shares = [len(s) for s in np.array_split(np.arange(batch), cluster.world_size)]
+        last = train_gen.num_samples % batch
+        last_note = ""
+        if last:
+            last_shares = [len(s) for s in np.array_split(np.arange(last), cluster.world_size)]
+            last_note = f"; the last batch of {last} rows: {last_shares}"
+            if min(last_shares) == 0:
+                last_note += " (an empty share runs one stand-in row with weight 0)"
+        logging.info("batch_size %d is the global batch: rank shares %s, rank %d takes %d "
+                     "rows%s", batch, shares, cluster.rank, shares[cluster.rank], last_note)
+    return parallel

@@ -1,0 +1,147 @@
+"""Data-parallel training under torchrun (2 CPU processes, gloo) against one process.
+
+Dropout 0 and batch norm off make the comparison exact up to float summation order (with batch
+norm each rank normalises its share by its own statistics; with dropout the ranks draw other
+masks). ``batch_size: 857`` leaves a last global batch of 1 row of the tiny sample's 6,000,
+smaller than the world: rank 1 then runs a stand-in row with weight 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import ROOT, point_config_at
+
+from fuxictr_mmctr.train import experiment
+
+EXPIDS = ("DIN_sample", "DCNv2_sample", "TransformerDCN_sample", "DIN_DCN_sample",
+          "FiBiNET_sample", "DIN_sample_pretrained")
+EXACT = {"epochs": 1, "batch_size": 857, "verbose": 0, "batch_norm": False, "net_dropout": 0,
+         "attention_dropout": 0, "transformer_dropout": 0, "learning_rate": 3.0e-4}
+# DIN_DCN learns little in the epoch's 7 steps at 3.0e-4
+LEARNING_RATE = {"DIN_DCN_sample": 1.0e-3}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def exact_config(root: Path, data_root: Path, expids=EXPIDS, **overrides) -> Path:
+    """config/ pointed at ``data_root``, the expids set up for an exact comparison."""
+    shutil.copytree(ROOT / "config", root / "config")
+    config_dir = point_config_at(root / "config", data_root)
+    for path in (config_dir / "model_config").glob("*.yaml"):
+        config = yaml.safe_load(path.read_text())
+        for expid in expids:
+            if expid in config:
+                config[expid].update(EXACT, **overrides)
+                if expid in LEARNING_RATE and "learning_rate" not in overrides:
+                    config[expid]["learning_rate"] = LEARNING_RATE[expid]
+        path.write_text(yaml.safe_dump(config))
+    return config_dir
+
+
+def torchrun(*args, cwd, env=None, timeout=900):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([*TORCHRUN, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def files_under(folder: Path):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tiny_sample, tmp_path_factory):
+    """One torchrun launch of ddp_worker.py over every experiment, and the same experiments
+    trained in this (single) process."""
+    root = tmp_path_factory.mktemp("ddp")
+    config_dir = exact_config(root, tiny_sample)
+    out = root / "out"
+    tmp = root / "tmp"  # the ranks' TMPDIR: a feature-map copy must not be left behind
+    out.mkdir()
+    tmp.mkdir()
+    result = torchrun(ROOT / "tests" / "e2e" / "ddp_worker.py", config_dir, out, *EXPIDS,
+                      cwd=root, env={"TMPDIR": str(tmp),
+                                     "MMCTR_TEST_NO_SHARED_FS": "DIN_sample_pretrained"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    ranks = [json.loads((out / f"result.rank{r}.json").read_text()) for r in (0, 1)]
+
+    single = root / "single"
+    single.mkdir()
+    cwd = os.getcwd()
+    os.chdir(single)
+    try:
+        alone = {e: experiment.train(config_dir, e, -1).valid_metrics for e in EXPIDS}
+    finally:
+        os.chdir(cwd)
+    return {"ranks": ranks, "single": alone, "out": out, "tmp": tmp, "single_dir": single}
+
+
+@pytest.mark.parametrize("expid", EXPIDS)
+def test_first_and_last_step_gradients_equal_one_process(ddp_run, expid):
+    grads = ddp_run["ranks"][0]["experiments"][expid]["gradients"]
+    assert grads["first"]["global_rows"] == 857 and grads["first"]["rows"] == 429
+    assert grads["last"]["global_rows"] == 1 and grads["last"]["rows"] == 1  # rank 1: stand-in
+    for which in ("first", "last"):
+        assert grads[which]["grad_norm"] > 0
+        assert grads[which]["rel_diff"] < 1e-5, (which, grads[which])
+
+
+@pytest.mark.parametrize("expid", EXPIDS)
+def test_one_epoch_valid_auc_equals_one_process(ddp_run, expid):
+    alone = ddp_run["single"][expid]
+    rank0, rank1 = (r["experiments"][expid]["valid"] for r in ddp_run["ranks"])
+    assert rank0 == rank1  # one answer on every rank
+    assert alone["AUC"] > 0.55, alone  # the models learn something in this epoch
+    assert abs(rank0["AUC"] - alone["AUC"]) < 1e-4, (rank0, alone)
+    assert abs(rank0["logloss"] - alone["logloss"]) < 1e-4, (rank0, alone)
+
+
+def test_only_rank_0_wrote_files(ddp_run):
+    out, single = ddp_run["out"], ddp_run["single_dir"]
+    assert files_under(out / "rank1") == []
+    written = files_under(out / "rank0")
+    for expid in EXPIDS:
+        dataset = "MicroLens_sample_pretrained" if "pretrained" in expid else "MicroLens_sample"
+        for suffix in (".model", ".log"):
+            assert f"checkpoints/{dataset}/{expid}{suffix}" in written
+    # the same files as one process writes (feature maps have the same content digests)
+    assert written == files_under(single)
+    csv = (out / "rank0" / "mmctr_config.csv").read_text().splitlines()
+    assert len(csv) == len(EXPIDS)
+    # the feature map sent to rank 1 (no shared file system) was removed afterwards
+    assert not list(ddp_run["tmp"].glob("mmctr-feature-map-*"))
+
+
+def test_run_expid_under_torchrun(tiny_sample, tmp_path):
+    """The command users type: torchrun ... run_expid.py --gpu -1 (two epochs, batch norm on)."""
+    config_dir = exact_config(tmp_path, tiny_sample, expids=("DIN_sample",), epochs=2,
+                              batch_norm=True, batch_size=1024)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = torchrun(ROOT / "run_expid.py", "--config", config_dir, "--expid", "DIN_sample",
+                      "--gpu", -1, cwd=work)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    log = (work / "checkpoints" / "MicroLens_sample" / "DIN_sample.log").read_text()
+    assert "world size 2, backend gloo" in log
+    assert "batch_size 1024 is the global batch: rank shares [512, 512]" in log
+    assert "the last batch of 880 rows: [440, 440]" in log
+    assert "(1000 rows from 2 ranks)" in log
+    results = (work / "mmctr_config.csv").read_text().splitlines()
+    assert len(results) == 1 and "run_expid.py" in results[0] and "AUC:" in results[0]
+    # a model trained data-parallel is an ordinary checkpoint for prediction.py
+    scores = _predict_in(work, config_dir)
+    assert len(scores) == 1000
+
+
+def _predict_in(work: Path, config_dir: Path):
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        return experiment.predict_split(config_dir, "DIN_sample", "test")
+    finally:
+        os.chdir(cwd)
