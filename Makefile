@@ -11,7 +11,8 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[task1,test]'
+	# [ray]: the Ray sweep tests start a local Ray cluster
+	$(BIN)/pip install -q -c constraints.txt -e '.[task1,test,ray]'
 	touch $(STAMP)
 
 ## The main job on the bundled sample: make it, train DIN, write submission/DIN_sample.zip

@@ -1,4 +1,4 @@
-"""Grid search: python run_param_tuner.py --config FILE --gpu 0 1 [--tag T]"""
+"""Grid search: python run_param_tuner.py --config FILE --gpu 0 1 [--tag T] [--ray ADDRESS|local]"""
 import sys
 
 from fuxictr_mmctr.train.experiment import tune_main

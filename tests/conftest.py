@@ -1,7 +1,13 @@
 """Shared fixtures; the helpers they use are in helpers.py. Tests under e2e/ are marked slow."""
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +123,37 @@ def sample_copy(image_sample, tmp_path):
     dst = tmp_path / "data"
     shutil.copytree(image_sample, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster started once per test session (``ray start --head --block``); yields
+    its address. Stopped by terminating that one process, which stops what it started."""
+    pytest.importorskip("ray", reason="pip install 'fuxictr_mmctr[ray]'")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
+    log = Path(temp) / "ray-start.log"
+    ray_bin = Path(sys.executable).with_name("ray")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(ray_bin), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp,
+             "--object-store-memory", str(100 * 1024 * 1024)],
+            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+    try:
+        deadline = time.monotonic() + 120
+        while "block forever" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"ray start --head failed:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(temp, ignore_errors=True)

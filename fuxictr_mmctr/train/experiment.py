@@ -5,6 +5,7 @@ The CLI is FuxiCTR's::
     python run_expid.py --config DIR --expid ID --gpu N
     python prediction.py --config DIR --expid ID --gpu N [--task Task2] [--out ZIP]
     python run_param_tuner.py --config FILE --gpu 0 1 [--tag T]
+    python run_param_tuner.py --config FILE --ray ADDRESS|local [--gpu 0]  # trials on Ray
     torchrun --nproc_per_node N run_expid.py ...       # one experiment data-parallel
 
 Paths in configs resolve against the working directory the user runs from (no ``os.chdir``).
@@ -219,12 +220,15 @@ def make_loaders(params: dict, feature_map, stage: str = "train"):
 
 # ---------------------------------------------------------------------------- jobs
 
-def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
+def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainResult:
     """Train ``expid`` with FuxiCTR's ``BaseModel.fit`` and evaluate the best checkpoint.
 
     Under ``torchrun`` every process runs this and they train one model data-parallel
     (:mod:`.distributed`): rank 0 alone builds the feature map, logs to the file, writes
     checkpoints and the results CSV; every rank returns the same metrics.
+
+    Args:
+        record: append the result to the results CSV (a Ray sweep's driver does it instead).
     """
     from fuxictr.pytorch.torch_utils import seed_everything
 
@@ -267,8 +271,8 @@ def train(config_dir, expid: str, gpu: int = -1) -> TrainResult:
             finally:
                 if not cluster.is_main:
                     distributed.release_feature_map(feature_map)
-            if cluster.is_main:
-                _append_result(config_dir, expid, params["dataset_id"], valid_metrics)
+            if cluster.is_main and record:
+                record_result(config_dir, expid, params["dataset_id"], valid_metrics)
             return TrainResult(expid=expid, valid_metrics=valid_metrics,
                                checkpoint=Path(model.checkpoint))
 
@@ -394,9 +398,12 @@ def _results_file(config_dir) -> Path:
     return Path(Path(str(config_dir).rstrip("/")).name.replace(".yaml", "") + ".csv")
 
 
-def _append_result(config_dir, expid: str, dataset_id: str, metrics: Dict[str, float]) -> None:
+def record_result(config_dir, expid: str, dataset_id: str, metrics: Dict[str, float],
+                  command: Optional[str] = None) -> None:
+    """Append one line to FuxiCTR's results CSV (``command``: this process's command line)."""
+    command = command if command is not None else " ".join(sys.argv)
     line = " {},[command] python {},[exp_id] {},[dataset_id] {},[train] N.A.,[val] {}\n".format(
-        datetime.now().strftime("%Y%m%d-%H%M%S"), " ".join(sys.argv), expid, dataset_id,
+        datetime.now().strftime("%Y%m%d-%H%M%S"), command, expid, dataset_id,
         " - ".join(f"{k}: {v:.6f}" for k, v in metrics.items()))
     with open(_results_file(config_dir), "a") as fh:
         fh.write(line)
@@ -417,15 +424,10 @@ def finished_expids(config_dir) -> set:
     return done
 
 
-def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
-         poll_seconds: float = 1.0) -> List[str]:
-    """FuxiCTR's grid search: enumerate the tuner space, run each expid on a free device.
+def sweep_plan(config_file, tag: Optional[str] = None):
+    """FuxiCTR's enumeration of a tuner config: ``(config_dir, expids, expids to run)``.
 
-    Expids already in the results file are skipped, so an interrupted sweep resumes. Each run
-    is a fresh ``python -m fuxictr_mmctr.train.experiment train`` process with this interpreter.
-
-    Returns:
-        the expids that failed (non-zero exit).
+    The expids to run are those not yet in the results CSV, so a sweep resumes.
     """
     from fuxictr import autotuner
 
@@ -436,7 +438,20 @@ def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
         if not expids:
             raise ConfigError(f"--tag {tag} matches no expid in {config_dir}")
     done = finished_expids(config_dir)
-    todo = [e for e in expids if e not in done]
+    return config_dir, expids, [e for e in expids if e not in done]
+
+
+def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
+         poll_seconds: float = 1.0) -> List[str]:
+    """FuxiCTR's grid search: enumerate the tuner space, run each expid on a free device.
+
+    Expids already in the results file are skipped, so an interrupted sweep resumes. Each run
+    is a fresh ``python -m fuxictr_mmctr.train.experiment train`` process with this interpreter.
+
+    Returns:
+        the expids that failed (non-zero exit).
+    """
+    config_dir, expids, todo = sweep_plan(config_file, tag)
     logger.info("%d experiments, %d already finished, %d to run on devices %s",
                 len(expids), len(expids) - len(todo), len(todo), list(gpus))
     running: Dict[str, tuple] = {}  # gpu -> (expid, process)
@@ -516,12 +531,25 @@ def _add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the tuner config file")
     parser.add_argument("--tag", default=None, help="run only expids containing this tag")
     parser.add_argument("--gpu", nargs="+", default=["-1"],
-                        help="GPU indexes to spread the runs over, -1 for CPU (default: -1)")
+                        help="GPU indexes to spread the runs over, -1 for CPU (default: -1; "
+                        "with --ray: any index means one GPU per trial, chosen by Ray)")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="run the trials as Ray tasks on the cluster at ADDRESS (host:port, "
+                        "e.g. from `ray start --head`), or `local` for a private one; needs "
+                        "pip install 'fuxictr_mmctr[ray]'")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0,
+                        help="with --ray: CPUs reserved for each trial (default 1)")
 
 
 def _run_tune(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    failed = tune(args.config, args.gpu, args.tag)
+    if getattr(args, "ray", None) is None:
+        failed = tune(args.config, args.gpu, args.tag)
+    else:
+        from .ray_sweep import tune_on_ray
+
+        failed = tune_on_ray(args.config, args.ray, args.gpu, args.tag,
+                             cpus_per_trial=args.cpus_per_trial)
     if failed:
         logger.error("%d experiment(s) failed: %s", len(failed), failed)
         return 1

@@ -1,6 +1,9 @@
-"""Data-parallel pieces that need no process group: batch shares, the sharded loader, the
-torchrun detection. Training under torchrun is tested in tests/e2e/test_distributed.py."""
+"""Scale-out pieces that need no process group or cluster: batch shares, the sharded loader,
+the torchrun detection, Ray as an optional dependency. Training under torchrun and sweeps on Ray
+are tested in tests/e2e/test_distributed.py and tests/e2e/test_ray_sweep.py."""
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ import torch
 from helpers import feature_map_for
 
 from fuxictr_mmctr.data.loader import MMCTRDataLoader, Share, batch_share
-from fuxictr_mmctr.errors import ConfigError
+from fuxictr_mmctr.errors import ConfigError, MissingDependencyError
 from fuxictr_mmctr.train import distributed
 
 
@@ -102,3 +105,11 @@ def test_a_broken_torchrun_environment_is_a_clear_error(monkeypatch):
     with pytest.raises(ConfigError, match="RANK"):
         with distributed.session(gpu=-1):
             pass
+
+
+def test_a_ray_sweep_without_ray_installed_names_the_extra(monkeypatch, tmp_path):
+    from fuxictr_mmctr.train import ray_sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)   # import ray -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'fuxictr_mmctr\[ray\]'"):
+        ray_sweep.tune_on_ray(tmp_path / "none.yaml", "local")
