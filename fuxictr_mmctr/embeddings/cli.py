@@ -5,8 +5,12 @@ Example::
     mmctr build-embeddings --data-dir data/sample --fusion gate --tiny-clip
     mmctr build-embeddings --data-dir data --clip /models/clip-vit-base-patch32 --device cuda
 
+    torchrun --nproc_per_node 8 -m fuxictr_mmctr.cli build-embeddings --data-dir data ...
+
 Writes ``item_info_task1.parquet`` beside the input item_info (or ``--out``) and a
 ``.report.json`` next to it. Interrupted runs resume from the CLIP cache in ``--work-dir``.
+Under torchrun each rank encodes its share of the CLIP features (``--device cuda``: device
+``LOCAL_RANK``) and rank 0 runs the rest.
 Exit codes: 0 done, 2 bad input or unavailable weights, 3 stopped early (``--max-batches``).
 """
 from __future__ import annotations
@@ -65,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--max-batches", type=int, default=None,
                    help="stop CLIP extraction after N batches (rerun to resume)")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    r.add_argument("--rank-timeout", type=float, default=7200,
+                   help="under torchrun: seconds a rank waits for the others (default 7200)")
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
@@ -85,10 +91,20 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the embeddings; under torchrun the ranks share the CLIP pass (see .shards)."""
+    from ..train.distributed import configure_logging, session
+
     logging.getLogger("gensim").setLevel(max(logging.WARNING, logging.getLogger().level))
-    result = build_embeddings(config_from_args(args))
-    if not result.complete:
-        return 3
+    # gloo: the ranks exchange only small CPU objects (CLIP runs wherever --device says). The
+    # other ranks leave once the shares are merged while rank 0 trains the teacher.
+    with session(backend="gloo", timeout_s=args.rank_timeout, final_barrier=False) as cluster:
+        if not cluster.is_main:
+            configure_logging(cluster)
+        result = build_embeddings(config_from_args(args), cluster=cluster)
+        if not result.complete:
+            return 3
+        if not cluster.is_main:
+            return 0
     rep = result.report
     logger.info("Done: %s (fusion %s); sources %s; projector held-out cosine %s",
                 result.out, rep["fusion"], rep["sources"],

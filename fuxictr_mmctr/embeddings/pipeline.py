@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -18,6 +18,7 @@ from .data import CorpusStats, ItemSide, SequenceCorpus, read_item_side
 from .export import report_path_for, write_item_info, write_report
 from .fusion import FUSIONS, FusionConfig, FusionResult, SRC_STUDENT, fuse
 from .projector import ProjectorConfig, ProjectorResult, train_projector
+from .shards import extract_across_ranks
 from .student import (FeatureCache, StudentConfig, StudentResult, build_tiny_clip,
                       cache_fingerprint, clip_dim, extract_clip_features, image_file_stats,
                       load_clip)
@@ -130,42 +131,70 @@ class BuildResult:
     components: Optional[Components] = None
 
 
-def _clip_source(cfg: BuildConfig, side: ItemSide) -> str:
+def _clip_source(cfg: BuildConfig, side: ItemSide, cluster=None) -> str:
     if not cfg.tiny_clip:
         return cfg.student.clip
     folder = Path(cfg.work_dir) / "tiny_clip"
-    logger.warning("=" * 72)
-    logger.warning("--tiny-clip: using a TINY RANDOMLY INITIALISED CLIP (%s). Its features "
-                   "carry no pretrained meaning; use it for demos and tests only.", folder)
-    logger.warning("=" * 72)
-    if not (folder / "config.json").exists():
-        build_tiny_clip(folder, side.texts[1:], seed=cfg.seed)
+    main = cluster is None or cluster.is_main
+    if main:
+        logger.warning("=" * 72)
+        logger.warning("--tiny-clip: using a TINY RANDOMLY INITIALISED CLIP (%s). Its features "
+                       "carry no pretrained meaning; use it for demos and tests only.", folder)
+        logger.warning("=" * 72)
+        if not (folder / "config.json").exists():
+            build_tiny_clip(folder, side.texts[1:], seed=cfg.seed)
+    if cluster is not None:
+        cluster.barrier()  # the other ranks load what rank 0 built
     return str(folder)
 
 
-def build_components(cfg: BuildConfig, need_teacher: bool = True) -> Components:
+def _rank_device(device: str, cluster) -> str:
+    """Under torchrun, ``auto`` and ``cuda`` mean CUDA device ``LOCAL_RANK`` of this node."""
+    if cluster is None or not cluster.active or device not in ("auto", "cuda", "", None):
+        return device
+    import torch
+
+    return f"cuda:{cluster.local_rank}" if torch.cuda.is_available() else \
+        ("cpu" if device in ("auto", "", None) else device)
+
+
+def build_components(cfg: BuildConfig, need_teacher: bool = True, cluster=None) -> Components:
     """Read the inputs, extract (or resume) CLIP features, train teacher and projector.
 
     Args:
         cfg: a :meth:`BuildConfig.resolved` config.
         need_teacher: train the teacher and the projector (not needed for ``pca``).
+        cluster: under torchrun, the job (:class:`fuxictr_mmctr.train.distributed.Cluster`):
+            the ranks share the CLIP pass out (:mod:`.shards`); only rank 0 goes on to the
+            teacher and projector. Default: one process.
     """
+    sharded = cluster is not None and cluster.active
     seconds = {}
     t0 = time.perf_counter()
     side = read_item_side(cfg.item_info, cfg.item_feature)
     seconds["read"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    clip = _clip_source(cfg, side)
+    clip = _clip_source(cfg, side, cluster if sharded else None)
     model, processor = load_clip(clip, local_files_only=cfg.student.local_files_only)
     image_dir = Path(cfg.item_images) if cfg.item_images is not None else None
-    cache = FeatureCache(Path(cfg.work_dir) / "clip_cache", side.num_items + 1, clip_dim(model),
-                         cache_fingerprint(clip, side.texts, image_dir, cfg.tiny_clip))
-    cache.refresh_images(image_file_stats(image_dir, side.num_items + 1))
-    student = extract_clip_features(model, processor, side.texts, image_dir, cache, cfg.student)
+    folder, rows = Path(cfg.work_dir) / "clip_cache", side.num_items + 1
+    fingerprint = cache_fingerprint(clip, side.texts, image_dir, cfg.tiny_clip)
+    if sharded:
+        student_cfg = replace(cfg.student, device=_rank_device(cfg.student.device, cluster),
+                              progress=cfg.student.progress and cluster.is_main)
+        stats = image_file_stats(image_dir, rows) if cluster.is_main else None
+        student = extract_across_ranks(model, processor, side.texts, image_dir, folder, rows,
+                                       clip_dim(model), fingerprint, student_cfg, cluster,
+                                       image_stats=stats)
+    else:
+        cache = FeatureCache(folder, rows, clip_dim(model), fingerprint)
+        cache.refresh_images(image_file_stats(image_dir, rows))
+        student = extract_clip_features(model, processor, side.texts, image_dir, cache,
+                                        cfg.student)
     seconds["clip"] = time.perf_counter() - t0
     comp = Components(side=side, student=student, clip=clip, seconds=seconds)
-    if not student.complete or not need_teacher:
+    if not student.complete or not need_teacher or (sharded and not cluster.is_main):
         return comp
 
     t0 = time.perf_counter()
@@ -271,12 +300,19 @@ def preflight(cfg: BuildConfig) -> None:
                               path=folder)
 
 
-def build_embeddings(cfg: BuildConfig) -> BuildResult:
-    """Run the whole pipeline (see the package docstring). Resumable: rerun after a kill."""
+def build_embeddings(cfg: BuildConfig, cluster=None) -> BuildResult:
+    """Run the whole pipeline (see the package docstring). Resumable: rerun after a kill.
+
+    Under torchrun (``cluster``, see :func:`build_components`) every rank encodes its share of
+    the CLIP features; rank 0 alone goes on and writes the outputs, the other ranks return a
+    result with ``out`` None once the shares are merged.
+    """
     cfg = cfg.resolved()
     preflight(cfg)
     start = time.perf_counter()
-    comp = build_components(cfg, need_teacher=cfg.fusion != "pca")
+    comp = build_components(cfg, need_teacher=cfg.fusion != "pca", cluster=cluster)
+    if cluster is not None and cluster.active and not cluster.is_main:
+        return BuildResult(complete=comp.complete, components=comp)
     if not comp.complete:
         logger.warning("CLIP features are incomplete (%d of %d items); nothing written. Rerun "
                        "the same command to resume from %s", comp.student.counts()["encoded"],

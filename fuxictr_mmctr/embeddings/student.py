@@ -506,9 +506,33 @@ def text_max_length(model) -> int:
 
 # ---------------------------------------------------------------------------- extraction
 
+def pending_items(done: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """Items not yet encoded, in the order they are encoded: by title length (stable), so a
+    batch holds titles of similar length and the text tower pads little."""
+    pending = np.flatnonzero(~done)
+    pending = pending[pending > 0]
+    return pending[np.argsort([len(texts[i]) for i in pending], kind="stable")]
+
+
+def cache_result(cache: FeatureCache, encoded_items: Optional[np.ndarray] = None, **stats
+                 ) -> StudentResult:
+    """The content of ``cache`` as a :class:`StudentResult` (row 0 zeros, not done);
+    ``stats`` fill the counters (``batches``, ``seconds``, ...)."""
+    result = StudentResult(
+        image=np.asarray(cache.image, dtype=np.float32),
+        text=np.asarray(cache.text, dtype=np.float32),
+        image_status=cache.image_status.copy(), done=cache.done.copy(),
+        encoded_items=encoded_items if encoded_items is not None else np.zeros(0, np.int64),
+        **stats)
+    result.done[0] = False
+    result.image[0] = 0.0
+    result.text[0] = 0.0
+    return result
+
+
 def extract_clip_features(model, processor, texts: Sequence[str], image_dir: Optional[Path],
-                          cache: FeatureCache, cfg: Optional[StudentConfig] = None
-                          ) -> StudentResult:
+                          cache: FeatureCache, cfg: Optional[StudentConfig] = None,
+                          items: Optional[np.ndarray] = None) -> StudentResult:
     """Encode every item not yet done in ``cache``; return the cache content.
 
     Args:
@@ -519,6 +543,9 @@ def extract_clip_features(model, processor, texts: Sequence[str], image_dir: Opt
             back to its text feature (logged).
         cache: the feature cache (from the pipeline), ``rows == len(texts)``.
         cfg: batch size, workers, device, ``max_batches``.
+        items: encode only these items (those not done yet), in this order, in batches of
+            ``cfg.batch_size`` (a rank's share, see :mod:`.shards`). Default: every pending
+            item in :func:`pending_items` order.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -539,10 +566,11 @@ def extract_clip_features(model, processor, texts: Sequence[str], image_dir: Opt
     if half:
         model = model.half()
     model.eval()
-    pending = np.flatnonzero(~cache.done)
-    pending = pending[pending > 0]
-    # batches of similar text length: far less padding in the text tower
-    pending = pending[np.argsort([len(texts[i]) for i in pending], kind="stable")]
+    if items is None:
+        pending = pending_items(cache.done, texts)
+    else:
+        items = np.asarray(items, dtype=np.int64)
+        pending = items[~cache.done[items]]
     encoded: List[np.ndarray] = []
     batches = 0
     wait = encode = decode = 0.0
@@ -606,18 +634,17 @@ def extract_clip_features(model, processor, texts: Sequence[str], image_dir: Opt
             torch.set_num_threads(threads_before)
     if n_corrupt_logged > 20:
         logger.warning("... %d unreadable images in all", n_corrupt_logged)
-    result = StudentResult(
-        image=np.asarray(cache.image, dtype=np.float32),
-        text=np.asarray(cache.text, dtype=np.float32),
-        image_status=cache.image_status.copy(), done=cache.done.copy(),
-        encoded_items=np.concatenate(encoded) if encoded else np.zeros(0, np.int64),
-        batches=batches, seconds=time.perf_counter() - start, wait_seconds=wait,
-        encode_seconds=encode, decode_seconds=decode)
-    result.done[0] = False
-    result.image[0] = 0.0
-    result.text[0] = 0.0
-    logger.info("CLIP: %d batches encoded this run in %.1fs; %s%s", batches, result.seconds,
-                result.counts(), "" if result.complete else " (INCOMPLETE: rerun to resume)")
+    result = cache_result(
+        cache, np.concatenate(encoded) if encoded else None, batches=batches,
+        seconds=time.perf_counter() - start, wait_seconds=wait, encode_seconds=encode,
+        decode_seconds=decode)
+    if items is not None:
+        left = int((~cache.done[items]).sum())
+        logger.info("CLIP: %d batches of this share encoded in %.1fs; %d of its %d items left",
+                    batches, result.seconds, left, len(items))
+    else:
+        logger.info("CLIP: %d batches encoded this run in %.1fs; %s%s", batches, result.seconds,
+                    result.counts(), "" if result.complete else " (INCOMPLETE: rerun to resume)")
     return result
 
 

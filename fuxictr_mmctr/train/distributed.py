@@ -107,7 +107,8 @@ def _env_int(name: str) -> int:
 
 
 @contextlib.contextmanager
-def session(gpu: int = -1, timeout_s: Optional[float] = None) -> Iterator[Cluster]:
+def session(gpu: int = -1, timeout_s: Optional[float] = None, backend: Optional[str] = None,
+            final_barrier: bool = True) -> Iterator[Cluster]:
     """The process group of this torchrun job, or ``Cluster()`` outside torchrun.
 
     Creates the group (NCCL on CUDA device ``LOCAL_RANK`` when ``gpu >= 0``, gloo on the CPU
@@ -117,6 +118,10 @@ def session(gpu: int = -1, timeout_s: Optional[float] = None) -> Iterator[Cluste
     Args:
         gpu: the ``--gpu`` option: ``>= 0`` for CUDA, -1 for CPU.
         timeout_s: timeout of every collective, in seconds. Default: 1800.
+        backend: force a backend (``"gloo"`` for jobs whose collectives carry only small CPU
+            objects). Default: chosen from ``gpu``.
+        final_barrier: every rank waits for the others before leaving, so that all end
+            together. False lets ranks that are done leave while rank 0 goes on alone.
 
     Raises:
         ConfigError: ``LOCAL_RANK`` names a CUDA device this machine lacks.
@@ -129,8 +134,8 @@ def session(gpu: int = -1, timeout_s: Optional[float] = None) -> Iterator[Cluste
 
     timeout_s = float(timeout_s or DEFAULT_TIMEOUT_S)
     world, rank, local_rank = _env_int("WORLD_SIZE"), _env_int("RANK"), _env_int("LOCAL_RANK")
-    backend = "nccl" if gpu >= 0 else "gloo"
-    if gpu >= 0:
+    backend = backend or ("nccl" if gpu >= 0 else "gloo")
+    if backend == "nccl":
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(f"LOCAL_RANK={local_rank} but this machine has "
                               f"{torch.cuda.device_count()} CUDA device(s): start at most that "
@@ -145,7 +150,7 @@ def session(gpu: int = -1, timeout_s: Optional[float] = None) -> Iterator[Cluste
                       timeout_s=timeout_s)
     try:
         yield cluster
-        if owns:
+        if owns and final_barrier:
             dist.barrier()  # everyone ends together: rank 0 has written its files
     finally:
         if owns and dist.is_initialized():
