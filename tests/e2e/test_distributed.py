@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,22 @@ def _predict_in(work: Path, config_dir: Path):
         return experiment.predict_split(config_dir, "DIN_sample", "test")
     finally:
         os.chdir(cwd)
+
+
+def test_a_rank_that_dies_ends_the_job_and_keeps_the_best_checkpoint(tiny_sample, tmp_path):
+    """Rank 1 exits in epoch 2: torchrun takes the job down (no rank waits for the timeout)
+    and the checkpoint of epoch 1 is still whole and usable."""
+    config_dir = exact_config(tmp_path, tiny_sample, expids=("DIN_sample",), epochs=3,
+                              batch_size=1024, ddp_timeout=600)
+    work = tmp_path / "work"
+    work.mkdir()
+    start = time.monotonic()
+    result = torchrun(ROOT / "tests" / "e2e" / "ddp_fault_worker.py", "--config", config_dir,
+                      "--expid", "DIN_sample", "--gpu", -1, cwd=work)
+    assert result.returncode != 0
+    assert time.monotonic() - start < 300                     # well under ddp_timeout
+    assert "exitcode  : 7" in result.stderr                   # torchrun names the dead rank
+    log = (work / "checkpoints" / "MicroLens_sample" / "DIN_sample.log").read_text()
+    assert "Save best model" in log and "Epoch=2 end" not in log
+    assert not (work / "mmctr_config.csv").exists()
+    assert len(_predict_in(work, config_dir)) == 1000         # the epoch-1 checkpoint loads
