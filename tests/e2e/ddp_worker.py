@@ -7,7 +7,8 @@ One launch checks every experiment, because starting torch costs seconds per pro
 1. gradients: for the first and the last global batch of the train split (the last one is
    smaller than the world, so rank 1 runs a stand-in row), the gradients after the DDP
    forward/backward on each rank's share are compared, on rank 0, with those of a plain
-   single-process model holding the same weights on the whole global batch;
+   single-process model holding the same weights on the whole global batch; then the first two
+   batches as ``accumulation_steps: 2`` micro-batches, counting the bytes DDP all-reduces (a comm hook);
 2. training: ``experiment.train`` (what ``run_expid.py`` runs) for one epoch, each rank in
    its own working directory ``OUT_DIR/rank<R>`` so that what each rank wrote can be told
    apart. For experiments listed in ``MMCTR_TEST_NO_SHARED_FS``, rank 1 acts as a node that
@@ -40,6 +41,15 @@ def gradient_check(config_dir: str, expid: str, rank: int, world: int, scratch: 
     model = experiment.build_model(feature_map, params)
     cluster = distributed.Cluster(rank=rank, world_size=world, local_rank=rank, backend="gloo")
     distributed.attach(model, cluster)          # rank 0's weights on every rank
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    buckets = {"all_reduced": 0}
+
+    def counting_hook(state, bucket):          # bytes handed to the all-reduce
+        state["all_reduced"] += bucket.buffer().numel() * bucket.buffer().element_size()
+        return allreduce_hook(None, bucket)
+
+    model._dist.ddp.register_comm_hook(buckets, counting_hook)
 
     def loader(rank_, world_):
         return MMCTRDataLoader(feature_map, params["train_data"], item_info=params["item_info"],
@@ -55,25 +65,45 @@ def gradient_check(config_dir: str, expid: str, rank: int, world: int, scratch: 
         reference.load_state_dict(model.state_dict())
         whole = list(loader(0, 1))
     out = {}
+
+    def compare(grads, batches):
+        reference.train()
+        reference.zero_grad(set_to_none=True)
+        for batch in batches:                  # accumulation_steps = len(batches)
+            loss = reference.compute_loss(reference.forward(batch), reference.get_labels(batch))
+            (loss / len(batches)).backward()
+        ref = {n: p.grad.detach() for n, p in reference.named_parameters() if p.requires_grad}
+        assert set(ref) == set(grads)
+        diff = torch.sqrt(sum(((grads[n] - ref[n]) ** 2).sum() for n in ref))
+        norm = torch.sqrt(sum((ref[n] ** 2).sum() for n in ref))
+        return {"rel_diff": float(diff / norm), "grad_norm": float(norm)}
+
     for name, index in (("first", 0), ("last", -1)):
         model.train()
         model.zero_grad(set_to_none=True)
+        buckets["all_reduced"] = 0
         model._dist.forward_backward(model, shares[index], sync=True)
         grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
                  if p.requires_grad}
         if rank == 0:
-            reference.train()
-            reference.zero_grad(set_to_none=True)
-            batch = whole[index]
-            loss = reference.compute_loss(reference.forward(batch), reference.get_labels(batch))
-            loss.backward()
-            ref = {n: p.grad.detach() for n, p in reference.named_parameters() if p.requires_grad}
-            assert set(ref) == set(grads)
-            diff = torch.sqrt(sum(((grads[n] - ref[n]) ** 2).sum() for n in ref))
-            norm = torch.sqrt(sum((ref[n] ** 2).sum() for n in ref))
-            out[name] = {"rel_diff": float(diff / norm), "grad_norm": float(norm),
-                         "rows": int(shares[index].rows),
-                         "global_rows": int(shares[index].global_rows)}
+            out[name] = dict(compare(grads, [whole[index]]), rows=int(shares[index].rows),
+                             global_rows=int(shares[index].global_rows),
+                             all_reduced=buckets["all_reduced"])
+    # accumulation_steps 2: the first micro-batch runs under no_sync() (no all-reduce at all),
+    # the second all-reduces the summed gradients once
+    model.accumulation_steps = 2
+    model.zero_grad(set_to_none=True)
+    buckets["all_reduced"] = 0
+    model._dist.forward_backward(model, shares[0], sync=False)
+    after_first = buckets["all_reduced"]
+    model._dist.forward_backward(model, shares[1], sync=True)
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    if rank == 0:
+        trainable = sum(p.numel() * p.element_size() for p in model.parameters()
+                        if p.requires_grad)
+        out["accumulated"] = dict(compare(grads, whole[:2]), all_reduced_first=after_first,
+                                  all_reduced_second=buckets["all_reduced"] - after_first,
+                                  trainable_bytes=trainable)
     return out
 
 

@@ -83,13 +83,18 @@ def ddp_run(tiny_sample, tmp_path_factory):
 
 
 @pytest.mark.parametrize("expid", EXPIDS)
-def test_first_and_last_step_gradients_equal_one_process(ddp_run, expid):
+def test_gradients_equal_one_process_and_accumulate_without_sync(ddp_run, expid):
     grads = ddp_run["ranks"][0]["experiments"][expid]["gradients"]
     assert grads["first"]["global_rows"] == 857 and grads["first"]["rows"] == 429
     assert grads["last"]["global_rows"] == 1 and grads["last"]["rows"] == 1  # rank 1: stand-in
-    for which in ("first", "last"):
+    for which in ("first", "last", "accumulated"):
         assert grads[which]["grad_norm"] > 0
         assert grads[which]["rel_diff"] < 1e-5, (which, grads[which])
+    step = grads["accumulated"]["trainable_bytes"]      # one step all-reduces every gradient
+    assert grads["first"]["all_reduced"] == grads["last"]["all_reduced"] == step
+    # accumulation: nothing all-reduced under no_sync(), one step's worth on the last micro-batch
+    assert grads["accumulated"]["all_reduced_first"] == 0
+    assert grads["accumulated"]["all_reduced_second"] == step
 
 
 @pytest.mark.parametrize("expid", EXPIDS)
