@@ -45,7 +45,6 @@ def worker(args) -> None:
     from fuxictr.pytorch.torch_utils import seed_everything
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-    from fuxictr_mmctr import compat
     from fuxictr_mmctr.train import distributed, experiment
 
     torch.set_num_threads(args.threads)
@@ -62,8 +61,7 @@ def worker(args) -> None:
             feature_map = experiment.build_feature_map(params, output_dir=scratch)
             seed_everything(params["seed"])
             model = experiment.build_model(feature_map, params)
-            train_gen, _ = compat.rank_data_loaders(feature_map, "train",
-                                                    **experiment._loader_params(params))
+            train_gen, _ = experiment.make_loaders(params, feature_map, "train")
             parallel = distributed.attach(model, cluster, train_gen, seed=params["seed"])
             counter = {"bytes": 0, "buckets": 0}
             if parallel is not None:
