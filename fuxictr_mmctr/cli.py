@@ -23,6 +23,7 @@ from .errors import run_guarded
 # command name -> (module or "module:object", one-line help)
 COMMANDS = {
     "demo": ("fuxictr_mmctr.demo", "the main job on the sample: make it, train DIN, write the zip"),
+    "init-config": ("fuxictr_mmctr.resources", "write the package's config folder to DIR"),
     "make-sample": ("fuxictr_mmctr.data.sample", "write a MicroLens-shaped sample dataset"),
     "validate": ("fuxictr_mmctr.data.schema", "check a MicroLens data directory against the schema"),
     "train": ("fuxictr_mmctr.train.experiment:TRAIN",

@@ -1,11 +1,23 @@
 """Keep FuxiCTR 2.3.7 (the version the official challenge repo asserts) and the newest 2.3.x
-working side by side with NumPy 2.
+working side by side with the newest NumPy, scikit-learn and pandas.
 
 * FuxiCTR 2.3.7 uses ``np.Inf``, which NumPy 2.0 removed: alias it back to ``np.inf``.
+* FuxiCTR 2.3.7 computes logloss with ``log_loss(..., eps=1e-7)``, which scikit-learn 1.5+
+  rejects: :func:`patch_fuxictr_metrics` makes FuxiCTR's metrics clip to ``eps`` themselves.
+* FuxiCTR 2.3.10's ``FeatureMap.set_column_index`` reads ``pretrain_dim`` of every
+  ``type: embedding`` feature (``KeyError`` without it); 2.3.7 falls back to ``embedding_dim``.
+  :func:`fill_pretrain_dim` gives every such spec its ``pretrain_dim``, so the official dataset
+  config (``item_emb_d128`` as ``type: embedding, embedding_dim: 128``) runs on both.
 * ``RankDataLoader`` is a class with ``make_iterator()`` in 2.3.7 and a plain function that
   returns the generators in 2.3.8+: :func:`rank_data_loaders` hides the difference.
+* pandas < 3 parses csv floats with a fast parser that is not round-trip exact unless asked
+  (``float_precision="round_trip"``); pandas 3 is exact by default and deprecates the option:
+  pass :data:`EXACT_FLOATS_CSV` to ``read_csv``.
+* :func:`versions` names the versions a result was produced with (logs, results file).
 """
 from __future__ import annotations
+
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -25,10 +37,103 @@ def patch_numpy() -> None:
 patch_numpy()
 
 
+def _pandas_major() -> int:
+    from importlib import metadata
+
+    try:
+        return int(metadata.version("pandas").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):  # pragma: no cover
+        return 0
+
+
+# ``pd.read_csv(..., **EXACT_FLOATS_CSV)`` reads floats back bit for bit on pandas 2 and 3.
+EXACT_FLOATS_CSV = {"float_precision": "round_trip"} if _pandas_major() < 3 else {}
+
+
 def fuxictr_version() -> str:
     import fuxictr
 
     return fuxictr.__version__
+
+
+def _installed_version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def versions() -> Dict[str, str]:
+    """``{name: version}`` of this package and the libraries a result depends on.
+
+    Read from the installed distributions' metadata (no heavy import): ``fuxictr_mmctr``,
+    ``fuxictr``, ``torch``, ``numpy``, ``pandas``.
+    """
+    from . import __version__
+
+    found = {"fuxictr_mmctr": __version__}
+    for name in ("fuxictr", "torch", "numpy", "pandas"):
+        found[name] = _installed_version(name)
+    return found
+
+
+def versions_line() -> str:
+    """``fuxictr_mmctr 0.1.0 fuxictr 2.3.7 torch 2.13.0 ...``: one field, no commas (FuxiCTR's
+    results file is comma-separated)."""
+    return " ".join(f"{name} {version}" for name, version in versions().items())
+
+
+def fill_pretrain_dim(col: dict, width: Optional[int] = None) -> dict:
+    """Give a ``type: embedding`` feature spec the ``pretrain_dim`` FuxiCTR 2.3.10 requires.
+
+    The width of the stored column is ``pretrain_dim``; the official config states it as
+    ``embedding_dim`` (2.3.7 projects ``Linear(pretrain_dim or embedding_dim, embedding_dim)``,
+    so taking ``embedding_dim`` as the width changes nothing there). When the spec has neither,
+    ``width`` (the column's width read from the data) is used.
+
+    Args:
+        col: one entry of ``feature_cols``; changed in place.
+        width: the column's width in the data, if known. Default: None.
+
+    Returns:
+        ``col``.
+    """
+    if col.get("type") != "embedding" or col.get("pretrain_dim") is not None:
+        return col
+    if col.get("embedding_dim") is not None:
+        col["pretrain_dim"] = int(col["embedding_dim"])
+    elif width is not None:
+        col["pretrain_dim"] = int(width)
+    return col
+
+
+def _log_loss_clipping_eps(log_loss):
+    """``log_loss`` that takes FuxiCTR 2.3.7's ``eps`` and clips itself (scikit-learn 1.5+ has
+    no ``eps``; clipping to ``[eps, 1 - eps]`` is what older versions did with it)."""
+
+    def wrapped(y_true, y_pred, *args, eps=None, **kwargs):
+        if eps is not None and eps != "auto":
+            y_pred = np.clip(np.asarray(y_pred, dtype=np.float64), eps, 1 - eps)
+        return log_loss(y_true, y_pred, *args, **kwargs)
+
+    wrapped.__wrapped__ = log_loss
+    wrapped._mmctr_bridge = True
+    return wrapped
+
+
+def patch_fuxictr_metrics() -> None:
+    """Make FuxiCTR's ``evaluate_metrics`` work with any scikit-learn (idempotent).
+
+    FuxiCTR 2.3.7 calls ``log_loss(y_true, y_pred, eps=1e-7)``; scikit-learn removed ``eps``
+    in 1.5. ``fuxictr.metrics.log_loss`` is replaced by a wrapper that clips to ``eps`` and
+    calls scikit-learn without it: the same value as before on every version.
+    """
+    import fuxictr.metrics as metrics
+
+    if not getattr(metrics.log_loss, "_mmctr_bridge", False):
+        metrics.log_loss = _log_loss_clipping_eps(metrics.log_loss)
 
 
 def rank_data_loaders(feature_map, stage: str, **params):

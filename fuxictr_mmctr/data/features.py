@@ -19,6 +19,9 @@ loader, the model base class and ``mmctr drop-in`` all ask it:
   all zeros, every item present), to be written as FuxiCTR's h5 file (``key``/``value``) that
   FuxiCTR registers in the FeatureMap so its own ``PretrainedEmbedding`` serves it. A
   ``pretrained_emb`` that already is an ``.h5``/``.npz`` file is checked and used as is.
+  A dense ``type: embedding`` column gets its ``pretrain_dim`` (its width, which FuxiCTR 2.3.10
+  requires), taken from ``embedding_dim`` as the official config states it or read from
+  ``item_info``, and checked against the data.
 
 :class:`MMCTRFeatureProcessor` subclasses FuxiCTR's ``FeatureProcessor`` (the hook FuxiCTR
 offers for preprocessing) and runs :func:`resolve_feature_cols` before FuxiCTR's own ``fit``.
@@ -36,7 +39,7 @@ import h5py
 import numpy as np
 import pyarrow as pa
 
-from .. import compat  # noqa: F401
+from .. import compat
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, check_finite_rows, column_max,
@@ -247,7 +250,8 @@ class ResolvedFeatures:
 
     Attributes:
         feature_cols: the specs, copied, with ``vocab_size`` on every active categorical and
-            sequence feature and pretrained embeddings pointing at h5 files.
+            sequence feature, ``pretrain_dim`` on every dense embedding feature and pretrained
+            embeddings pointing at h5 files.
         pretrained_tables: the h5 files to write before FuxiCTR reads the specs.
     """
 
@@ -314,7 +318,46 @@ def resolve_feature_cols(feature_cols: Sequence[dict], item_info: Optional[PathL
                 logger.info("vocab_size of %s read from %s: %d", name, [str(f) for f in files],
                             col["vocab_size"])
                 _warn_if_sparse(name, col["vocab_size"], files, root)
+            if col.get("type") == "embedding":
+                _resolve_embedding_width(col, item_info, root)
     return ResolvedFeatures(feature_cols=cols, pretrained_tables=tables)
+
+
+def _list_width(path: PathLike, column: str) -> Optional[int]:
+    """Length of the first non-null list of ``column`` in a parquet file (None: no rows)."""
+    pf = open_parquet(path)
+    check_columns(path, pf.schema_arrow, [column])
+    typ = pf.schema_arrow.field(column).type
+    if not is_list_type(typ):
+        raise DataValidationError(path, f"expected a list<float> column, found {typ}",
+                                  column=column)
+    if pa.types.is_fixed_size_list(typ):
+        return int(typ.list_size)
+    for batch in pf.iter_batches(columns=[column], batch_size=64):
+        for value in batch.column(0):
+            if value.is_valid:
+                return len(value)
+    return None
+
+
+def _resolve_embedding_width(col: dict, item_info: Optional[PathLike],
+                             root: Optional[PathLike]) -> None:
+    """Give a dense ``type: embedding`` column its ``pretrain_dim`` (in place).
+
+    FuxiCTR 2.3.10's ``FeatureMap`` reads it (``KeyError: 'pretrain_dim'`` otherwise); the
+    official config states the width as ``embedding_dim``
+    (:func:`fuxictr_mmctr.compat.fill_pretrain_dim`). A config that states neither gets the
+    column's width in ``item_info``. (The loader checks the data against the width.)
+    """
+    width = None
+    if col.get("pretrain_dim") is None and col.get("embedding_dim") is None:
+        if not (item_info and col.get("source") == ITEM_SOURCE):
+            raise ConfigError(f"feature {col['name']}: a type: embedding column needs "
+                              "pretrain_dim (its width in the data)")
+        if not _locate(root, item_info).exists():
+            raise DataFileNotFound(_locate(root, item_info))
+        width = _list_width(_locate(root, item_info), col["name"])
+    compat.fill_pretrain_dim(col, width)
 
 
 # An inferred vocabulary this large whose ids fill less than 5% of it is most likely a stray id

@@ -114,13 +114,10 @@ class DropInResult:
 # Where things are
 # --------------------------------------------------------------------------------------------
 def default_config_dir() -> Path:
-    """This package's config folder (``config/mmctr_config`` of the source tree)."""
-    path = Path(__file__).resolve().parents[1] / "configs" / CONFIG_NAME
-    if not (path / "dataset_config.yaml").is_file():
-        raise ConfigError(f"{path} not found: this install of fuxictr_mmctr has no config folder "
-                          "beside it; pass --config PATH/TO/fuxictr_mmctr/config/mmctr_config "
-                          "(the folder in the package's source tree)")
-    return path
+    """This package's config folder (``configs/mmctr_config``, package data of the install)."""
+    from ..resources import packaged_config_dir
+
+    return packaged_config_dir()
 
 
 def check_official_repo(path: PathLike) -> Path:

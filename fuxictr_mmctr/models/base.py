@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import compat  # noqa: F401  (NumPy 2 aliases for FuxiCTR 2.3.7)
+from .. import compat
 from ..data.features import feature_sides
 from ..data.schema import TARGET_COLUMN
 from ..errors import ConfigError
@@ -36,6 +36,9 @@ from ..io import atomic_path
 from fuxictr.pytorch.layers import FeatureEmbedding
 from fuxictr.pytorch.models import BaseModel
 from fuxictr.pytorch.torch_utils import get_loss
+
+# FuxiCTR 2.3.7's logloss passes `eps`, which scikit-learn 1.5+ rejects (see compat).
+compat.patch_fuxictr_metrics()
 
 logger = logging.getLogger(__name__)
 

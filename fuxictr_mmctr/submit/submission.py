@@ -37,6 +37,7 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from .. import compat
 from ..data.schema import count_rows, open_parquet
 from ..errors import DataValidationError
 from ..io import PathLike, atomic_path
@@ -374,6 +375,11 @@ def _parse_prediction_csv(payload: bytes, source: str) -> pd.DataFrame:
         if name in seen:
             raise SubmissionError(source, "duplicate column", column=name)
         seen.add(name)
+    # More fields than header names on the first row makes pandas take the first column as
+    # the index (pandas 3 then even returns a RangeIndex when it holds 0..n-1): refuse first.
+    first_row = next((line for line in text.splitlines()[1:] if line.strip()), None)
+    if first_row is not None and len(next(csv.reader([first_row]))) > len(header):
+        raise SubmissionError(source, f"rows have more fields than the header {header}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -421,7 +427,7 @@ def load_predictions(path: PathLike, column: Optional[str] = None) -> np.ndarray
         return values.astype(np.float64, copy=False)
     if suffix == ".csv":
         try:
-            table = pd.read_csv(path, float_precision="round_trip")
+            table = pd.read_csv(path, **compat.EXACT_FLOATS_CSV)
         except (pd.errors.ParserError, ValueError, OSError) as exc:
             raise SubmissionError(path, f"cannot read the csv ({exc})") from exc
     elif suffix == ".parquet":

@@ -141,8 +141,8 @@ def _set_logger(params: dict, job: str = "") -> None:
     from fuxictr.utils import set_logger
 
     set_logger(dict(params, model_id=params["model_id"] + (f".{job}" if job else "")))
-    logging.info("FuxiCTR %s, fuxictr_mmctr, params: %s", compat.fuxictr_version(),
-                 {k: params[k] for k in sorted(params) if k != "feature_cols"})
+    logging.info("Versions: %s", compat.versions_line())
+    logging.info("Params: %s", {k: params[k] for k in sorted(params) if k != "feature_cols"})
 
 
 def build_feature_map(params: dict, output_dir=None):
@@ -400,11 +400,14 @@ def _results_file(config_dir) -> Path:
 
 def record_result(config_dir, expid: str, dataset_id: str, metrics: Dict[str, float],
                   command: Optional[str] = None) -> None:
-    """Append one line to FuxiCTR's results CSV (``command``: this process's command line)."""
+    """Append one line to FuxiCTR's results CSV (``command``: this process's command line),
+    plus ``[versions]`` (package, FuxiCTR, torch, NumPy, pandas) so the figure can be
+    reproduced."""
     command = command if command is not None else " ".join(sys.argv)
-    line = " {},[command] python {},[exp_id] {},[dataset_id] {},[train] N.A.,[val] {}\n".format(
+    line = (" {},[command] python {},[exp_id] {},[dataset_id] {},[train] N.A.,[val] {},"
+            "[versions] {}\n").format(
         datetime.now().strftime("%Y%m%d-%H%M%S"), command, expid, dataset_id,
-        " - ".join(f"{k}: {v:.6f}" for k, v in metrics.items()))
+        " - ".join(f"{k}: {v:.6f}" for k, v in metrics.items()), compat.versions_line())
     with open(_results_file(config_dir), "a") as fh:
         fh.write(line)
 

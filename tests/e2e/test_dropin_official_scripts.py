@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import zipfile
 
+import fuxictr
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -81,27 +82,33 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
                  "DIN")
     fast_expid(repo, "DIN_sample_pretrained", "DIN_pretrained_dropin")
     fast_expid(repo, f"{other}_sample", f"{other}_dropin")
-    for expid, dataset_id in [("DIN_pretrained_dropin", "MicroLens_sample_pretrained"),
-                              (f"{other}_dropin", "MicroLens_sample")]:
-        run_official(repo, "run_expid.py", "--config", "config/mmctr_config", "--expid", expid)
-        log = (repo / "checkpoints" / dataset_id / f"{expid}.log").read_text()
-        assert "AUC" in log and "Traceback" not in log, log[-2000:]
-        line = [ln for ln in (repo / "mmctr_config.csv").read_text().splitlines()
-                if f"[exp_id] {expid}," in ln][-1]
-        assert float(line.split("AUC: ")[1].split(" ")[0]) > 0.55, line
-    # the feature map the official flow builds has the 128-d column's pretrain_dim, so the
-    # model projects it to its embedding_dim, as this package's own scripts do
-    log = (repo / "checkpoints" / "MicroLens_sample" / f"{other}_dropin.log").read_text()
-    specs = log.split("Feature specs: ")[1]
-    assert "'pretrain_dim': 128" in specs.split('"item_emb_d128"')[1].split("\n")[0]
+    # They assert fuxictr == 2.3.7 and call RankDataLoader(...).make_iterator(), a class only
+    # in 2.3.7: on a newer FuxiCTR they cannot run, with or without drop-in.
+    official_runs = fuxictr.__version__ == "2.3.7"
+    if official_runs:
+        for expid, dataset_id in [("DIN_pretrained_dropin", "MicroLens_sample_pretrained"),
+                                  (f"{other}_dropin", "MicroLens_sample")]:
+            run_official(repo, "run_expid.py", "--config", "config/mmctr_config",
+                         "--expid", expid)
+            log = (repo / "checkpoints" / dataset_id / f"{expid}.log").read_text()
+            assert "AUC" in log and "Traceback" not in log, log[-2000:]
+            line = [ln for ln in (repo / "mmctr_config.csv").read_text().splitlines()
+                    if f"[exp_id] {expid}," in ln][-1]
+            assert float(line.split("AUC: ")[1].split(" ")[0]) > 0.55, line
+        # the feature map the official flow builds has the 128-d column's pretrain_dim, so the
+        # model projects it to its embedding_dim, as this package's own scripts do
+        log = (repo / "checkpoints" / "MicroLens_sample" / f"{other}_dropin.log").read_text()
+        specs = log.split("Feature specs: ")[1]
+        assert "'pretrain_dim': 128" in specs.split('"item_emb_d128"')[1].split("\n")[0]
 
-    run_official(repo, "prediction.py", "--config", "config/mmctr_config", "--expid",
-                 "DIN_pretrained_dropin")
-    zip_path = repo / "submission" / "DIN_pretrained_dropin.zip"
-    report = check_submission_zip(zip_path, repo / "data" / "MicroLens_1M_x1" / "test.parquet")
-    assert report.n_rows == 1000
-    with zipfile.ZipFile(zip_path) as zf:
-        assert pd.read_csv(zf.open("prediction.csv"))["Task1"].between(0, 1).all()
+        run_official(repo, "prediction.py", "--config", "config/mmctr_config", "--expid",
+                     "DIN_pretrained_dropin")
+        zip_path = repo / "submission" / "DIN_pretrained_dropin.zip"
+        report = check_submission_zip(zip_path,
+                                      repo / "data" / "MicroLens_1M_x1" / "test.parquet")
+        assert report.n_rows == 1000
+        with zipfile.ZipFile(zip_path) as zf:
+            assert pd.read_csv(zf.open("prediction.csv"))["Task1"].between(0, 1).all()
 
     # idempotent: a second drop-in keeps the first backup (the official files)
     again = dropin.drop_in(repo)
@@ -115,3 +122,6 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
     assert sorted(tree(config)) == ["model_config/zz_test.yaml"]  # only the user's file is left
     assert not (repo / pretrained["item_id"]["pretrained_emb"]).exists()
     assert (repo / "config" / "din_config" / "model_config.yaml").read_text() == OFFICIAL_CONFIG
+    if not official_runs:
+        pytest.skip(f"drop-in checked; the official scripts need fuxictr 2.3.7, not "
+                    f"{fuxictr.__version__}")

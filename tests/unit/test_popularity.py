@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fuxictr_mmctr import cli
+from fuxictr_mmctr import cli, compat
 from fuxictr_mmctr.errors import DataValidationError
 from fuxictr_mmctr.submit.popularity import ItemCTR, fit_item_ctr, predict, run_popularity
 from fuxictr_mmctr.submit.submission import check_submission_zip
@@ -167,7 +167,7 @@ def test_run_popularity_auc_and_zip(tmp_path, caplog):
     report = check_submission_zip(out, test_parquet=data / "test.parquet")
     assert report.columns == ("ID", "Task2") and report.n_rows == 500
     with zipfile.ZipFile(out) as archive:
-        sub = pd.read_csv(archive.open("prediction.csv"), float_precision="round_trip")
+        sub = pd.read_csv(archive.open("prediction.csv"), **compat.EXACT_FLOATS_CSV)
     test_items = pq.read_table(data / "test.parquet", columns=["item_id"])["item_id"].to_numpy()
     np.testing.assert_array_equal(sub["Task2"].to_numpy(), predict(result.item_ctr, test_items))
     unseen = test_items > 40

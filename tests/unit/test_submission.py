@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fuxictr_mmctr import cli
+from fuxictr_mmctr import cli, compat
 from fuxictr_mmctr.errors import DataFileNotFound, DataValidationError
 from fuxictr_mmctr.submit.submission import (
     TASK_COLUMNS,
@@ -169,7 +169,7 @@ def test_write_submission_zip_layout_and_values(tmp_path, preds, test_parquet):
         assert archive.namelist() == ["prediction.csv"]
         text = archive.read("prediction.csv").decode("utf-8")
     assert text.splitlines()[0] == "ID,Task2"
-    back = pd.read_csv(io.StringIO(text), float_precision="round_trip")
+    back = pd.read_csv(io.StringIO(text), **compat.EXACT_FLOATS_CSV)
     assert back["ID"].tolist() == list(range(N_ROWS))
     # Lossless float formatting: values read back bit-identical (so the AUC cannot move).
     np.testing.assert_array_equal(back["Task2"].to_numpy(), preds)
@@ -183,7 +183,7 @@ def test_write_four_column_layout(tmp_path, preds):
     out = write_submission({"Task1": preds}, zip_path=tmp_path / "s.zip", n_rows=N_ROWS,
                            all_columns=True)
     with zipfile.ZipFile(out) as archive:
-        back = pd.read_csv(archive.open("prediction.csv"), float_precision="round_trip")
+        back = pd.read_csv(archive.open("prediction.csv"), **compat.EXACT_FLOATS_CSV)
     assert list(back.columns) == ["ID", "Task1", "Task2", "Task1&2"]
     assert (back["Task2"] == 0).all() and (back["Task1&2"] == 0).all()
     np.testing.assert_array_equal(back["Task1"].to_numpy(), preds)
@@ -373,7 +373,7 @@ def test_cli_submit_npy_then_check(tmp_path, test_parquet, preds, capsys):
     assert cli.main(["check-submission", str(out), "--test", str(test_parquet)]) == 0
     assert "OK" in capsys.readouterr().out
     with zipfile.ZipFile(out) as archive:
-        back = pd.read_csv(archive.open("prediction.csv"), float_precision="round_trip")
+        back = pd.read_csv(archive.open("prediction.csv"), **compat.EXACT_FLOATS_CSV)
     np.testing.assert_array_equal(back["Task2"].to_numpy(np.float32), preds.astype(np.float32))
 
 
@@ -387,12 +387,12 @@ def test_cli_submit_table_all_columns(tmp_path, test_parquet, preds, suffix):
             "--task", "Task1&2", "--all-columns"]
     assert cli.main(args) == 0  # default column: first float column ("score")
     with zipfile.ZipFile(out) as archive:
-        back = pd.read_csv(archive.open("prediction.csv"), float_precision="round_trip")
+        back = pd.read_csv(archive.open("prediction.csv"), **compat.EXACT_FLOATS_CSV)
     assert list(back.columns) == ["ID", "Task1", "Task2", "Task1&2"]
     np.testing.assert_array_equal(back["Task1&2"].to_numpy(), preds)
     assert cli.main(args + ["--pred-column", "other"]) == 0
     with zipfile.ZipFile(out) as archive:
-        back = pd.read_csv(archive.open("prediction.csv"), float_precision="round_trip")
+        back = pd.read_csv(archive.open("prediction.csv"), **compat.EXACT_FLOATS_CSV)
     np.testing.assert_array_equal(back["Task1&2"].to_numpy(), preds / 2)
     assert cli.main(args + ["--pred-column", "missing"]) == 2
 
