@@ -55,6 +55,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MMCTRError
 from ..io import PathLike, atomic_path
@@ -154,6 +155,10 @@ PRESETS: Dict[str, SamplePreset] = {
     "default": SamplePreset(n_items=5_000, n_users=8_000, n_train=150_000, n_valid=10_000,
                             n_test=10_000, n_seq=24_000, n_tags=1_500, n_clusters=40,
                             image_size=64),
+    # The real vocabulary sizes (91,717 items, tag vocabulary 11,740) on a few hundred rows:
+    # the real-data configs (MicroLens_1M_x1, _pretrained) run on it unchanged (tests/e2e).
+    "vocab": SamplePreset(n_items=91_717, n_users=300, n_train=600, n_valid=300, n_test=300,
+                          n_seq=300, n_tags=11_740, n_clusters=300, image_size=32),
     # The real sizes of MicroLens_1M_x1, for load and memory tests.
     "full": SamplePreset(n_items=91_717, n_users=1_000_000, n_train=3_600_000, n_valid=10_000,
                          n_test=379_142, n_seq=6_000_000, n_tags=11_740, n_clusters=300,
@@ -474,7 +479,8 @@ def _write_split(world: _World, path: Path, n_rows: int, stream: int, with_label
         schema = schema.remove(schema.get_field_index("label"))
     positives = 0
     truth: List[np.ndarray] = []
-    with pq.ParquetWriter(path, schema) as writer:
+    bar = tqdm(total=n_rows, desc=f"sample {path.stem}", unit="row", unit_scale=True)
+    with pq.ParquetWriter(path, schema) as writer, bar:
         for c, start in enumerate(range(0, n_rows, _ROW_CHUNK)):
             m = min(_ROW_CHUNK, n_rows - start)
             rng = _rng(world.seed, stream, c)
@@ -494,6 +500,7 @@ def _write_split(world: _World, path: Path, n_rows: int, stream: int, with_label
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema),
                                row_group_size=_ROW_CHUNK)
             del seq, arrays
+            bar.update(m)
     if truth_path is not None:
         labels = np.concatenate(truth) if truth else np.zeros(0, np.int64)
         pq.write_table(pa.table({"label": pa.array(labels, type=pa.int64())}), truth_path)
@@ -649,7 +656,8 @@ def _write_item_seq(world: _World, path: Path) -> int:
     schema = pa.schema([("user_id", pa.int64()), ("item_seq", pa.list_(pa.int64()))])
     urng = _rng(world.seed, _S_SEQ)
     owners = np.sort(urng.integers(0, n_pool, size=p.n_seq))
-    with pq.ParquetWriter(path, schema) as writer:
+    bar = tqdm(total=p.n_seq, desc="sample item_seq", unit="row", unit_scale=True)
+    with pq.ParquetWriter(path, schema) as writer, bar:
         for c, start in enumerate(range(0, p.n_seq, _ROW_CHUNK)):
             users = owners[start:start + _ROW_CHUNK]
             rng = _rng(world.seed, _S_SEQ, c + 1)
@@ -658,6 +666,7 @@ def _write_item_seq(world: _World, path: Path) -> int:
             writer.write_table(pa.Table.from_arrays(
                 [pa.array(users + 1, type=pa.int64()), _fixed_list(seq, pa.int64())],
                 schema=schema), row_group_size=_ROW_CHUNK)
+            bar.update(len(users))
     return p.n_seq
 
 
@@ -700,12 +709,15 @@ def _write_images(world: _World, folder: Path) -> int:
         ("freq", prng.standard_normal(d) * 0.4), ("cx", prng.standard_normal(d) * 0.4),
         ("cy", prng.standard_normal(d) * 0.4), ("radius", prng.standard_normal(d) * 0.4))}
     n = world.preset.n_items
+    bar = tqdm(total=n, desc="sample images", unit="img", unit_scale=True)
     for c, start in enumerate(range(1, n + 1, _IMAGE_CHUNK)):
         ids = np.arange(start, min(start + _IMAGE_CHUNK, n + 1))
         pixels = _render_images(world, _rng(world.seed, _S_IMAGES, c + 1), params, ids)
         for item_id, arr in zip(ids, pixels):
             Image.fromarray(arr, mode="RGB").save(folder / f"{item_id}.jpg", format="JPEG",
                                                    quality=90)
+        bar.update(len(ids))
+    bar.close()
     return n
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from ..errors import DataFileNotFound, DataValidationError
 from ..io import PathLike
@@ -47,6 +48,7 @@ SEQUENCE_COLUMN = "item_seq"
 TARGET_COLUMN = "item_id"
 LABEL_COLUMN = "label"
 _READ_BATCH_ROWS = 65_536
+_PROGRESS_ROWS = 1_000_000  # splits at least this long show a progress bar while read
 
 
 def narrowest_int_dtype(max_value: int, min_value: int = 0) -> np.dtype:
@@ -482,6 +484,9 @@ def _read_rows(rows: _RowSource, scalar_cols: Sequence[str], history: bool,
     read_cols = list(scalar_cols) + ([SEQUENCE_COLUMN] if history else []) + \
         ([LABEL_COLUMN] if require_label else [])
     offset = 0
+    # a bar only where reading takes seconds (the real train split: 3.6M rows, ~14 s)
+    bar = tqdm(total=n, desc=f"read {getattr(path, 'name', path)}", unit="row",
+               unit_scale=True, disable=n < _PROGRESS_ROWS)
     for batch in rows.batches(read_cols):
         size = batch.num_rows
         if history:
@@ -529,6 +534,8 @@ def _read_rows(rows: _RowSource, scalar_cols: Sequence[str], history: bool,
             out.setdefault(LABEL_COLUMN, np.empty(n, dtype=np.int8))
             out[LABEL_COLUMN][offset:offset + size] = values
         offset += size
+        bar.update(size)
+    bar.close()
     if n == 0:
         raise DataValidationError(path, "has no rows")
     _narrow_unbounded(out, scalar_cols)

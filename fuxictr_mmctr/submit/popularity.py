@@ -167,6 +167,16 @@ def predict(item_ctr: ItemCTR, item_ids) -> np.ndarray:
     return out
 
 
+def validation_auc(item_ctr: ItemCTR, valid: PathLike) -> float:
+    """AUC on the ``valid`` split of the baseline ``item_ctr`` (fitted on train only).
+
+    Returns:
+        The AUC, NaN when valid holds a single class.
+    """
+    split = read_split_columns(valid).columns
+    return auc(split[LABEL_COLUMN], predict(item_ctr, split[TARGET_COLUMN]), name=str(valid))
+
+
 def run_popularity(data_dir: PathLike, out_zip: PathLike, include_valid: bool = False,
                    task: str = "Task2", all_columns: bool = False) -> PopularityResult:
     """Fit the popularity baseline, report its valid AUC and write a test submission.
@@ -196,9 +206,7 @@ def run_popularity(data_dir: PathLike, out_zip: PathLike, include_valid: bool = 
         open_parquet(path)  # every file there and readable before any work
 
     item_ctr = fit_item_ctr(train)
-    valid_split = read_split_columns(valid).columns
-    valid_auc = auc(valid_split[LABEL_COLUMN], predict(item_ctr, valid_split[TARGET_COLUMN]),
-                    name=str(valid))
+    valid_auc = validation_auc(item_ctr, valid)
     fitted_on: Tuple[str, ...] = ("train",)
     if include_valid:
         logger.info("valid AUC %.6f (fitted on train only); refitting on train + valid for the "
