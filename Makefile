@@ -8,7 +8,7 @@ LATEST_VENV ?= .venv-latest
 LATEST_STAMP := $(LATEST_VENV)/.installed
 VERSIONS := -c "from fuxictr_mmctr import compat; print('versions:', compat.versions_line())"
 
-.PHONY: demo test test-fast test-latest test-fuxictr-latest bench clean
+.PHONY: demo test test-fast test-latest test-oldest test-fuxictr-latest bench clean
 
 # The tested set: constraints.txt pins every version.
 $(STAMP): setup.cfg constraints.txt pyproject.toml
@@ -31,6 +31,17 @@ $(LATEST_STAMP): setup.cfg pyproject.toml
 	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/resolved.txt
 	touch $(LATEST_STAMP)
 
+# The floors of setup.cfg's ranges (constraints-oldest.txt); not part of CI, run by hand.
+OLDEST_VENV ?= .venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.installed
+$(OLDEST_STAMP): setup.cfg constraints-oldest.txt pyproject.toml
+	rm -rf $(OLDEST_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/pip install -q torch==2.13.0
+	$(OLDEST_VENV)/bin/pip install -q -c constraints-oldest.txt -e '.[task1,test]'
+	touch $(OLDEST_STAMP)
+
 ## The main job on the sample: make it, train DIN (1 epoch, ~2 min), write submission/DIN_demo.zip
 demo: $(STAMP)
 	$(BIN)/mmctr demo
@@ -49,6 +60,11 @@ test-latest: $(LATEST_STAMP)
 	$(LATEST_VENV)/bin/python $(VERSIONS)
 	$(LATEST_VENV)/bin/python -m pytest -q
 
+## The whole suite at the floors of setup.cfg's ranges (FuxiCTR 2.3.7, NumPy 1.26, pandas 2.0, ...)
+test-oldest: $(OLDEST_STAMP)
+	$(OLDEST_VENV)/bin/python $(VERSIONS)
+	$(OLDEST_VENV)/bin/python -m pytest -q
+
 # the former name of test-latest (the newest set includes the newest FuxiCTR 2.3.x)
 test-fuxictr-latest: test-latest
 
@@ -57,4 +73,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/loader.py
 
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) checkpoints submission data/sample
+	rm -rf $(VENV) $(LATEST_VENV) $(OLDEST_VENV) checkpoints submission data/sample
