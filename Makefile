@@ -27,7 +27,7 @@ $(LATEST_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install -q --upgrade pip
 	$(LATEST_VENV)/bin/pip install -q torch==2.13.0
-	$(LATEST_VENV)/bin/pip install -q -e '.[task1,test]'
+	$(LATEST_VENV)/bin/pip install -q -e '.[task1,test,ray]'
 	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/resolved.txt
 	touch $(LATEST_STAMP)
 
@@ -39,7 +39,7 @@ $(OLDEST_STAMP): setup.cfg constraints-oldest.txt pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/pip install -q --upgrade pip
 	$(OLDEST_VENV)/bin/pip install -q torch==2.13.0
-	$(OLDEST_VENV)/bin/pip install -q -c constraints-oldest.txt -e '.[task1,test]'
+	$(OLDEST_VENV)/bin/pip install -q -c constraints-oldest.txt -e '.[task1,test,ray]'
 	touch $(OLDEST_STAMP)
 
 ## The main job on the sample: make it, train DIN (1 epoch, ~2 min), write submission/DIN_demo.zip
