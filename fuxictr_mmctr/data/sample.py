@@ -15,7 +15,10 @@ model and script of the package runs on it unchanged::
     OUT/item_seq.parquet                 user_id, item_seq (L=100) for embedding learning
     OUT/item_images/<item_id>.jpg        one cover image per item
     OUT/_truth/test_labels.parquet       hidden test labels (not part of the real distribution)
-    OUT/_SUCCESS                         manifest (JSON), written last
+    OUT/truth/{train,valid,test}.parquet item_id, click_prob (the true click probability), label
+                                         per row, in split order (never read by training code)
+    OUT/_SUCCESS                         manifest (JSON), written last, with the variant, its
+                                         knobs and the oracle's AUC / logloss per split
 
 How the data is generated (nothing here is tuned to a particular model):
 
@@ -30,6 +33,11 @@ How the data is generated (nothing here is tuned to a particular model):
   with the offset calibrated to about 25% positives. A model has to infer the taste from the
   history (and the item side) to get beyond the popularity/quality part of the signal.
 
+That is the ``static`` variant. The ``dynamic`` variant (:mod:`fuxictr_mmctr.data.dynamics`)
+keeps the item world but gives every row its own history from a session process (multi-interest
+users, session drift, repeats, popularity skew, noisy multimodal views) and a label that depends
+on the order of that history; each mechanism has a strength knob.
+
 Everything is drawn from ``np.random.SeedSequence(seed)`` streams, so the same seed gives
 byte-identical parquet files. Files are built in a staging directory beside ``OUT`` and moved
 into place before the manifest is written; a sample without manifest is incomplete.
@@ -37,6 +45,8 @@ into place before the manifest is written; a sample without manifest is incomple
 Command line::
 
     mmctr make-sample --out data/sample --preset default [--seed 2025] [--no-images] [--force]
+        [--variant static|dynamic] [--recency S] [--repeat S] [--session S] [--multi-interest S]
+        [--popularity S] [--multimodal-noise S]
 """
 from __future__ import annotations
 
