@@ -74,8 +74,12 @@ def ensure_sample(data_root: Path, preset: str, variant: str, seed: int):
 
 
 def _expid_name(model: str, route: str) -> str:
+    """The expid of a row: ``<Model>_sample[_pretrained]``, ``DIN_official[_pretrained]``, or
+    any other expid of the config given as is (column route only)."""
     if model == REFERENCE:
         return REFERENCE if route == "column" else f"{REFERENCE}_pretrained"
+    if model not in MODELS:
+        return model
     return f"{model}_sample" if route == "column" else f"{model}_sample_pretrained"
 
 
@@ -195,7 +199,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "config" / "mmctr_config"))
     parser.add_argument("--models", nargs="+", default=None,
-                        help=f"default: {REFERENCE} and every registered model")
+                        help=f"default: {REFERENCE} and every registered model; another expid "
+                             "of the config (e.g. TransformerDCN_sample_published_mask_bug) "
+                             "adds its row (column route)")
     parser.add_argument("--routes", nargs="+", default=["column", "pretrained"],
                         choices=["column", "pretrained"])
     parser.add_argument("--pretrained-models", nargs="+", default=None,
@@ -216,10 +222,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.models or [REFERENCE] + sorted(MODELS, key=lambda n: (n != "DIN", n))
-    unknown = [n for n in names if n != REFERENCE and n not in MODELS]
-    if unknown:
-        parser.error(f"unknown model(s) {unknown}; available: {[REFERENCE] + sorted(MODELS)}")
-    pre_models = set(args.pretrained_models or names)
+    pre_models = set(args.pretrained_models or [n for n in names
+                                                 if n == REFERENCE or n in MODELS])
     out = Path(args.out)
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
     done = {(r["budget"], r["variant"], r["seed"], r["model"], r["route"]) for r in rows}
