@@ -5,7 +5,8 @@ DIN_DCN.
 * :class:`HistoryPositionEncoding`: a learned embedding of each history item's age (0 = the most
   recent item) added to the history, as BST adds position embeddings.
 * :class:`TargetAttention`: FuxiCTR's ``DIN_Attention`` with optional position encoding and a
-  learned per-age recency bias on the attention scores (both off = ``DIN_Attention`` exactly).
+  learned per-age recency bias on the attention scores (both off = ``DIN_Attention``'s output),
+  its MLP run on the real history positions only.
 * :class:`MultiInterestPooling`: self-attentive multi-interest extraction (ComiRec-SA) and the
   target choosing among the interests.
 * :class:`CrossNetwork`: FuxiCTR's cross networks behind one switch (``vector`` = DCN's
@@ -112,12 +113,16 @@ class HistoryPositionEncoding(nn.Module):
 class TargetAttention(DIN_Attention):
     """DIN's target attention (FuxiCTR's ``DIN_Attention``) that can see the order.
 
-    With both options off this is ``DIN_Attention`` itself (its ``forward`` runs): the pooled
-    history does not change when the history is permuted. ``position_encoding: learned`` adds
-    a learned age embedding to the history items (scored and pooled);  ``recency_bias`` adds a
-    learned score per age (initialised at 0) to every attention score: without softmax this
-    adds a learned recency-weighted sum of the history, with softmax it tilts the weights
-    towards (or away from) recent items.
+    The attention MLP is FuxiCTR's (``self.attention_layer``), and with both options off the
+    output is ``DIN_Attention``'s: the pooled history does not change when the history is
+    permuted. The MLP runs on the real history positions only (a padded position's score is
+    multiplied by 0, or masked out of the softmax, in ``DIN_Attention`` anyway), which saves
+    the work on padding: most of it when histories are much shorter than ``max_len``.
+
+    ``position_encoding: learned`` adds a learned age embedding to the history items (scored
+    and pooled); ``recency_bias`` adds a learned score per age (initialised at 0) to every
+    attention score: without softmax this adds a learned recency-weighted sum of the history,
+    with softmax it tilts the weights towards (or away from) recent items.
 
     Args:
         embedding_dim: width ``D`` of an item.
@@ -143,15 +148,28 @@ class TargetAttention(DIN_Attention):
                           if position_encoding == "learned" else None)
         self.recency = nn.Parameter(torch.zeros(int(max_len))) if recency_bias else None
 
+    def scores(self, target: torch.Tensor, seq: torch.Tensor,
+               mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """``(B, L)`` raw attention scores, 0 at padded positions (the MLP skips them)."""
+        batch_size, seq_len, dim = seq.shape
+        flat_seq = seq.reshape(-1, dim)                                  # (B*L, D)
+        flat_target = target.repeat_interleave(seq_len, dim=0)           # (B*L, D)
+        keep = None if mask is None else mask.reshape(-1) > 0            # (B*L,)
+        if keep is not None:
+            flat_seq, flat_target = flat_seq[keep], flat_target[keep]   # (N_real, D)
+        attention_input = torch.cat([flat_target, flat_seq, flat_target - flat_seq,
+                                     flat_target * flat_seq], dim=-1)    # (N_real, 4D)
+        real_scores = self.attention_layer(attention_input).squeeze(-1)  # (N_real,)
+        if keep is None:
+            return real_scores.view(batch_size, seq_len)
+        scores = real_scores.new_zeros(batch_size * seq_len)
+        scores = scores.masked_scatter(keep, real_scores)
+        return scores.view(batch_size, seq_len)                          # (B, L)
+
     def forward(self, target_item, history_sequence, mask=None):
-        if self.positions is None and self.recency is None:
-            return super().forward(target_item, history_sequence, mask)
         seq = history_sequence if self.positions is None else self.positions(history_sequence)
         seq_len = seq.shape[1]
-        target = target_item.unsqueeze(1).expand(-1, seq_len, -1)        # (B, L, D)
-        attention_input = torch.cat([target, seq, target - seq, target * seq], dim=-1)
-        scores = self.attention_layer(attention_input.view(-1, 4 * self.embedding_dim))
-        scores = scores.view(-1, seq_len)                                # (B, L)
+        scores = self.scores(target_item, seq, mask)                     # (B, L)
         if self.recency is not None:
             ages = history_ages(seq_len, seq.device).clamp(max=len(self.recency) - 1)
             scores = scores + self.recency[ages].unsqueeze(0)
