@@ -217,6 +217,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", default="bench_models.json",
                         help="rows as JSON; finished runs found there are skipped")
+    parser.add_argument("--report", action="store_true",
+                        help="print the table of the rows in --out without running anything")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
@@ -227,8 +229,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
     done = {(r["budget"], r["variant"], r["seed"], r["model"], r["route"]) for r in rows}
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_models_"))
-    for variant in args.variants:
+    for variant in ([] if args.report else args.variants):
         for seed in args.seeds:
             info = ensure_sample(Path(args.data_root).resolve(), args.preset, variant, seed)
             oracle = info.oracle["valid"]
@@ -241,6 +242,7 @@ def main(argv=None) -> int:
                 jobs = [j for j in jobs if (budget, variant, seed) + j not in done]
                 if not jobs:
                     continue
+                work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_models_"))
                 tag = f"{variant}_s{seed}_{budget}"
                 config_dir = bench_config(Path(args.config), work / tag / "config",
                                           info.out_dir.resolve(), work / tag / "checkpoints",
