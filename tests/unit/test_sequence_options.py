@@ -1,8 +1,9 @@
 """Options that let models use the order of the history: each changes the output only when on.
 
-* ``position_encoding: learned`` (DIN, DIN_DCN, TransformerDCN, DCNv2 with multi-interest),
+* ``position_encoding: learned`` (DIN, DIN_DCN, TransformerDCN; DCNv2 and FiBiNET with
+  multi-interest pooling),
 * ``recency_bias`` (DIN, DIN_DCN),
-* ``history_pooling: multi_interest`` (DCNv2),
+* ``history_pooling: multi_interest`` (DCNv2, FiBiNET),
 * ``max_len`` up to 100: items that far back reach the model.
 """
 from __future__ import annotations
@@ -146,6 +147,7 @@ SMALL = {
     "TransformerDCN": dict(dcn_hidden_units=[16, 8], mlp_hidden_units=[8], dcn_cross_layers=2,
                            transformer_layers=1, dim_feedforward=16, first_k_cols=2),
     "DCNv2": dict(parallel_dnn_hidden_units=[16, 8], num_cross_layers=2),
+    "FiBiNET": dict(dnn_hidden_units=[16, 8]),
 }
 OPTIONS = [
     ("DIN", dict(position_encoding="learned"), ["positions.table"]),
@@ -154,6 +156,8 @@ OPTIONS = [
     ("DIN_DCN", dict(recency_bias=True), ["recency"]),
     ("TransformerDCN", dict(position_encoding="learned"), ["positions.table"]),
     ("DCNv2", dict(history_pooling="multi_interest", position_encoding="learned"),
+     ["positions.table"]),
+    ("FiBiNET", dict(history_pooling="multi_interest", position_encoding="learned"),
      ["positions.table"]),
 ]
 
@@ -211,25 +215,28 @@ def test_model_option_changes_the_output_only_when_on(name, option, params, tmp_
         assert not torch.allclose(on(reversed_history(batch))["y_pred"], out)
 
 
-@pytest.mark.parametrize("name", ["DIN", "DIN_DCN", "DCNv2"])
+@pytest.mark.parametrize("name", ["DIN", "DIN_DCN", "DCNv2", "FiBiNET"])
 def test_without_order_options_the_order_is_invisible(name, tmp_path, batch):
     """DIN's target attention and DCNv2's pooling (mean, or multi-interest without positions)
     give the same prediction for a history in reverse order: the options above are what
     make the order visible."""
     model = build(name, tmp_path, **({"history_pooling": "multi_interest"}
-                                     if name == "DCNv2" else {}))
+                                     if name in ("DCNv2", "FiBiNET") else {}))
     with torch.no_grad():
         torch.testing.assert_close(model(reversed_history(batch))["y_pred"],
                                    model(batch)["y_pred"])
 
 
-def test_multi_interest_dcnv2_differs_from_mean_pool(tmp_path, batch):
-    mean = build("DCNv2", tmp_path)
-    multi = build("DCNv2", tmp_path, history_pooling="multi_interest", num_interests=2)
+@pytest.mark.parametrize("name", ["DCNv2", "FiBiNET"])
+def test_multi_interest_differs_from_mean_pool(name, tmp_path, batch):
+    mean = build(name, tmp_path, history_pooling="mean")
+    multi = build(name, tmp_path, history_pooling="multi_interest", num_interests=2)
     assert any("history_pooling.w1" in n for n, _ in multi.named_parameters())
     assert not any("history_pooling" in n for n, _ in mean.named_parameters())
     with torch.no_grad():
         assert not torch.allclose(mean(batch)["y_pred"], multi(batch)["y_pred"])
+    with pytest.raises(ConfigError, match="order-aware"):
+        build(name, tmp_path, history_pooling="mean", position_encoding="learned")
 
 
 @pytest.mark.parametrize("max_len,sees_old_item", [(100, True), (32, False)])
