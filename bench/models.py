@@ -1,15 +1,29 @@
-"""Every registered model on the default sample, same data budget, one table.
+"""Every model against the oracle: valid AUC as a fraction of the true click probability's AUC.
 
-    python bench/models.py [--config config/mmctr_config] [--models DIN TransformerDCN ...]
-                           [--epochs N] [--out bench_models.json]
+    python bench/models.py [--variants static dynamic] [--seeds 1 2] [--budgets fixed full]
+                           [--models DIN DCNv2 ...] [--routes column pretrained]
+                           [--preset bench] [--data-root data/bench] [--out bench_models.json]
 
-Each model trains its ``<Model>_sample`` expid through :func:`fuxictr_mmctr.train.experiment.train`
-(FuxiCTR's ``fit``: reduce-on-plateau, early stopping, best checkpoint), so all of them see the
-same data (the sample, ``max_len``), the same epochs, seed and batch size as ``DIN_sample``.
-``--epochs`` overrides the epochs of every model alike (a smaller budget, still equal). The
-table: model, validation AUC and logloss of the best checkpoint, train samples/s (train rows x
-epochs run / wall time of ``fit``), trainable parameters, and the machine. If ``data/sample``
-is missing, the default sample is generated first. Run from the repository root.
+For each variant and seed a sample is generated (``mmctr make-sample --preset bench --variant V
+--seed S``, kept under ``--data-root`` and reused), whose manifest holds the oracle: the AUC of
+the true click probability on the valid split. Each model trains its ``<Model>_sample`` expid
+(column route: ``item_emb_d128`` as a ``type: embedding`` column) and ``<Model>_sample_pretrained``
+(pretrained route: the frozen table on ``item_id``) through
+:func:`fuxictr_mmctr.train.experiment.train` on a copy of ``config/`` pointed at that sample,
+at two budgets:
+
+* ``fixed``: the official baseline's, 3 epochs of batch 256 (best checkpoint of the three);
+* ``full``: batch 256, up to ``--full-epochs`` epochs with FuxiCTR's early stopping.
+
+The reference row ``DIN_official`` is DIN with the official baseline's settings (the
+``DIN_default`` expid: embedding 64, DNN [1024, 512, 256], attention [512, 256], max_len 64,
+batch norm) on the same sample and budget.
+
+Per run: valid AUC and logloss of the best checkpoint, oracle valid AUC, AUC / oracle, train
+samples/s (train rows x epochs run / wall time of the whole run, evaluation included), trainable
+parameters. The table aggregates seeds: mean and spread (half the max-min range, so with two
+seeds ``mean +- spread`` covers both). Runs already in ``--out`` are not rerun (resume).
+Run from the repository root.
 """
 from __future__ import annotations
 
@@ -22,15 +36,20 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
+import yaml
 
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
 
 logger = logging.getLogger("bench.models")
 ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = "DIN_official"
+BUDGETS = {"fixed": dict(epochs=3, batch_size=256), "full": dict(batch_size=256)}
 
 
 def machine() -> str:
@@ -46,30 +65,56 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def ensure_sample(data_root: Path) -> None:
-    if (data_root / "MicroLens_1M_x1" / "train.parquet").exists():
-        return
+def ensure_sample(data_root: Path, preset: str, variant: str, seed: int):
+    """The sample of ``variant``/``seed`` (generated once, then reused) and its info."""
     from fuxictr_mmctr.data.sample import make_sample
 
-    logger.info("No sample at %s: making the default one", data_root)
-    make_sample(data_root, preset="default")
+    return make_sample(data_root / f"{variant}_s{seed}", preset=preset, seed=seed,
+                       variant=variant, images=False, item_vectors=False)
 
 
-def config_with(config_dir: Path, epochs) -> Path:
-    """A copy of the config dir where every ``*_sample`` expid runs ``epochs`` epochs."""
-    if epochs is None:
-        return config_dir
-    import yaml
+def _expid_name(model: str, route: str) -> str:
+    """The expid of a row: ``<Model>_sample[_pretrained]``, ``DIN_official[_pretrained]``, or
+    any other expid of the config given as is (column route only)."""
+    if model == REFERENCE:
+        return REFERENCE if route == "column" else f"{REFERENCE}_pretrained"
+    if model not in MODELS:
+        return model
+    return f"{model}_sample" if route == "column" else f"{model}_sample_pretrained"
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_models_")) / config_dir.name
-    shutil.copytree(config_dir, tmp)
-    for path in (tmp / "model_config").glob("*.yaml"):
-        text = yaml.safe_load(path.read_text())
-        for expid, params in text.items():
-            if expid.endswith("_sample"):
-                params["epochs"] = int(epochs)
-        path.write_text(yaml.safe_dump(text, sort_keys=False))
-    return tmp
+
+def bench_config(src: Path, dst: Path, sample_root: Path, model_root: Path, budget: dict,
+                 expids) -> Path:
+    """A copy of config dir ``src`` whose sample datasets read ``sample_root``, whose checkpoints
+    go to ``model_root``, and whose ``expids`` train on the budget's epochs and batch size.
+
+    ``DIN_official`` (and ``_pretrained``) are added: ``DIN_default``'s settings on the sample.
+    """
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    data_cfg = dst / "dataset_config.yaml"
+    data_cfg.write_text(data_cfg.read_text().replace("./data/sample/", f"{sample_root}/"))
+    base = dst / "model_config" / "Base.yaml"
+    base_cfg = yaml.safe_load(base.read_text())
+    base_cfg["Base"]["model_root"] = str(model_root) + "/"
+    base.write_text(yaml.safe_dump(base_cfg, sort_keys=False))
+    din = dst / "model_config" / "DIN.yaml"
+    din_cfg = yaml.safe_load(din.read_text())
+    official = dict(din_cfg["DIN_default"])
+    din_cfg[REFERENCE] = dict(official, dataset_id="MicroLens_sample")
+    din_cfg[f"{REFERENCE}_pretrained"] = dict(official, dataset_id="MicroLens_sample_pretrained")
+    din.write_text(yaml.safe_dump(din_cfg, sort_keys=False))
+    for path in (dst / "model_config").glob("*.yaml"):
+        cfg = yaml.safe_load(path.read_text())
+        changed = False
+        for expid in cfg:
+            if expid in expids:
+                cfg[expid].update(budget)
+                changed = True
+        if changed:
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dst
 
 
 def count_parameters(config_dir: Path, expid: str) -> int:
@@ -93,40 +138,131 @@ def epochs_run(checkpoint: Path) -> int:
     return max(1, text.count("Train loss:") or text.count("Epoch=") - 1)
 
 
+def run_one(config_dir: Path, expid: str) -> dict:
+    start = time.perf_counter()
+    result = experiment.train(config_dir, expid)
+    wall = time.perf_counter() - start
+    n_epochs = epochs_run(config_dir, expid)
+    return dict(auc=result.valid_metrics["AUC"], logloss=result.valid_metrics["logloss"],
+                epochs=n_epochs, seconds=round(wall, 1),
+                samples_per_s=train_rows(config_dir, expid) * n_epochs / wall,
+                parameters=count_parameters(config_dir, expid))
+
+
+def _spread(values) -> float:
+    return (max(values) - min(values)) / 2.0 if len(values) > 1 else 0.0
+
+
+def summarise(rows, budgets, variants):
+    """Markdown tables (one per budget): per model and route, each variant's mean +- spread."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["budget"], r["model"], r["route"], r["variant"])].append(r)
+    lines = []
+    for budget in budgets:
+        desc = ("3 epochs, batch 256" if budget == "fixed"
+                else "batch 256, early stopping")
+        lines += ["", f"Budget `{budget}` ({desc}); mean +- spread over seeds "
+                      f"{sorted({r['seed'] for r in rows})}", ""]
+        head = "| model | route |"
+        sep = "| --- | --- |"
+        for v in variants:
+            head += f" {v} AUC | {v} oracle | {v} AUC/oracle |"
+            sep += " --- | --- | --- |"
+        head += " train samples/s | parameters |"
+        sep += " --- | --- |"
+        lines += [head, sep]
+        keys = sorted({(m, rt) for (b, m, rt, _v) in groups if b == budget},
+                      key=lambda k: (k[0] != REFERENCE, k[0], k[1]))
+        for model, route in keys:
+            line = f"| {model} | {route} |"
+            speeds, params = [], []
+            for v in variants:
+                runs = groups.get((budget, model, route, v), [])
+                if not runs:
+                    line += " | | |"
+                    continue
+                aucs = [r["auc"] for r in runs]
+                oracles = [r["oracle_auc"] for r in runs]
+                ratios = [r["auc"] / r["oracle_auc"] for r in runs]
+                line += (f" {np.mean(aucs):.4f} +- {_spread(aucs):.4f} | "
+                         f"{np.mean(oracles):.4f} | {np.mean(ratios):.3f} +- "
+                         f"{_spread(ratios):.3f} |")
+                speeds += [r["samples_per_s"] for r in runs]
+                params += [r["parameters"] for r in runs]
+            line += f" {np.mean(speeds):,.0f} | {int(np.median(params)):,} |"
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "config" / "mmctr_config"))
-    parser.add_argument("--models", nargs="+", default=None, help="default: every model")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="override the epochs of every model alike (default: the configs')")
-    parser.add_argument("--out", default=None, help="also write the rows as JSON")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help=f"default: {REFERENCE} and every registered model; another expid "
+                             "of the config (e.g. TransformerDCN_sample_published_mask_bug) "
+                             "adds its row (column route)")
+    parser.add_argument("--routes", nargs="+", default=["column", "pretrained"],
+                        choices=["column", "pretrained"])
+    parser.add_argument("--pretrained-models", nargs="+", default=None,
+                        help="models that also run the pretrained route (default: all)")
+    parser.add_argument("--variants", nargs="+", default=["static", "dynamic"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--budgets", nargs="+", default=["fixed"], choices=sorted(BUDGETS))
+    parser.add_argument("--full-epochs", type=int, default=20,
+                        help="epoch cap of the full budget (early stopping ends it sooner)")
+    parser.add_argument("--preset", default="bench")
+    parser.add_argument("--data-root", default="data/bench")
+    parser.add_argument("--work-dir", default=None, help="configs and checkpoints (default: tmp)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--out", default="bench_models.json",
+                        help="rows as JSON; finished runs found there are skipped")
+    parser.add_argument("--report", action="store_true",
+                        help="print the table of the rows in --out without running anything")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    names = args.models or sorted(MODELS, key=lambda n: (n != "DIN", n))
-    ensure_sample(Path("data/sample"))
-    config_dir = config_with(Path(args.config), args.epochs)
-    rows = []
-    for name in names:
-        expid = f"{name}_sample"
-        start = time.perf_counter()
-        result = experiment.train(config_dir, expid)
-        wall = time.perf_counter() - start
-        n_epochs = epochs_run(result.checkpoint)
-        rows.append(dict(model=name, expid=expid, auc=result.valid_metrics["AUC"],
-                         logloss=result.valid_metrics["logloss"], epochs=n_epochs,
-                         samples_per_s=train_rows(config_dir, expid) * n_epochs / wall,
-                         parameters=count_parameters(config_dir, expid)))
-        logger.info("%s", rows[-1])
-        if args.out:
-            Path(args.out).write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.models or [REFERENCE] + sorted(MODELS, key=lambda n: (n != "DIN", n))
+    pre_models = set(args.pretrained_models or [n for n in names
+                                                 if n == REFERENCE or n in MODELS])
+    out = Path(args.out)
+    rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    done = {(r["budget"], r["variant"], r["seed"], r["model"], r["route"]) for r in rows}
+    for variant in ([] if args.report else args.variants):
+        for seed in args.seeds:
+            info = ensure_sample(Path(args.data_root).resolve(), args.preset, variant, seed)
+            oracle = info.oracle["valid"]
+            for budget in args.budgets:
+                settings = dict(BUDGETS[budget])
+                if budget == "full":
+                    settings["epochs"] = args.full_epochs
+                jobs = [(m, rt) for m in names for rt in args.routes
+                        if rt == "column" or m in pre_models]
+                jobs = [j for j in jobs if (budget, variant, seed) + j not in done]
+                if not jobs:
+                    continue
+                work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_models_"))
+                tag = f"{variant}_s{seed}_{budget}"
+                config_dir = bench_config(Path(args.config), work / tag / "config",
+                                          info.out_dir.resolve(), work / tag / "checkpoints",
+                                          settings, {_expid_name(m, rt) for m, rt in jobs})
+                for model, route in jobs:
+                    expid = _expid_name(model, route)
+                    logger.info("== %s %s seed %d: %s", budget, variant, seed, expid)
+                    row = dict(budget=budget, variant=variant, seed=seed, model=model,
+                               route=route, expid=expid, oracle_auc=oracle["AUC"],
+                               oracle_logloss=oracle["logloss"], **run_one(config_dir, expid))
+                    rows.append(row)
+                    logger.info("%s", row)
+                    tmp = out.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
+                    os.replace(tmp, out)
     print(f"\nMachine: {machine()}")
-    print(f"Budget: {'config epochs' if args.epochs is None else f'{args.epochs} epoch(s)'}, "
-          "seed/batch size/max_len of DIN_sample\n")
-    print("| model | valid AUC | valid logloss | epochs | train samples/s | parameters |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['model']} | {r['auc']:.4f} | {r['logloss']:.4f} | {r['epochs']} | "
-              f"{r['samples_per_s']:.0f} | {r['parameters']:,} |")
+    print(f"Samples: preset {args.preset}, variants {args.variants}, seeds {args.seeds}; "
+          "oracle = AUC of the true click probability on valid")
+    print(summarise([r for r in rows if r["variant"] in args.variants
+                     and r["seed"] in args.seeds], args.budgets, args.variants))
     return 0
 
 

@@ -15,7 +15,10 @@ model and script of the package runs on it unchanged::
     OUT/item_seq.parquet                 user_id, item_seq (L=100) for embedding learning
     OUT/item_images/<item_id>.jpg        one cover image per item
     OUT/_truth/test_labels.parquet       hidden test labels (not part of the real distribution)
-    OUT/_SUCCESS                         manifest (JSON), written last
+    OUT/truth/{train,valid,test}.parquet item_id, click_prob (the true click probability), label
+                                         per row, in split order (never read by training code)
+    OUT/_SUCCESS                         manifest (JSON), written last, with the variant, its
+                                         knobs and the oracle's AUC / logloss per split
 
 How the data is generated (nothing here is tuned to a particular model):
 
@@ -30,6 +33,11 @@ How the data is generated (nothing here is tuned to a particular model):
   with the offset calibrated to about 25% positives. A model has to infer the taste from the
   history (and the item side) to get beyond the popularity/quality part of the signal.
 
+That is the ``static`` variant. The ``dynamic`` variant (:mod:`fuxictr_mmctr.data.dynamics`)
+keeps the item world but gives every row its own history from a session process (multi-interest
+users, session drift, repeats, popularity skew, noisy multimodal views) and a label that depends
+on the order of that history; each mechanism has a strength knob.
+
 Everything is drawn from ``np.random.SeedSequence(seed)`` streams, so the same seed gives
 byte-identical parquet files. Files are built in a staging directory beside ``OUT`` and moved
 into place before the manifest is written; a sample without manifest is incomplete.
@@ -37,6 +45,8 @@ into place before the manifest is written; a sample without manifest is incomple
 Command line::
 
     mmctr make-sample --out data/sample --preset default [--seed 2025] [--no-images] [--force]
+        [--variant static|dynamic] [--recency S] [--repeat S] [--session S] [--multi-interest S]
+        [--popularity S] [--multimodal-noise S]
 """
 from __future__ import annotations
 
@@ -48,7 +58,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -59,13 +69,15 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, MMCTRError
 from ..io import PathLike, atomic_path
+from . import dynamics
+from .dynamics import VARIANTS, Dynamics
 
 logger = logging.getLogger(__name__)
 
 
 DATASET_DIR = "MicroLens_1M_x1"
 MANIFEST_NAME = "_SUCCESS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: truth/<split>.parquet, oracle metrics and the variant in the manifest
 SPLIT_COLUMNS = ("user_id", "item_seq", "likes_level", "views_level", "item_id", "label")
 N_ITEM_TAGS = 5  # item_tags list length in item_info
 EMB_DIM = 128  # item_emb_d128 and the item_emb.parquet views
@@ -163,6 +175,10 @@ PRESETS: Dict[str, SamplePreset] = {
     "full": SamplePreset(n_items=91_717, n_users=1_000_000, n_train=3_600_000, n_valid=10_000,
                          n_test=379_142, n_seq=6_000_000, n_tags=11_740, n_clusters=300,
                          image_size=64),
+    # For bench/models.py and the sweeps: every model trains 3 epochs of batch 256 in a few
+    # minutes on one CPU core, and 5,000 valid rows still separate them.
+    "bench": SamplePreset(n_items=2_000, n_users=2_500, n_train=40_000, n_valid=5_000,
+                          n_test=2_000, n_seq=5_000, n_tags=600, n_clusters=20, image_size=32),
 }
 
 
@@ -176,14 +192,18 @@ class SampleInfo:
         preset: preset name.
         seed: the seed it was made from.
         paths: file name -> path (``train``, ``valid``, ``test``, ``item_info``,
-            ``item_feature``, ``item_emb``, ``item_seq``, ``test_labels``, ``manifest``, and
-            ``item_images`` when images were written).
+            ``item_feature``, ``item_emb``, ``item_seq``, ``test_labels``, ``truth_train``,
+            ``truth_valid``, ``truth_test``, ``manifest``, and ``item_images`` when images were
+            written).
         counts: row counts per file plus ``images`` (0 without images).
         positive_rate: share of positive labels in train.
         images: whether item images were written.
         item_vectors: whether item_feature holds the 768/1024-d vectors.
         created: False when an existing complete sample was reused.
         seconds: generation time (0 when reused).
+        variant: ``static`` or ``dynamic``.
+        dynamics: the knobs of the dynamic variant (empty for static).
+        oracle: per split, the AUC / logloss / positive rate of the true click probability.
     """
 
     out_dir: Path
@@ -197,6 +217,9 @@ class SampleInfo:
     item_vectors: bool = True
     created: bool = True
     seconds: float = 0.0
+    variant: str = "static"
+    dynamics: Dict[str, float] = field(default_factory=dict)
+    oracle: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
     @property
     def images_dir(self) -> Optional[Path]:
@@ -472,13 +495,20 @@ _SPLIT_SCHEMA = pa.schema([
 
 
 def _write_split(world: _World, path: Path, n_rows: int, stream: int, with_label: bool,
-                 truth_path: Optional[Path] = None) -> Tuple[int, int]:
-    """Write one split in row groups of ``_ROW_CHUNK``; return (rows, positives)."""
+                 truth_path: Optional[Path] = None,
+                 oracle_path: Optional[Path] = None) -> Tuple[int, int]:
+    """Write one split in row groups of ``_ROW_CHUNK``; return (rows, positives).
+
+    ``truth_path`` gets the hidden labels (test); ``oracle_path`` the true click probability
+    of every row (:func:`~fuxictr_mmctr.data.dynamics.write_truth`)."""
     schema = _SPLIT_SCHEMA
     if not with_label:
         schema = schema.remove(schema.get_field_index("label"))
     positives = 0
     truth: List[np.ndarray] = []
+    probs: List[np.ndarray] = []
+    row_labels: List[np.ndarray] = []
+    items: List[np.ndarray] = []
     bar = tqdm(total=n_rows, desc=f"sample {path.stem}", unit="row", unit_scale=True)
     with pq.ParquetWriter(path, schema) as writer, bar:
         for c, start in enumerate(range(0, n_rows, _ROW_CHUNK)):
@@ -488,6 +518,9 @@ def _write_split(world: _World, path: Path, n_rows: int, stream: int, with_label
             prob = _sigmoid(_logit(world, rows) + world.offset)
             label = (rng.random(m) < prob).astype(np.int64)
             positives += int(label.sum())
+            probs.append(prob)
+            row_labels.append(label)
+            items.append(rows["items"])
             seq = world.history[rows["users"]].astype(np.int64)  # (m, L)
             arrays = [pa.array(rows["users"] + 1, type=pa.int64()), _fixed_list(seq, pa.int64()),
                       pa.array(rows["likes"], type=pa.int64()),
@@ -504,6 +537,9 @@ def _write_split(world: _World, path: Path, n_rows: int, stream: int, with_label
     if truth_path is not None:
         labels = np.concatenate(truth) if truth else np.zeros(0, np.int64)
         pq.write_table(pa.table({"label": pa.array(labels, type=pa.int64())}), truth_path)
+    if oracle_path is not None:
+        dynamics.write_truth(oracle_path, np.concatenate(items), np.concatenate(probs),
+                             np.concatenate(row_labels))
     return n_rows, positives
 
 
@@ -571,11 +607,15 @@ def _noisy_view(rng: np.random.Generator, latent: np.ndarray, proj: np.ndarray, 
     return out
 
 
-def _item_embeddings(world: _World) -> Dict[str, np.ndarray]:
+def _item_embeddings(world: _World, latent: Optional[np.ndarray] = None,
+                     noise_scale: float = 1.0) -> Dict[str, np.ndarray]:
     """``item_emb_d128`` (item_info) and the four item_emb.parquet views, each ``(n+1, 128)``
-    float32 with a zero padding row. Noise levels differ, so do the views' quality."""
+    float32 with a zero padding row. Noise levels differ, so do the views' quality.
+
+    ``latent`` ``(n, d')`` replaces the item latent vectors as what the views see (the dynamic
+    variant adds the item quality); ``noise_scale`` multiplies every view's noise."""
     rng = _rng(world.seed, _S_ITEM_EMB)
-    latent = world.item_latent[1:]
+    latent = world.item_latent[1:] if latent is None else latent
     d = latent.shape[1]
     # Popular items have larger norms (as with embeddings trained on clicks).
     scale = (0.5 + 0.1 * np.log1p(world.item_pop[1:] * world.preset.n_items)).astype(np.float32)
@@ -584,7 +624,8 @@ def _item_embeddings(world: _World) -> Dict[str, np.ndarray]:
                         ("item_emb_d128_v2", 0.8), ("item_emb_d128_v3", 1.5),
                         ("item_emb_d128_e4", 0.25)):
         emb = np.zeros((len(latent) + 1, EMB_DIM), dtype=np.float32)
-        emb[1:] = _noisy_view(rng, latent, _projection(rng, d, EMB_DIM), noise, scale)
+        emb[1:] = _noisy_view(rng, latent, _projection(rng, d, EMB_DIM), noise * noise_scale,
+                              scale)
         out[name] = emb
     return out
 
@@ -611,8 +652,12 @@ def _write_item_emb(path: Path, embs: Dict[str, np.ndarray]) -> None:
 
 
 def _write_item_feature(world: _World, path: Path, tags: np.ndarray, titles: List[str],
-                        item_vectors: bool) -> None:
-    """item_feature.parquet, in chunks of items so the 768/1024-d vectors stay small in memory."""
+                        item_vectors: bool, latent: Optional[np.ndarray] = None,
+                        noise_scale: float = 1.0) -> None:
+    """item_feature.parquet, in chunks of items so the 768/1024-d vectors stay small in memory.
+
+    ``latent`` ``(n, d')`` (rows = items 1..n) replaces the item latent the image vector sees
+    and ``noise_scale`` multiplies the vectors' noise (the dynamic variant)."""
     n = world.preset.n_items
     fields = [("item_id", pa.int64()), ("item_title", pa.string()), ("item_tags", pa.string()),
               ("likes_level", pa.int64()), ("views_level", pa.int64())]
@@ -622,7 +667,9 @@ def _write_item_feature(world: _World, path: Path, tags: np.ndarray, titles: Lis
     schema = pa.schema(fields)
     prng = _rng(world.seed, _S_FEATURE)
     d = world.preset.latent_dim
-    p_txt, p_img = _projection(prng, d, TXT_DIM), _projection(prng, d, IMG_DIM)
+    img_latent = world.item_latent if latent is None else _pad_row(latent)
+    p_txt = _projection(prng, d, TXT_DIM)
+    p_img = _projection(prng, img_latent.shape[1], IMG_DIM)
     # The text vector leans on the cluster (category words), the image one on the latent.
     centers = world.centers.astype(np.float32)
     with pq.ParquetWriter(path, schema) as writer:
@@ -638,10 +685,10 @@ def _write_item_feature(world: _World, path: Path, tags: np.ndarray, titles: Lis
                 rng = _rng(world.seed, _S_FEATURE, c + 1)
                 ones = np.ones(len(ids), dtype=np.float32)
                 txt_in = 0.7 * centers[world.item_cluster[ids]] + 0.3 * world.item_latent[ids]
-                arrays.append(_fixed_list(_noisy_view(rng, txt_in, p_txt, 0.6, ones),
-                                          pa.float32()))
-                arrays.append(_fixed_list(_noisy_view(rng, world.item_latent[ids], p_img, 0.8,
+                arrays.append(_fixed_list(_noisy_view(rng, txt_in, p_txt, 0.6 * noise_scale,
                                                       ones), pa.float32()))
+                arrays.append(_fixed_list(_noisy_view(rng, img_latent[ids], p_img,
+                                                      0.8 * noise_scale, ones), pa.float32()))
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
@@ -729,6 +776,8 @@ def _relative_paths(images: bool) -> Dict[str, str]:
         "test": f"{DATASET_DIR}/test.parquet", "item_info": f"{DATASET_DIR}/item_info.parquet",
         "item_feature": "item_feature.parquet", "item_emb": "item_emb.parquet",
         "item_seq": "item_seq.parquet", "test_labels": "_truth/test_labels.parquet",
+        "truth_train": "truth/train.parquet", "truth_valid": "truth/valid.parquet",
+        "truth_test": "truth/test.parquet",
     }
     if images:
         paths["item_images"] = "item_images"
@@ -756,13 +805,17 @@ def _info_from_manifest(out_dir: Path, manifest: dict, created: bool,
                       positive_rate=float(manifest["positive_rate"]),
                       images=bool(manifest["images"]),
                       item_vectors=bool(manifest["item_vectors"]), created=created,
-                      seconds=seconds)
+                      seconds=seconds, variant=manifest.get("variant", "static"),
+                      dynamics=dict(manifest.get("dynamics") or {}),
+                      oracle=dict(manifest.get("oracle") or {}))
 
 
 def _existing(out_dir: Path, preset: str, seed: int, images: bool,
-              item_vectors: bool) -> Optional[SampleInfo]:
+              item_vectors: bool, variant: str = "static",
+              knobs: Optional[Dict[str, float]] = None) -> Optional[SampleInfo]:
     """The complete existing sample if it matches the request; raise if something else is
-    there; None when there is nothing (or only an incomplete sample) to keep."""
+    there; None when there is nothing (or only an incomplete or older-format sample written by
+    make_sample) to keep."""
     manifest = _read_manifest(out_dir)
     if manifest is None:
         if (out_dir / DATASET_DIR / "train.parquet").exists():
@@ -771,16 +824,24 @@ def _existing(out_dir: Path, preset: str, seed: int, images: bool,
                 "manifest: an incomplete sample or data not written by make_sample; pass "
                 "force=True (--force) to overwrite it")
         return None
-    want = {"preset": preset, "seed": seed}
-    have = {"preset": manifest.get("preset"), "seed": manifest.get("seed")}
+    want = {"preset": preset, "seed": seed, "variant": variant, "dynamics": knobs or {}}
+    have = {"preset": manifest.get("preset"), "seed": manifest.get("seed"),
+            "variant": manifest.get("variant", "static"),
+            "dynamics": manifest.get("dynamics") or {}}
     lacking = [name for name, asked in (("images", images), ("item_vectors", item_vectors))
                if asked and not manifest.get(name)]
-    if have != want or lacking or manifest.get("format_version") != FORMAT_VERSION:
+    if have != want or lacking:
         extra = f", without {' and '.join(lacking)}" if lacking else ""
+        knob_text = "".join(f", {k}={v}" for k, v in sorted(have["dynamics"].items()))
         raise SampleExistsError(
             f"{out_dir} holds a sample made with preset={have['preset']!r}, "
-            f"seed={have['seed']}{extra}; asked for preset={preset!r}, seed={seed}: pass "
-            "force=True (--force) to regenerate it, or choose another output directory")
+            f"seed={have['seed']}, variant={have['variant']!r}{knob_text}{extra}; asked for "
+            f"preset={preset!r}, seed={seed}, variant={variant!r}: pass force=True (--force) "
+            "to regenerate it, or choose another output directory")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        logger.warning("%s: a sample of format %s (now %d); regenerating", out_dir,
+                       manifest.get("format_version"), FORMAT_VERSION)
+        return None
     missing = [v for v in manifest["paths"].values() if not (out_dir / v).exists()]
     if missing:
         logger.warning("%s: manifest present but %s missing; regenerating", out_dir, missing)
@@ -825,12 +886,14 @@ def _move_into_place(staging: Path, out_dir: Path, rel_paths: Dict[str, str]) ->
 
 def make_sample(out_dir: PathLike, preset: str = "default", seed: int = 2025,
                 images: bool = True, force: bool = False,
-                item_vectors: bool = True) -> SampleInfo:
+                item_vectors: bool = True, variant: str = "static",
+                dynamics_knobs: Optional[Dynamics] = None) -> SampleInfo:
     """Write a MicroLens-shaped sample dataset under ``out_dir`` (see the module docstring).
 
     Args:
         out_dir: the sample root; ``MicroLens_1M_x1/`` and the item-side files go under it.
-        preset: a key of :data:`PRESETS` (``tiny``, ``default``, ``full``). Default: default.
+        preset: a key of :data:`PRESETS` (``tiny``, ``default``, ``bench``, ``full``).
+            Default: default.
         seed: seed of every random draw; the same seed gives identical parquet bytes.
             Default: 2025.
         images: write ``item_images/<item_id>.jpg``. Default: True.
@@ -838,56 +901,91 @@ def make_sample(out_dir: PathLike, preset: str = "default", seed: int = 2025,
             with another preset/seed. Default: False.
         item_vectors: include ``txt_emb_BERT`` (768) and ``img_emb_CLIPRN50`` (1024) in
             item_feature.parquet (about 650 MB in memory-chunks for ``full``). Default: True.
+        variant: ``static`` (a fixed taste match; the history mean is sufficient) or
+            ``dynamic`` (clicks depend on the order of the history:
+            :mod:`fuxictr_mmctr.data.dynamics`). Default: static.
+        dynamics_knobs: strengths of the dynamic mechanisms (``dynamic`` only). Default:
+            ``Dynamics()``.
 
     Returns:
-        SampleInfo with the paths and counts; ``created`` is False when a complete sample made
-        with the same preset and seed was already there (then nothing is written).
+        SampleInfo with the paths, counts and oracle metrics; ``created`` is False when a
+        complete sample made with the same settings was already there (nothing is written).
 
     Raises:
-        ValueError: unknown preset.
+        ConfigError: unknown preset or variant, knobs given for the static variant.
         SampleExistsError: ``out_dir`` holds a different sample, or a train split without a
             manifest, and ``force`` is False.
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; available: {list(VARIANTS)}",
+                          option="--variant")
+    if variant == "static" and dynamics_knobs is not None:
+        raise ConfigError("dynamics knobs apply to the dynamic variant only",
+                          option="--variant")
+    dyn = (dynamics_knobs or Dynamics()) if variant == "dynamic" else None
+    knobs = dyn.to_dict() if dyn is not None else {}
     seed = int(seed)
     out_dir = Path(out_dir)
     if not force:
-        existing = _existing(out_dir, preset, seed, images, item_vectors)
+        existing = _existing(out_dir, preset, seed, images, item_vectors, variant, knobs)
         if existing is not None:
-            logger.info("Sample %s (preset %s, seed %d) already complete; nothing to do "
-                        "(force=True regenerates)", out_dir, preset, seed)
+            logger.info("Sample %s (preset %s, seed %d, %s) already complete; nothing to do "
+                        "(force=True regenerates)", out_dir, preset, seed, variant)
             return existing
     p = PRESETS[preset]
     t0 = time.perf_counter()
-    logger.info("Making the %s sample (seed %d) in %s: %d items, %d users, %d/%d/%d rows",
-                preset, seed, out_dir, p.n_items, p.n_users, p.n_train, p.n_valid, p.n_test)
-    world = _build_items(p, seed)
-    _build_users(world)
-    _calibrate(world)
+    logger.info("Making the %s %s sample (seed %d) in %s: %d items, %d users, %d/%d/%d rows",
+                variant, preset, seed, out_dir, p.n_items, p.n_users, p.n_train, p.n_valid,
+                p.n_test)
+    if dyn is None:
+        world = _build_items(p, seed)
+        _build_users(world)
+        _calibrate(world)
+        dworld = None
+        mm_latent, mm_noise = None, 1.0
+    else:
+        dworld = dynamics.build(p, seed, dyn)
+        world = dworld.world
+        mm_latent, mm_noise = dynamics.multimodal_latent(dworld), dyn.multimodal_noise
     rel = _relative_paths(images)
     counts: Dict[str, int] = {}
     with _staging_dir(out_dir) as stage:
         (stage / DATASET_DIR).mkdir()
         (stage / "_truth").mkdir()
-        embs = _item_embeddings(world)
+        (stage / "truth").mkdir()
+        embs = _item_embeddings(world, mm_latent, mm_noise)
         tags = _item_tags(world)
         _write_item_info(world, stage / rel["item_info"], tags, embs.pop("item_emb_d128"))
         _write_item_emb(stage / rel["item_emb"], embs)
         del embs
         _write_item_feature(world, stage / rel["item_feature"], tags, _titles(world),
-                            item_vectors)
+                            item_vectors, mm_latent, mm_noise)
         counts["items"] = p.n_items
         logger.info("item side written (%.1fs)", time.perf_counter() - t0)
-        counts["train"], pos = _write_split(world, stage / rel["train"], p.n_train, _S_TRAIN,
-                                            with_label=True)
-        counts["valid"], _ = _write_split(world, stage / rel["valid"], p.n_valid, _S_VALID,
-                                          with_label=True)
-        counts["test"], _ = _write_split(world, stage / rel["test"], p.n_test, _S_TEST,
-                                         with_label=False, truth_path=stage / rel["test_labels"])
-        logger.info("splits written (%.1fs), train positive rate %.3f",
-                    time.perf_counter() - t0, pos / max(p.n_train, 1))
-        counts["item_seq"] = _write_item_seq(world, stage / rel["item_seq"])
+        positives = {}
+        for split, n_rows, stream in (("train", p.n_train, _S_TRAIN),
+                                      ("valid", p.n_valid, _S_VALID),
+                                      ("test", p.n_test, _S_TEST)):
+            labels_path = stage / rel["test_labels"] if split == "test" else None
+            if dworld is None:
+                counts[split], positives[split] = _write_split(
+                    world, stage / rel[split], n_rows, stream, with_label=split != "test",
+                    truth_path=labels_path, oracle_path=stage / rel[f"truth_{split}"])
+            else:
+                counts[split], positives[split] = dynamics.write_split(
+                    dworld, stage / rel[split], n_rows, split, with_label=split != "test",
+                    truth_path=stage / rel[f"truth_{split}"], labels_path=labels_path)
+        pos = positives["train"]
+        oracle = {split: dynamics.oracle_metrics(*dynamics.read_truth(stage, split))
+                  for split in ("train", "valid", "test")}
+        logger.info("splits written (%.1fs), train positive rate %.3f, oracle valid AUC %.4f",
+                    time.perf_counter() - t0, pos / max(p.n_train, 1), oracle["valid"]["AUC"])
+        if dworld is None:
+            counts["item_seq"] = _write_item_seq(world, stage / rel["item_seq"])
+        else:
+            counts["item_seq"] = dynamics.write_item_seq(dworld, stage / rel["item_seq"])
         counts["users"] = p.n_users
         logger.info("item_seq written (%.1fs)", time.perf_counter() - t0)
         counts["images"] = _write_images(world, stage / rel["item_images"]) if images else 0
@@ -895,8 +993,10 @@ def make_sample(out_dir: PathLike, preset: str = "default", seed: int = 2025,
             logger.info("%d images written (%.1fs)", counts["images"], time.perf_counter() - t0)
         seconds = time.perf_counter() - t0
         manifest = {"format_version": FORMAT_VERSION, "preset": preset, "seed": seed,
+                    "variant": variant, "dynamics": knobs, "oracle": oracle,
                     "images": images, "item_vectors": item_vectors,
-                    "preset_sizes": asdict(p), "counts": counts,
+                    "preset_sizes": asdict(dynamics.items_preset(p, dyn) if dyn else p),
+                    "counts": counts,
                     "positive_rate": round(pos / max(p.n_train, 1), 6), "paths": rel}
         _move_into_place(stage, out_dir, rel)
         with atomic_path(out_dir / MANIFEST_NAME) as tmp:
@@ -913,6 +1013,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS),
                         help="sample size (default: default)")
     parser.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
+    parser.add_argument("--variant", default="static", choices=list(VARIANTS),
+                        help="static: a fixed taste match (today's sample); dynamic: clicks "
+                             "depend on the order of the history (default static)")
+    for name in Dynamics.knob_names():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
+                            metavar="S", help=f"dynamic variant: strength of {name} "
+                                              "(0 = off, default 1)")
     parser.add_argument("--no-images", action="store_true", help="skip item_images/*.jpg")
     parser.add_argument("--no-item-vectors", action="store_true",
                         help="leave txt_emb_BERT / img_emb_CLIPRN50 out of item_feature")
@@ -920,13 +1027,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="regenerate even if a complete sample is there")
 
 
+def _knobs_from_args(args: argparse.Namespace) -> Optional[Dynamics]:
+    given = {name: getattr(args, name) for name in Dynamics.knob_names()
+             if getattr(args, name, None) is not None}
+    if not given:
+        return None
+    if getattr(args, "variant", "static") != "dynamic":
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        raise ConfigError(f"{flags} apply to --variant dynamic only", option="--variant")
+    return Dynamics(**given)
+
+
 def run(args: argparse.Namespace) -> int:
     info = make_sample(args.out, preset=args.preset, seed=args.seed,
                        images=not args.no_images, force=args.force,
-                       item_vectors=not getattr(args, "no_item_vectors", False))
+                       item_vectors=not getattr(args, "no_item_vectors", False),
+                       variant=getattr(args, "variant", "static"),
+                       dynamics_knobs=_knobs_from_args(args))
     state = "written" if info.created else "already present"
-    print(f"Sample {state}: {info.data_dir} (preset {info.preset}, seed {info.seed}; "
-          f"train {info.counts['train']}, valid {info.counts['valid']}, "
+    oracle = info.oracle.get("valid", {})
+    print(f"Sample {state}: {info.data_dir} ({info.variant} variant, preset {info.preset}, "
+          f"seed {info.seed}; train {info.counts['train']}, valid {info.counts['valid']}, "
           f"test {info.counts['test']} rows; {info.counts['items']} items; "
-          f"{info.counts['images']} images; train positives {info.positive_rate:.3f})")
+          f"{info.counts['images']} images; train positives {info.positive_rate:.3f}; "
+          f"oracle valid AUC {oracle.get('AUC', float('nan')):.4f})")
     return 0

@@ -11,7 +11,7 @@ the history is pooled over its real items (:class:`~fuxictr_mmctr.models.layers.
 from __future__ import annotations
 
 
-from .layers import DCNHead, MaskedHistoryPooling
+from .layers import DCNHead, history_pooling_layer
 from .base import MMCTRModel
 
 
@@ -34,8 +34,13 @@ class DCNv2(MMCTRModel):
         parallel_dnn_hidden_units: DNN beside the cross network. Default: ``(512, 256)``.
         mlp_hidden_units: MLP on the head's output; empty = one linear layer. Default: ``()``.
         dnn_activations: ``"ReLU"``, ``"Dice"``, ... Default: ``"ReLU"``.
-        history_pooling: ``"mean"``, ``"sum"`` or ``"max"`` over the real history items.
-            Default: ``"mean"``.
+        history_pooling: ``"mean"``, ``"sum"`` or ``"max"`` over the real history items, or
+            ``"multi_interest"``: :class:`~fuxictr_mmctr.models.layers.MultiInterestPooling`
+            (``num_interests`` interests, the target choosing among them). Default: ``"mean"``.
+        num_interests: interests of ``multi_interest``. Default: 4.
+        position_encoding: ``"none"`` or ``"learned"`` (``multi_interest`` only: an age
+            embedding added before the extraction). Default: ``"none"``.
+        max_len: history length of the data (the loader's ``max_len``). Default: 100.
         learning_rate: Default: 1.0e-3.
         embedding_dim: Default: 10.
         net_dropout: Default: 0.
@@ -50,10 +55,13 @@ class DCNv2(MMCTRModel):
                  num_cross_layers=3, stacked_dnn_hidden_units=(512, 256),
                  parallel_dnn_hidden_units=(512, 256), mlp_hidden_units=(),
                  dnn_activations="ReLU", history_pooling="mean", learning_rate=1.0e-3,
-                 embedding_dim=10, net_dropout=0.0, batch_norm=False, **kwargs):
+                 embedding_dim=10, net_dropout=0.0, batch_norm=False, num_interests=4,
+                 position_encoding="none", max_len=100, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        self.history_pooling = MaskedHistoryPooling(history_pooling)
+        self.history_pooling = history_pooling_layer(
+            history_pooling, self.item_info_dim, num_interests=num_interests, max_len=max_len,
+            position_encoding=position_encoding)
         self.dcn = DCNHead(self.row_feature_dim + 2 * self.item_info_dim,
                            num_cross_layers=num_cross_layers,
                            cross_type="mix" if use_low_rank_mixture else cross_type,
@@ -68,6 +76,6 @@ class DCNv2(MMCTRModel):
 
     def forward(self, inputs):
         row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
-        pooled = self.history_pooling(history_emb, mask)                 # (B, D_item)
+        pooled = self.history_pooling(history_emb, mask, target=target_emb)  # (B, D_item)
         y_pred = self.dcn(self.concat_with_row(row_emb, target_emb, pooled))  # (B, 1)
         return {"y_pred": y_pred}

@@ -9,10 +9,10 @@ against the target item, and an MLP reads ``[row features, target item, pooled h
 """
 from __future__ import annotations
 
-from fuxictr.pytorch.layers import DIN_Attention, MLP_Block
+from fuxictr.pytorch.layers import MLP_Block
 
 from .base import MMCTRModel
-from .layers import resolve_activations
+from .layers import TargetAttention, resolve_activations
 
 
 class DIN(MMCTRModel):
@@ -33,6 +33,12 @@ class DIN(MMCTRModel):
         net_dropout: dropout in the MLP. Default: 0.
         batch_norm: batch norm in the MLP. Default: False.
         din_use_softmax: normalise attention scores with a masked softmax. Default: False.
+        position_encoding: ``"none"`` or ``"learned"``: a learned embedding of each history
+            item's age added before the target attention (BST-style). Default: ``"none"``.
+        recency_bias: a learned attention score per age (0 = the most recent item), added to
+            the target attention's scores. Default: False.
+        max_len: history length of the data (the loader's ``max_len``); sizes the age tables.
+            Default: 100.
         **kwargs: :class:`MMCTRModel` and FuxiCTR ``BaseModel`` arguments.
 
     Shapes: history ``(B, L, D_item)``, target ``(B, D_item)`` -> ``y_pred`` ``(B, 1)``.
@@ -43,17 +49,19 @@ class DIN(MMCTRModel):
                  attention_hidden_units=(64,), attention_hidden_activations="Dice",
                  attention_output_activation=None, attention_dropout=0.0,
                  learning_rate=1.0e-3, embedding_dim=10, net_dropout=0.0, batch_norm=False,
-                 din_use_softmax=False, **kwargs):
+                 din_use_softmax=False, position_encoding="none", recency_bias=False,
+                 max_len=100, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         dnn_hidden_units = list(dnn_hidden_units)
-        self.attention_layers = DIN_Attention(
+        self.attention_layers = TargetAttention(
             self.item_info_dim,
             attention_units=list(attention_hidden_units),
             hidden_activations=attention_hidden_activations,
             output_activation=attention_output_activation,
             dropout_rate=attention_dropout,
-            use_softmax=din_use_softmax)
+            use_softmax=din_use_softmax, max_len=max_len,
+            position_encoding=position_encoding, recency_bias=recency_bias)
         self.dnn = MLP_Block(input_dim=self.row_feature_dim + 2 * self.item_info_dim,
                              output_dim=1,
                              hidden_units=dnn_hidden_units,

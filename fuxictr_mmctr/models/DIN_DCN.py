@@ -4,16 +4,15 @@ Zhou et al., "Deep Interest Network for Click-Through Rate Prediction", KDD 2018
 (https://arxiv.org/abs/1706.06978) and Wang et al., "DCN V2: Improved Deep & Cross Network",
 WWW 2021 (https://arxiv.org/abs/2008.13535).
 
-Composed from shared pieces, not copies: the attention is FuxiCTR's ``DIN_Attention`` (the
-layer :class:`~fuxictr_mmctr.models.DIN.DIN` calls) and the head is
+Composed from shared pieces, not copies: the attention is
+:class:`~fuxictr_mmctr.models.layers.TargetAttention` (FuxiCTR's ``DIN_Attention`` with optional
+position encodings; the layer :class:`~fuxictr_mmctr.models.DIN.DIN` calls) and the head is
 :class:`~fuxictr_mmctr.models.layers.DCNHead`, the cross network + DNN of
 :class:`~fuxictr_mmctr.models.DCNv2.DCNv2`.
 """
 from __future__ import annotations
 
-from fuxictr.pytorch.layers import DIN_Attention
-
-from .layers import DCNHead
+from .layers import DCNHead, TargetAttention
 from .base import MMCTRModel
 
 
@@ -32,6 +31,12 @@ class DIN_DCN(MMCTRModel):
             weighted mean. On by default here, unlike DIN: the cross network multiplies its
             inputs, and DIN's unnormalised weighted sum (it grows with the history length)
             made it diverge (test AUC 0.48 after one epoch on the tiny sample). Default: True.
+        position_encoding: ``"none"`` or ``"learned"``: a learned embedding of each history
+            item's age added before the target attention (BST-style). Default: ``"none"``.
+        recency_bias: a learned attention score per age (0 = the most recent item), added to
+            the target attention's scores. Default: False.
+        max_len: history length of the data (the loader's ``max_len``); sizes the age tables.
+            Default: 100.
         model_structure: DCN head layout, see :class:`~fuxictr_mmctr.models.layers.DCNHead`.
             Default: ``"parallel"``.
         cross_type: ``"matrix"``, ``"mix"`` or ``"vector"``. Default: ``"matrix"``.
@@ -57,16 +62,18 @@ class DIN_DCN(MMCTRModel):
                  cross_type="matrix", low_rank=32, num_experts=4, num_cross_layers=3,
                  parallel_dnn_hidden_units=(512, 256), stacked_dnn_hidden_units=(512, 256),
                  mlp_hidden_units=(), dnn_activations="ReLU", learning_rate=1.0e-3,
-                 embedding_dim=10, net_dropout=0.0, batch_norm=False, **kwargs):
+                 embedding_dim=10, net_dropout=0.0, batch_norm=False, position_encoding="none",
+                 recency_bias=False, max_len=100, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        self.attention_layers = DIN_Attention(
+        self.attention_layers = TargetAttention(
             self.item_info_dim,
             attention_units=list(attention_hidden_units),
             hidden_activations=attention_hidden_activations,
             output_activation=attention_output_activation,
             dropout_rate=attention_dropout,
-            use_softmax=din_use_softmax)
+            use_softmax=din_use_softmax, max_len=max_len,
+            position_encoding=position_encoding, recency_bias=recency_bias)
         self.dcn = DCNHead(self.row_feature_dim + 2 * self.item_info_dim,
                            num_cross_layers=num_cross_layers, cross_type=cross_type,
                            low_rank=low_rank, num_experts=num_experts,

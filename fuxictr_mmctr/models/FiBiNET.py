@@ -16,7 +16,7 @@ import torch
 from fuxictr.pytorch.layers import BilinearInteractionV2, MLP_Block, SqueezeExcitation
 from torch import nn
 
-from .layers import FieldProjector, MaskedHistoryPooling, resolve_activations
+from .layers import FieldProjector, history_pooling_layer, resolve_activations
 from .base import MMCTRModel
 
 
@@ -34,7 +34,13 @@ class FiBiNET(MMCTRModel):
             Default: ``"ReLU"``.
         bilinear_type: ``"field_all"``, ``"field_each"`` or ``"field_interaction"``.
             Default: ``"field_interaction"``.
-        history_pooling: ``"mean"``, ``"sum"`` or ``"max"``. Default: ``"mean"``.
+        history_pooling: ``"mean"``, ``"sum"``, ``"max"`` or ``"multi_interest"``
+            (:class:`~fuxictr_mmctr.models.layers.MultiInterestPooling`, the target choosing
+            among ``num_interests`` interests). Default: ``"mean"``.
+        num_interests: interests of ``multi_interest``. Default: 4.
+        position_encoding: ``"none"`` or ``"learned"`` (``multi_interest`` only). Default:
+            ``"none"``.
+        max_len: history length of the data (the loader's ``max_len``). Default: 100.
         use_lr: add a first-order linear term over the fields. Default: True.
         learning_rate: Default: 1.0e-3.
         embedding_dim: field width ``D``. Default: 10.
@@ -49,7 +55,7 @@ class FiBiNET(MMCTRModel):
                  dnn_activations="ReLU", reduction_ratio=3, excitation_activation="ReLU",
                  bilinear_type="field_interaction", history_pooling="mean", use_lr=True,
                  learning_rate=1.0e-3, embedding_dim=10, net_dropout=0.0, batch_norm=False,
-                 **kwargs):
+                 num_interests=4, position_encoding="none", max_len=100, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         row_dims = [self._feature_dim(name) for name in self.row_features]
@@ -57,7 +63,9 @@ class FiBiNET(MMCTRModel):
         self.row_fields = FieldProjector(row_dims, embedding_dim)
         self.target_fields = FieldProjector(item_dims, embedding_dim)
         self.history_fields = FieldProjector(item_dims, embedding_dim)
-        self.history_pooling = MaskedHistoryPooling(history_pooling)
+        self.history_pooling = history_pooling_layer(
+            history_pooling, self.item_info_dim, num_interests=num_interests, max_len=max_len,
+            position_encoding=position_encoding)
         num_fields = len(row_dims) + 2 * len(item_dims)
         self.senet_layer = SqueezeExcitation(num_fields, reduction_ratio, excitation_activation)
         self.bilinear_interaction1 = BilinearInteractionV2(num_fields, embedding_dim,
@@ -77,7 +85,7 @@ class FiBiNET(MMCTRModel):
 
     def forward(self, inputs):
         row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
-        pooled = self.history_pooling(history_emb, mask)                 # (B, D_item)
+        pooled = self.history_pooling(history_emb, mask, target=target_emb)  # (B, D_item)
         fields = [self.target_fields(target_emb), self.history_fields(pooled)]
         if row_emb is not None:
             fields.insert(0, self.row_fields(row_emb))

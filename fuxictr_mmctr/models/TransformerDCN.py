@@ -39,6 +39,10 @@ class TransformerDCN(MMCTRModel):
         concat_max_pool: add a max-pool of the encoder outputs. Default: True.
         reproduce_published_mask_bug: attend to the padding only, as the published code.
             Default: False.
+        position_encoding: ``"none"`` or ``"learned"``: a learned embedding of each history
+            item's age added before the transformer (BST). Default: ``"none"``.
+        max_len: history length of the data (the loader's ``max_len``); sizes the age table.
+            Default: 100.
         learning_rate: Default: 5.0e-4.
         embedding_dim: Default: 64.
         net_dropout: dropout in the DNN and MLP. Default: 0.2.
@@ -54,14 +58,15 @@ class TransformerDCN(MMCTRModel):
                  transformer_layers=2, transformer_dropout=0.2, dim_feedforward=256,
                  first_k_cols=16, concat_max_pool=True, reproduce_published_mask_bug=False,
                  learning_rate=5.0e-4, embedding_dim=64, net_dropout=0.2, batch_norm=False,
-                 **kwargs):
+                 position_encoding="none", max_len=100, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         self.encoder = TransformerHistoryEncoder(
             self.item_info_dim, transformer_layers=transformer_layers, num_heads=num_heads,
             dim_feedforward=dim_feedforward, transformer_dropout=transformer_dropout,
             first_k_cols=first_k_cols, concat_max_pool=concat_max_pool,
-            reproduce_published_mask_bug=reproduce_published_mask_bug)
+            reproduce_published_mask_bug=reproduce_published_mask_bug, max_len=max_len,
+            position_encoding=position_encoding)
         self.dcn = DCNHead(self.row_feature_dim + self.item_info_dim + self.encoder.output_dim,
                            num_cross_layers=dcn_cross_layers, cross_type=cross_type,
                            model_structure="parallel",

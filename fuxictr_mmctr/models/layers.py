@@ -2,6 +2,13 @@
 DIN_DCN.
 
 * :class:`MaskedHistoryPooling`: mean / sum / max over the real items of a left-padded history.
+* :class:`HistoryPositionEncoding`: a learned embedding of each history item's age (0 = the most
+  recent item) added to the history, as BST adds position embeddings.
+* :class:`TargetAttention`: FuxiCTR's ``DIN_Attention`` with optional position encoding and a
+  learned per-age recency bias on the attention scores (both off = ``DIN_Attention``'s output),
+  its MLP run on the real history positions only.
+* :class:`MultiInterestPooling`: self-attentive multi-interest extraction (ComiRec-SA) and the
+  target choosing among the interests.
 * :class:`CrossNetwork`: FuxiCTR's cross networks behind one switch (``vector`` = DCN's
   ``CrossNet``, ``matrix`` = ``CrossNetV2``, ``mix`` = ``CrossNetMix``).
 * :class:`DCNHead`: cross network and DNN (``parallel``, ``stacked``, ``stacked_parallel`` or
@@ -27,7 +34,8 @@ from ..errors import ConfigError
 import torch
 from torch import nn
 
-from fuxictr.pytorch.layers import CrossNet, CrossNetMix, CrossNetV2, Dice, MLP_Block
+from fuxictr.pytorch.layers import (CrossNet, CrossNetMix, CrossNetV2, DIN_Attention, Dice,
+                                    MLP_Block)
 
 
 def resolve_activations(activation, hidden_units: Sequence[int]):
@@ -39,6 +47,19 @@ def resolve_activations(activation, hidden_units: Sequence[int]):
     if isinstance(activation, str) and activation.lower() == "dice":
         return [Dice(units) for units in hidden_units]
     return activation
+
+POSITION_ENCODINGS = ("none", "learned")
+
+
+def history_ages(seq_len: int, device=None) -> torch.Tensor:
+    """``(L,)`` age of each position of a left-padded, right-aligned history: ``L-1 .. 0``."""
+    return torch.arange(seq_len - 1, -1, -1, device=device)
+
+
+def check_position_encoding(value: str) -> str:
+    if value not in POSITION_ENCODINGS:
+        raise ConfigError(f"position_encoding {value!r}: expected one of {POSITION_ENCODINGS}")
+    return value
 
 
 class MaskedHistoryPooling(nn.Module):
@@ -60,7 +81,9 @@ class MaskedHistoryPooling(nn.Module):
             raise ConfigError(f"history pooling {mode!r}: expected one of {self.MODES}")
         self.mode = mode
 
-    def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, history: torch.Tensor, mask: torch.Tensor,
+                target: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``target`` is accepted (and ignored) so every history pooling is called alike."""
         keep = mask.unsqueeze(-1) > 0                                   # (B, L, 1)
         if self.mode == "max":
             filled = history.masked_fill(~keep, float("-inf"))          # (B, L, D)
@@ -71,6 +94,172 @@ class MaskedHistoryPooling(nn.Module):
             return summed
         count = keep.sum(dim=1).clamp(min=1).to(history.dtype)          # (B, 1)
         return summed / count
+
+
+class HistoryPositionEncoding(nn.Module):
+    """Add a learned embedding of each position's age to a left-padded history (BST, Chen et
+    al., DLP-KDD 2019, embeds positions the same way).
+
+    The age is counted from the most recent item (0 = the last position), so an item's
+    encoding does not depend on how much padding precedes it or on ``max_len``; ages beyond
+    ``max_len - 1`` share the last row.
+
+    Args:
+        max_len: the longest history the table covers.
+        dim: width ``D`` of the history items.
+        init_std: standard deviation of the initial table. Default: 0.01.
+
+    Shapes: ``(B, L, D)`` -> ``(B, L, D)``.
+    """
+
+    def __init__(self, max_len: int, dim: int, init_std: float = 0.01):
+        super().__init__()
+        if int(max_len) < 1:
+            raise ConfigError(f"max_len={max_len} must be >= 1 for position encodings")
+        self.max_len = int(max_len)
+        self.table = nn.Parameter(torch.randn(self.max_len, dim) * init_std)
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        ages = history_ages(history.shape[1], history.device).clamp(max=self.max_len - 1)
+        return history + self.table[ages].unsqueeze(0)                  # (B, L, D)
+
+
+class TargetAttention(DIN_Attention):
+    """DIN's target attention (FuxiCTR's ``DIN_Attention``) that can see the order.
+
+    The attention MLP is FuxiCTR's (``self.attention_layer``), and with both options off the
+    output is ``DIN_Attention``'s: the pooled history does not change when the history is
+    permuted. The MLP runs on the real history positions only (a padded position's score is
+    multiplied by 0, or masked out of the softmax, in ``DIN_Attention`` anyway), which saves
+    the work on padding: most of it when histories are much shorter than ``max_len``.
+
+    ``position_encoding: learned`` adds a learned age embedding to the history items (scored
+    and pooled); ``recency_bias`` adds a learned score per age (initialised at 0) to every
+    attention score: without softmax this adds a learned recency-weighted sum of the history,
+    with softmax it tilts the weights towards (or away from) recent items.
+
+    Args:
+        embedding_dim: width ``D`` of an item.
+        attention_units, hidden_activations, output_activation, dropout_rate, batch_norm,
+            use_softmax: ``DIN_Attention``'s.
+        max_len: the longest history (size of the age tables). Default: 100.
+        position_encoding: ``"none"`` or ``"learned"``. Default: ``"none"``.
+        recency_bias: learn a score per age. Default: False.
+
+    Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` -> ``(B, D)``.
+    """
+
+    def __init__(self, embedding_dim: int = 64, attention_units=(32,),
+                 hidden_activations="ReLU", output_activation=None, dropout_rate: float = 0.0,
+                 batch_norm: bool = False, use_softmax: bool = False, max_len: int = 100,
+                 position_encoding: str = "none", recency_bias: bool = False):
+        super().__init__(embedding_dim, attention_units=list(attention_units),
+                         hidden_activations=hidden_activations,
+                         output_activation=output_activation, dropout_rate=dropout_rate,
+                         batch_norm=batch_norm, use_softmax=use_softmax)
+        check_position_encoding(position_encoding)
+        self.positions = (HistoryPositionEncoding(max_len, embedding_dim)
+                          if position_encoding == "learned" else None)
+        self.recency = nn.Parameter(torch.zeros(int(max_len))) if recency_bias else None
+
+    def scores(self, target: torch.Tensor, seq: torch.Tensor,
+               mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """``(B, L)`` raw attention scores, 0 at padded positions (the MLP skips them)."""
+        batch_size, seq_len, dim = seq.shape
+        flat_seq = seq.reshape(-1, dim)                                  # (B*L, D)
+        flat_target = target.repeat_interleave(seq_len, dim=0)           # (B*L, D)
+        keep = None if mask is None else mask.reshape(-1) > 0            # (B*L,)
+        if keep is not None:
+            flat_seq, flat_target = flat_seq[keep], flat_target[keep]   # (N_real, D)
+        attention_input = torch.cat([flat_target, flat_seq, flat_target - flat_seq,
+                                     flat_target * flat_seq], dim=-1)    # (N_real, 4D)
+        real_scores = self.attention_layer(attention_input).squeeze(-1)  # (N_real,)
+        if keep is None:
+            return real_scores.view(batch_size, seq_len)
+        scores = real_scores.new_zeros(batch_size * seq_len)
+        scores = scores.masked_scatter(keep, real_scores)
+        return scores.view(batch_size, seq_len)                          # (B, L)
+
+    def forward(self, target_item, history_sequence, mask=None):
+        seq = history_sequence if self.positions is None else self.positions(history_sequence)
+        seq_len = seq.shape[1]
+        scores = self.scores(target_item, seq, mask)                     # (B, L)
+        if self.recency is not None:
+            ages = history_ages(seq_len, seq.device).clamp(max=len(self.recency) - 1)
+            scores = scores + self.recency[ages].unsqueeze(0)
+        if mask is not None:
+            scores = scores * mask.float()
+        if self.use_softmax:
+            if mask is not None:
+                scores = scores - 1.0e9 * (1 - mask.float())
+            scores = scores.softmax(dim=-1)
+        return (scores.unsqueeze(-1) * seq).sum(dim=1)                   # (B, D)
+
+
+class MultiInterestPooling(nn.Module):
+    """Several interests read from the history, the target choosing among them.
+
+    Self-attentive multi-interest extraction (ComiRec-SA: Cen et al., "Controllable
+    Multi-Interest Framework for Recommendation", KDD 2020): ``A = softmax_L(W2 tanh(W1 H))``
+    over the real items gives ``K`` interest vectors ``A^T H``; the target then attends over
+    them (``softmax_k(<interest_k, target> / sqrt(D))``), so a target matching one interest
+    is not diluted by the others (MIND's label-aware attention does the same in training).
+
+    Args:
+        dim: width ``D`` of the items.
+        num_interests: ``K``. Default: 4.
+        hidden_units: width of ``W1``. Default: ``min(4 * D, 128)``.
+        max_len: the longest history (for position encodings). Default: 100.
+        position_encoding: ``"none"`` or ``"learned"`` (added before the extraction).
+            Default: ``"none"``.
+
+    Shapes: history ``(B, L, D)``, mask ``(B, L)``, target ``(B, D)`` -> ``(B, D)``; a row
+    without items pools to zeros.
+    """
+
+    def __init__(self, dim: int, num_interests: int = 4, hidden_units: Optional[int] = None,
+                 max_len: int = 100, position_encoding: str = "none"):
+        super().__init__()
+        if int(num_interests) < 1:
+            raise ConfigError(f"num_interests={num_interests} must be >= 1")
+        hidden = int(hidden_units or min(4 * dim, 128))
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, int(num_interests), bias=False)
+        check_position_encoding(position_encoding)
+        self.positions = (HistoryPositionEncoding(max_len, dim)
+                          if position_encoding == "learned" else None)
+        self.scale = dim ** -0.5
+
+    def interests(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, K, D)`` interest vectors (zeros for a row without items)."""
+        seq = history if self.positions is None else self.positions(history)
+        scores = self.w2(torch.tanh(self.w1(seq)))                       # (B, L, K)
+        keep = (mask > 0).unsqueeze(-1).to(scores.dtype)                 # (B, L, 1)
+        scores = scores - 1.0e9 * (1.0 - keep)
+        weights = torch.softmax(scores, dim=1) * keep                    # (B, L, K); empty row: 0
+        return torch.einsum("blk,bld->bkd", weights, history)            # (B, K, D)
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor,
+                target: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if target is None:
+            raise ConfigError("multi-interest pooling needs the target item")
+        interests = self.interests(history, mask)                        # (B, K, D)
+        choice = torch.softmax(torch.einsum("bkd,bd->bk", interests, target) * self.scale,
+                               dim=-1)                                   # (B, K)
+        return torch.einsum("bk,bkd->bd", choice, interests)             # (B, D)
+
+
+def history_pooling_layer(mode: str, dim: int, num_interests: int = 4, max_len: int = 100,
+                          position_encoding: str = "none") -> nn.Module:
+    """``mean``/``sum``/``max`` (:class:`MaskedHistoryPooling`) or ``multi_interest``
+    (:class:`MultiInterestPooling`); all are called ``(history, mask, target=...)``."""
+    if mode == "multi_interest":
+        return MultiInterestPooling(dim, num_interests=num_interests, max_len=max_len,
+                                    position_encoding=position_encoding)
+    if position_encoding != "none":
+        raise ConfigError(f"position_encoding={position_encoding!r} needs an order-aware "
+                          f"history pooling (multi_interest); {mode!r} pools positions away")
+    return MaskedHistoryPooling(mode)
 
 
 class CrossNetwork(nn.Module):
@@ -210,6 +399,11 @@ class TransformerHistoryEncoder(nn.Module):
             ``src_key_padding_mask`` (True = ignore) as the published rank-1 code did, so the
             encoder attends only to padding and zeroes the outputs at the real items. For
             comparison only. Default: False.
+        max_len: the longest history (size of the position table). Default: 100.
+        position_encoding: ``"none"`` (self-attention alone is blind to the order; only the
+            last-``k`` slice sees it) or ``"learned"``: a learned age embedding added to each
+            history item before pairing (:class:`HistoryPositionEncoding`, as BST).
+            Default: ``"none"``.
 
     Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` ->
     ``(B, output_dim)`` with ``output_dim = (first_k_cols + concat_max_pool) * 2 * D``.
@@ -218,9 +412,13 @@ class TransformerHistoryEncoder(nn.Module):
     def __init__(self, item_dim: int, transformer_layers: int = 2, num_heads: int = 1,
                  dim_feedforward: int = 256, transformer_dropout: float = 0.0,
                  first_k_cols: int = 16, concat_max_pool: bool = True,
-                 reproduce_published_mask_bug: bool = False):
+                 reproduce_published_mask_bug: bool = False, max_len: int = 100,
+                 position_encoding: str = "none"):
         super().__init__()
         d_model = 2 * item_dim
+        check_position_encoding(position_encoding)
+        self.positions = (HistoryPositionEncoding(max_len, item_dim)
+                          if position_encoding == "learned" else None)
         if d_model % num_heads:
             raise ConfigError(f"num_heads={num_heads} does not divide the transformer width "
                              f"2 * item_dim = {d_model}")
@@ -250,6 +448,8 @@ class TransformerHistoryEncoder(nn.Module):
     def forward(self, target: torch.Tensor, history: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
         batch_size, seq_len, _ = history.shape
+        if self.positions is not None:
+            history = self.positions(history)                            # (B, L, D)
         pairs = torch.cat([history, target.unsqueeze(1).expand(-1, seq_len, -1)],
                           dim=-1)                                        # (B, L, 2D)
         ignore = self.key_padding_mask(mask)                             # (B, L)

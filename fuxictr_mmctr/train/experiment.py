@@ -444,26 +444,72 @@ def sweep_plan(config_file, tag: Optional[str] = None):
     return config_dir, expids, [e for e in expids if e not in done]
 
 
+def tuner_files(config_file) -> List[Path]:
+    """The tuner file(s) FuxiCTR's autotuner runs for ``config_file``.
+
+    FuxiCTR's tuner config names one ``dataset_id``. Here it may name a list (the same grid
+    over several datasets, e.g. variants and seeds of the sample): one copy per dataset is
+    written into the tuner's folder (``<tuner>/<tuner>.<dataset_id>.yaml``, where FuxiCTR
+    also writes the enumerated configs), each with one ``dataset_id``.
+    """
+    import yaml
+
+    config_file = Path(config_file)
+    try:
+        spec = yaml.safe_load(config_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--config {config_file}: {exc}") from None
+    datasets = spec.get("dataset_id") if isinstance(spec, dict) else None
+    if not isinstance(datasets, list):
+        return [config_file]
+    if not datasets or len(set(datasets)) != len(datasets):
+        raise ConfigError(f"{config_file}: dataset_id must be one id or a list of distinct ids")
+    folder = config_file.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for dataset_id in datasets:
+        path = folder / f"{config_file.stem}.{dataset_id}.yaml"
+        text = yaml.safe_dump(dict(spec, dataset_id=dataset_id), sort_keys=False)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        files.append(path)
+    return files
+
+
 def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
          poll_seconds: float = 1.0) -> List[str]:
     """FuxiCTR's grid search: enumerate the tuner space, run each expid on a free device.
 
     Expids already in the results file are skipped, so an interrupted sweep resumes. Each run
     is a fresh ``python -m fuxictr_mmctr.train.experiment train`` process with this interpreter.
+    A list of ``dataset_id`` runs the grid on each dataset (:func:`tuner_files`).
 
     Returns:
         the expids that failed (non-zero exit).
     """
-    config_dir, expids, todo = sweep_plan(config_file, tag)
+    from fuxictr import autotuner
+
+    todo: List[tuple] = []  # (config_dir, expid)
+    total = 0
+    for path in tuner_files(config_file):
+        config_dir = autotuner.enumerate_params(str(path))
+        expids = autotuner.load_experiment_ids(config_dir)
+        if tag is not None:
+            expids = [e for e in expids if str(tag) in e]
+        total += len(expids)
+        done = finished_expids(config_dir)
+        todo += [(config_dir, e) for e in expids if e not in done]
+    if tag is not None and not total:
+        raise ConfigError(f"--tag {tag} matches no expid of {config_file}")
     logger.info("%d experiments, %d already finished, %d to run on devices %s",
-                len(expids), len(expids) - len(todo), len(todo), list(gpus))
+                total, total - len(todo), len(todo), list(gpus))
     running: Dict[str, tuple] = {}  # gpu -> (expid, process)
     failed: List[str] = []
     free = list(gpus)
     while todo or running:
         while todo and free:
             gpu = free.pop(0)
-            expid = todo.pop(0)
+            config_dir, expid = todo.pop(0)
             cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr.train.experiment", "train",
                    "--config", config_dir, "--expid", expid, "--gpu", str(gpu)]
             logger.info("Run %s on gpu %s", expid, gpu)

@@ -1,0 +1,92 @@
+"""Sweeps over several datasets: the tuner file per dataset and the summary over datasets
+(bench/sweeps.py), and the bench table's aggregation (bench/models.py)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import yaml
+from helpers import ROOT
+
+from fuxictr_mmctr.errors import ConfigError
+from fuxictr_mmctr.train.experiment import tuner_files
+
+
+def load_bench(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tuner(path, datasets):
+    path.write_text(yaml.safe_dump({"base_config": "./config/mmctr_config/",
+                                    "base_expid": "DIN_sample", "dataset_id": datasets,
+                                    "tuner_space": {"epochs": 3, "recency_bias": [False, True]}}))
+    return path
+
+
+def test_tuner_files_one_per_dataset(tmp_path):
+    single = write_tuner(tmp_path / "one_tuner_config.yaml", "MicroLens_sample")
+    assert tuner_files(single) == [single]
+    many = write_tuner(tmp_path / "many_tuner_config.yaml", ["A", "B"])
+    files = tuner_files(many)
+    assert [f.name for f in files] == ["many_tuner_config.A.yaml", "many_tuner_config.B.yaml"]
+    assert all(f.parent == tmp_path / "many_tuner_config" for f in files)
+    specs = [yaml.safe_load(f.read_text()) for f in files]
+    assert [s["dataset_id"] for s in specs] == ["A", "B"]
+    assert all(s["tuner_space"] == {"epochs": 3, "recency_bias": [False, True]} for s in specs)
+    stamp = files[0].stat().st_mtime_ns
+    assert tuner_files(many) == files and files[0].stat().st_mtime_ns == stamp  # not rewritten
+    with pytest.raises(ConfigError, match="distinct"):
+        tuner_files(write_tuner(tmp_path / "dup_tuner_config.yaml", ["A", "A"]))
+
+
+def test_sweep_summary_ranks_settings_by_mean_auc_over_oracle(tmp_path, monkeypatch):
+    sweeps = load_bench("sweeps")
+    monkeypatch.chdir(tmp_path)
+    tuner = write_tuner(tmp_path / "t_tuner_config.yaml", ["ds1", "ds2"])
+    oracle = {"ds1": 0.9, "ds2": 0.8}
+    auc = {("ds1", False): 0.81, ("ds1", True): 0.84, ("ds2", False): 0.76, ("ds2", True): 0.74}
+    for path in tuner_files(tuner):
+        ds = yaml.safe_load(path.read_text())["dataset_id"]
+        config_dir = path.with_suffix("")
+        config_dir.mkdir()
+        root = tmp_path / f"data_{ds}"
+        root.mkdir()
+        (root / "_SUCCESS").write_text(json.dumps({"oracle": {"valid": {"AUC": oracle[ds]}}}))
+        (config_dir / "dataset_config.yaml").write_text(yaml.safe_dump({ds: {"data_root": str(root)}}))
+        params, lines = {}, []
+        for i, flag in enumerate([False, True]):
+            expid = f"DIN_sample_{i + 1:03d}_{ds}"
+            params[expid] = {"dataset_id": ds, "epochs": 3, "recency_bias": flag}
+            lines.append(f" 20260101-000000,[command] x,[exp_id] {expid},[dataset_id] {ds},"
+                         f"[train] N.A.,[val] AUC: {auc[ds, flag]:.6f} - logloss: 0.400000")
+        (config_dir / "model_config.yaml").write_text(yaml.safe_dump(params))
+        (tmp_path / f"{config_dir.name}.csv").write_text("\n".join(lines) + "\n")
+    summary = sweeps.summarise(tuner)
+    assert summary["keys"] == ["recency_bias"] and summary["datasets"] == ["ds1", "ds2"]
+    best, second = summary["rows"]
+    # (0.84/0.9 + 0.74/0.8) / 2 = 0.9292 > (0.81/0.9 + 0.76/0.8) / 2 = 0.925
+    assert best["setting"] == {"recency_bias": True}
+    assert best["mean_ratio"] == pytest.approx((0.84 / 0.9 + 0.74 / 0.8) / 2)
+    assert second["mean_auc"] == pytest.approx((0.81 + 0.76) / 2)
+    table = sweeps.to_markdown(summary)
+    assert "| 1 | true | 0.8400 | 0.7400 |" in table
+
+
+def test_bench_table_mean_and_spread_over_seeds():
+    models = load_bench("models")
+    rows = [dict(budget="fixed", model=m, route="column", variant="dynamic", seed=s, auc=a,
+                 oracle_auc=o, samples_per_s=100.0, parameters=10)
+            for m, s, a, o in [("DIN", 1, 0.80, 0.90), ("DIN", 2, 0.84, 0.92),
+                               ("DIN_official", 1, 0.70, 0.90)]]
+    table = models.summarise(rows, ["fixed"], ["dynamic"])
+    lines = table.splitlines()
+    assert lines.index(next(l for l in lines if l.startswith("| DIN_official"))) < \
+        lines.index(next(l for l in lines if l.startswith("| DIN |")))  # reference first
+    din = next(l for l in lines if l.startswith("| DIN |"))
+    ratio = (0.80 / 0.90 + 0.84 / 0.92) / 2
+    spread = (0.84 / 0.92 - 0.80 / 0.90) / 2
+    assert "0.8200 +- 0.0200" in din and f"{ratio:.3f} +- {spread:.3f}" in din
