@@ -53,7 +53,11 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
     assert {p.name for p in (ROOT / "config" / "mmctr_config" / "model_config").glob("*.yaml")} \
         == {p.name for p in (config / "model_config").glob("*.yaml")}
     datasets = yaml.safe_load((config / "dataset_config.yaml").read_text())
-    assert not result.skipped and set(datasets) == set(result.datasets)
+    # the benchmark datasets' data is made by bench/models.py, not shipped: left out, named
+    assert all(d.startswith("MicroLens_bench_") and "not found" in why
+               for d, why in result.skipped.items())
+    assert {"MicroLens_1M_x1", "MicroLens_sample"} <= set(result.datasets)
+    assert set(datasets) == set(result.datasets)
     for dataset_id, spec in datasets.items():
         for col in spec["feature_cols"]:
             if col["type"] in ("categorical", "sequence"):
