@@ -8,7 +8,7 @@ LATEST_VENV ?= .venv-latest
 LATEST_STAMP := $(LATEST_VENV)/.installed
 VERSIONS := -c "from fuxictr_mmctr import compat; print('versions:', compat.versions_line())"
 
-.PHONY: demo test test-fast test-latest test-oldest test-fuxictr-latest bench clean
+.PHONY: demo test test-fast test-latest test-latest-fast test-oldest test-fuxictr-latest bench clean
 
 # The tested set: constraints.txt pins every version.
 $(STAMP): setup.cfg constraints.txt pyproject.toml
@@ -59,6 +59,11 @@ test-fast: $(STAMP)
 test-latest: $(LATEST_STAMP)
 	$(LATEST_VENV)/bin/python $(VERSIONS)
 	$(LATEST_VENV)/bin/python -m pytest -q
+
+## The unit tests in the newest set (what CI runs there in this release; see .ci/run)
+test-latest-fast: $(LATEST_STAMP)
+	$(LATEST_VENV)/bin/python $(VERSIONS)
+	$(LATEST_VENV)/bin/python -m pytest -q -m "not slow"
 
 ## The whole suite at the floors of setup.cfg's ranges (FuxiCTR 2.3.7, NumPy 1.26, pandas 2.0, ...)
 test-oldest: $(OLDEST_STAMP)
