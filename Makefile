@@ -60,7 +60,7 @@ test-latest: $(LATEST_STAMP)
 	$(LATEST_VENV)/bin/python $(VERSIONS)
 	$(LATEST_VENV)/bin/python -m pytest -q
 
-## The unit tests in the newest set (what CI runs there in this release; see .ci/run)
+## The unit tests in the newest set
 test-latest-fast: $(LATEST_STAMP)
 	$(LATEST_VENV)/bin/python $(VERSIONS)
 	$(LATEST_VENV)/bin/python -m pytest -q -m "not slow"
