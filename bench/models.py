@@ -142,7 +142,7 @@ def run_one(config_dir: Path, expid: str) -> dict:
     start = time.perf_counter()
     result = experiment.train(config_dir, expid)
     wall = time.perf_counter() - start
-    n_epochs = epochs_run(config_dir, expid)
+    n_epochs = epochs_run(result.checkpoint)
     return dict(auc=result.valid_metrics["AUC"], logloss=result.valid_metrics["logloss"],
                 epochs=n_epochs, seconds=round(wall, 1),
                 samples_per_s=train_rows(config_dir, expid) * n_epochs / wall,
@@ -193,6 +193,77 @@ def summarise(rows, budgets, variants):
             line += f" {np.mean(speeds):,.0f} | {int(np.median(params)):,} |"
             lines.append(line)
     return "\n".join(lines)
+
+
+def _mean_by(rows, *keys):
+    """{key tuple: mean AUC} over the seeds of ``rows``."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in keys)].append(r["auc"])
+    return {k: float(np.mean(v)) for k, v in groups.items()}
+
+
+def checks(rows, budget: str = "fixed", variant: str = "dynamic",
+           other: str = "static", tolerance: float = 0.01, pretrained_gap: float = 0.005):
+    """The issue's acceptance checks on ``rows`` (one budget), as lines of text.
+
+    * every column-route model beats ``DIN_official`` on ``variant`` on every seed;
+    * the best model's mean AUC / oracle on ``variant``;
+    * the pretrained route against the column route of the same model (mean AUC gap);
+    * ranking stability: a model's AUC gap to the best model on ``variant`` minus its gap on
+      ``other``; more than ``tolerance`` is flagged.
+    """
+    rows = [r for r in rows if r["budget"] == budget]
+    lines = []
+    on = [r for r in rows if r["variant"] == variant]
+    ref = {r["seed"]: r["auc"] for r in on if r["model"] == REFERENCE and r["route"] == "column"}
+    column = sorted({r["model"] for r in on if r["route"] == "column" and r["model"] in MODELS})
+    for model in column:
+        runs = {r["seed"]: r["auc"] for r in on if r["model"] == model and r["route"] == "column"}
+        seeds = sorted(set(runs) & set(ref))
+        if not seeds:
+            continue
+        margins = [runs[s] - ref[s] for s in seeds]
+        verdict = "beats" if min(margins) > 0 else "does NOT beat"
+        lines.append(f"{variant}: {model} {verdict} {REFERENCE} on seeds {seeds} "
+                     f"(AUC margin {', '.join(f'{m:+.4f}' for m in margins)})")
+    ratios = defaultdict(list)
+    for r in on:
+        if r["route"] == "column" and r["model"] in column:
+            ratios[r["model"]].append(r["auc"] / r["oracle_auc"])
+    if ratios:
+        best = max(ratios, key=lambda m: np.mean(ratios[m]))
+        lines.append(f"{variant}: best column model {best}, AUC/oracle "
+                     f"{np.mean(ratios[best]):.3f} (per seed "
+                     f"{', '.join(f'{x:.3f}' for x in ratios[best])})")
+    means = _mean_by(rows, "variant", "model", "route")
+    for (v, name, route), auc in sorted(means.items()):
+        base = name.split("_sample")[0]
+        if v == variant and name not in MODELS and name != REFERENCE and base in MODELS \
+                and (v, base, "column") in means:
+            lines.append(f"{v}: {name} {auc:.4f} vs {base} {means[(v, base, 'column')]:.4f} "
+                         f"AUC ({means[(v, base, 'column')] - auc:+.4f} for the fix)")
+    for (v, model, route), auc in sorted(means.items()):
+        if route == "pretrained" and (v, model, "column") in means:
+            gap = auc - means[(v, model, "column")]
+            flag = "within" if gap >= -pretrained_gap else "NOT within"
+            lines.append(f"{v}: {model} pretrained - column = {gap:+.4f} AUC "
+                         f"({flag} {pretrained_gap})")
+    gaps = {}
+    for v in (other, variant):
+        col = {m: a for (vv, m, rt), a in means.items() if vv == v and rt == "column"
+               and m in column}
+        if col:
+            top = max(col.values())
+            gaps[v] = {m: top - a for m, a in col.items()}
+    if len(gaps) == 2:
+        for model in column:
+            if model in gaps[other] and model in gaps[variant]:
+                change = gaps[variant][model] - gaps[other][model]
+                flag = "  <- more than %.2f: explain" % tolerance if change > tolerance else ""
+                lines.append(f"ranking: {model} gap to the best {other} {gaps[other][model]:.4f}"
+                             f" -> {variant} {gaps[variant][model]:.4f} ({change:+.4f}){flag}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -263,6 +334,11 @@ def main(argv=None) -> int:
           "oracle = AUC of the true click probability on valid")
     print(summarise([r for r in rows if r["variant"] in args.variants
                      and r["seed"] in args.seeds], args.budgets, args.variants))
+    kept = [r for r in rows if r["variant"] in args.variants and r["seed"] in args.seeds]
+    for budget in args.budgets:
+        print(f"\nChecks, budget `{budget}`:")
+        for line in checks(kept, budget=budget):
+            print("  " + line)
     return 0
 
 

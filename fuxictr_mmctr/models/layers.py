@@ -109,6 +109,10 @@ class HistoryPositionEncoding(nn.Module):
         dim: width ``D`` of the history items.
         init_std: standard deviation of the initial table. Default: 0.01.
 
+    The table is drawn from its own generator (seeded from ``torch.initial_seed()``, so a
+    seeded run stays reproducible): switching the option on does not shift the global random
+    stream, so every other layer of the model starts exactly as without it.
+
     Shapes: ``(B, L, D)`` -> ``(B, L, D)``.
     """
 
@@ -117,7 +121,9 @@ class HistoryPositionEncoding(nn.Module):
         if int(max_len) < 1:
             raise ConfigError(f"max_len={max_len} must be >= 1 for position encodings")
         self.max_len = int(max_len)
-        self.table = nn.Parameter(torch.randn(self.max_len, dim) * init_std)
+        generator = torch.Generator().manual_seed(torch.initial_seed() % (2 ** 63))
+        self.table = nn.Parameter(torch.randn(self.max_len, dim, generator=generator)
+                                  * init_std)
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         ages = history_ages(history.shape[1], history.device).clamp(max=self.max_len - 1)

@@ -25,7 +25,7 @@ def test_feature_map_registers_the_pretrained_embedding(handmade_config, handmad
     spec = feature_map.features["item_id"]
     assert spec["pretrained_emb"] == "pretrained_item_id.h5"
     assert spec["pretrain_dim"] == 128 and spec["freeze_emb"] is True
-    assert spec["pretrain_usage"] == "init"
+    assert spec["pretrain_usage"] == "concat"
     assert spec["vocab_size"] == 14  # ids 0..12 map to themselves, OOV past the last item
     assert "item_emb_d128" not in feature_map.features
     with h5py.File(os.path.join(feature_map.data_dir, spec["pretrained_emb"])) as hf:
@@ -71,7 +71,7 @@ def test_regulariser_skips_the_frozen_table(handmade_config):
 
 
 @pytest.mark.parametrize("expid,usage", [("DIN_sample_pretrained_sum", "sum"),
-                                         ("DIN_sample_pretrained_concat", "concat")])
+                                         ("DIN_sample_pretrained_init", "init")])
 def test_usage_options_build_and_run(handmade_config, expid, usage):
     params, feature_map, model = build_model(handmade_config, expid)
     assert pretrained_layer(model).pretrain_usage == usage

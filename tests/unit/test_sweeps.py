@@ -90,3 +90,37 @@ def test_bench_table_mean_and_spread_over_seeds():
     ratio = (0.80 / 0.90 + 0.84 / 0.92) / 2
     spread = (0.84 / 0.92 - 0.80 / 0.90) / 2
     assert "0.8200 +- 0.0200" in din and f"{ratio:.3f} +- {spread:.3f}" in din
+
+
+def test_epochs_run_reads_the_log_beside_the_checkpoint(tmp_path):
+    models = load_bench("models")
+    (tmp_path / "DIN_sample.log").write_text("Train loss: 0.41\n...\nTrain loss: 0.40\n")
+    assert models.epochs_run(tmp_path / "DIN_sample.model") == 2
+    assert models.epochs_run(tmp_path / "missing.model") == 1
+
+
+def test_bench_checks_name_what_beats_the_reference_and_what_does_not():
+    models = load_bench("models")
+
+    def row(model, variant, seed, auc, route="column"):
+        return dict(budget="fixed", model=model, route=route, variant=variant, seed=seed,
+                    auc=auc, oracle_auc=0.90)
+
+    rows = [row("DIN_official", "dynamic", 1, 0.80), row("DIN_official", "dynamic", 2, 0.82),
+            row("DIN", "dynamic", 1, 0.85), row("DIN", "dynamic", 2, 0.86),
+            row("DCNv2", "dynamic", 1, 0.81), row("DCNv2", "dynamic", 2, 0.81),
+            row("DIN", "dynamic", 1, 0.84, "pretrained"), row("DIN", "dynamic", 2, 0.84,
+                                                              "pretrained"),
+            row("DIN", "static", 1, 0.80), row("DCNv2", "static", 1, 0.80),
+            row("TransformerDCN_sample_published_mask_bug", "dynamic", 1, 0.70),
+            row("TransformerDCN", "dynamic", 1, 0.83)]
+    lines = models.checks(rows)
+    text = "\n".join(lines)
+    assert "dynamic: DIN beats DIN_official on seeds [1, 2] (AUC margin +0.0500, +0.0400)" in text
+    assert "dynamic: DCNv2 does NOT beat DIN_official" in text
+    best = next(l for l in lines if "best column model" in l)
+    assert "DIN," in best and f"{0.855 / 0.90:.3f}" in best
+    assert "DIN pretrained - column = -0.0150 AUC (NOT within 0.005)" in text
+    # DCNv2 ties DIN on static and trails it by 0.045 on dynamic: flagged
+    assert "ranking: DCNv2 gap to the best static 0.0000 -> dynamic 0.0450 (+0.0450)  <-" in text
+    assert "TransformerDCN_sample_published_mask_bug 0.7000 vs TransformerDCN 0.8300" in text
