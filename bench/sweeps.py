@@ -2,6 +2,7 @@
 
     python run_param_tuner.py --config config/tuners/DIN_bench_tuner_config.yaml --gpu -1
     python bench/sweeps.py config/tuners/DIN_bench_tuner_config.yaml [more tuner configs] [--json out.json]
+    python bench/sweeps.py --report bench/results/sweeps.json   # the committed sweeps' tables
 
 A tuner config whose ``dataset_id`` is a list runs the same grid on each dataset
 (:func:`fuxictr_mmctr.train.experiment.tuner_files`). This reads back, for every setting of the
@@ -102,10 +103,18 @@ def to_markdown(summary: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tuners", nargs="+", help="tuner config files")
+    parser.add_argument("tuners", nargs="*", help="tuner config files")
     parser.add_argument("--json", default=None, help="also write the summaries as JSON")
+    parser.add_argument("--report", default=None, metavar="JSON",
+                        help="print the tables of summaries written by --json before "
+                             "(e.g. bench/results/sweeps.json) instead of reading sweeps")
     args = parser.parse_args(argv)
-    summaries = [summarise(t) for t in args.tuners]
+    if args.report:
+        summaries = json.loads(Path(args.report).read_text())
+    elif args.tuners:
+        summaries = [summarise(t) for t in args.tuners]
+    else:
+        parser.error("give tuner config files or --report JSON")
     for s in summaries:
         print(to_markdown(s) + "\n")
     if args.json:

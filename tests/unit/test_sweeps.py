@@ -124,3 +124,18 @@ def test_bench_checks_name_what_beats_the_reference_and_what_does_not():
     # DCNv2 ties DIN on static and trails it by 0.045 on dynamic: flagged
     assert "ranking: DCNv2 gap to the best static 0.0000 -> dynamic 0.0450 (+0.0450)  <-" in text
     assert "TransformerDCN_sample_published_mask_bug 0.7000 vs TransformerDCN 0.8300" in text
+
+
+def test_sweep_report_reprints_the_saved_summaries(tmp_path, capsys):
+    sweeps = load_bench("sweeps")
+    summary = dict(tuner="t.yaml", base_expid="DIN_sample", keys=["recency_bias"],
+                   datasets=["MicroLens_bench_static_s1"],
+                   rows=[dict(setting={"recency_bias": True},
+                              auc={"MicroLens_bench_static_s1": 0.84}, mean_auc=0.84,
+                              mean_ratio=0.98, complete=True)])
+    saved = tmp_path / "sweeps.json"
+    saved.write_text(json.dumps([summary]))
+    assert sweeps.main(["--report", str(saved)]) == 0
+    assert "| 1 | true | 0.8400 | 0.8400 | 0.9800 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sweeps.main([])
