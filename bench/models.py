@@ -298,7 +298,8 @@ def main(argv=None) -> int:
     pre_models = set(args.pretrained_models or [n for n in names
                                                  if n == REFERENCE or n in MODELS])
     out = Path(args.out)
-    rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    rows = saved.get("rows", [])
     done = {(r["budget"], r["variant"], r["seed"], r["model"], r["route"]) for r in rows}
     for variant in ([] if args.report else args.variants):
         for seed in args.seeds:
@@ -329,7 +330,8 @@ def main(argv=None) -> int:
                     tmp = out.with_suffix(".tmp")
                     tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
                     os.replace(tmp, out)
-    print(f"\nMachine: {machine()}")
+    # --report prints the machine the rows were measured on, not this one
+    print(f"\nMachine: {saved.get('machine') if args.report else machine()}")
     print(f"Samples: preset {args.preset}, variants {args.variants}, seeds {args.seeds}; "
           "oracle = AUC of the true click probability on valid")
     print(summarise([r for r in rows if r["variant"] in args.variants
