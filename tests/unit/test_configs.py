@@ -139,3 +139,26 @@ def test_tuner_config(path):
     for key, values in space.items():
         for value in values if isinstance(values, list) else [values]:
             _check_types(f"{path.name}:{key}", {key: value})
+
+
+@pytest.mark.parametrize("path", TUNER_CONFIGS, ids=lambda p: p.name)
+def test_every_tuner_setting_builds_its_model(path, tmp_path):
+    """Each point of a tuner's grid, on its base expid, builds the model: a combination the
+    model refuses (e.g. a mean pool with a position encoding the base expid switched on) fails
+    here, not hours into a sweep."""
+    import itertools
+
+    from fuxictr.utils import load_model_config
+    from helpers import feature_map_for
+
+    from fuxictr_mmctr.models import get_model
+
+    config = load(path)
+    base = load_model_config(str(CONFIG.parent / config["base_config"]), config["base_expid"])
+    space = config["tuner_space"]
+    grid = [v if isinstance(v, list) else [v] for v in space.values()]
+    for values in itertools.product(*grid):
+        params = dict(base, **dict(zip(space, values)))
+        params.pop("feature_specs", None)  # the pretrained map's keys, not the model's
+        params.update(model_root=str(tmp_path), verbose=0, gpu=-1)
+        get_model(params["model"])(feature_map_for(), **params)
