@@ -334,9 +334,8 @@ def main(argv=None) -> int:
     print(f"\nMachine: {saved.get('machine') if args.report else machine()}")
     print(f"Samples: preset {args.preset}, variants {args.variants}, seeds {args.seeds}; "
           "oracle = AUC of the true click probability on valid")
-    print(summarise([r for r in rows if r["variant"] in args.variants
-                     and r["seed"] in args.seeds], args.budgets, args.variants))
     kept = [r for r in rows if r["variant"] in args.variants and r["seed"] in args.seeds]
+    print(summarise(kept, args.budgets, args.variants))
     for budget in args.budgets:
         print(f"\nChecks, budget `{budget}`:")
         for line in checks(kept, budget=budget):
