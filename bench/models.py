@@ -301,6 +301,7 @@ def main(argv=None) -> int:
     saved = json.loads(out.read_text()) if out.exists() else {}
     rows = saved.get("rows", [])
     done = {(r["budget"], r["variant"], r["seed"], r["model"], r["route"]) for r in rows}
+    work = None
     for variant in ([] if args.report else args.variants):
         for seed in args.seeds:
             info = ensure_sample(Path(args.data_root).resolve(), args.preset, variant, seed)
@@ -314,7 +315,8 @@ def main(argv=None) -> int:
                 jobs = [j for j in jobs if (budget, variant, seed) + j not in done]
                 if not jobs:
                     continue
-                work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_models_"))
+                # one work folder for the whole run (runs are kept apart by their tag)
+                work = work or Path(args.work_dir or tempfile.mkdtemp(prefix="bench_models_"))
                 tag = f"{variant}_s{seed}_{budget}"
                 config_dir = bench_config(Path(args.config), work / tag / "config",
                                           info.out_dir.resolve(), work / tag / "checkpoints",
