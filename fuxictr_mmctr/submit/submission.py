@@ -363,7 +363,8 @@ def _parse_prediction_csv(payload: bytes, source: str) -> pd.DataFrame:
         raise SubmissionError(source, f"not UTF-8 text ({exc})") from exc
     if not text.strip():
         raise SubmissionError(source, "empty file")
-    first_line = text.splitlines()[0]
+    lines = text.splitlines()  # split once: the header and the first row come from it
+    first_line = lines[0]
     header = next(csv.reader([first_line]))
     if not header or any(not name.strip() for name in header):
         raise SubmissionError(source, f"empty column name in header {header}")
@@ -377,7 +378,7 @@ def _parse_prediction_csv(payload: bytes, source: str) -> pd.DataFrame:
         seen.add(name)
     # More fields than header names on the first row makes pandas take the first column as
     # the index (pandas 3 then even returns a RangeIndex when it holds 0..n-1): refuse first.
-    first_row = next((line for line in text.splitlines()[1:] if line.strip()), None)
+    first_row = next((line for line in lines[1:] if line.strip()), None)
     if first_row is not None and len(next(csv.reader([first_row]))) > len(header):
         raise SubmissionError(source, f"rows have more fields than the header {header}")
     try:
