@@ -50,12 +50,6 @@ def _pandas_major() -> int:
 EXACT_FLOATS_CSV = {"float_precision": "round_trip"} if _pandas_major() < 3 else {}
 
 
-def fuxictr_version() -> str:
-    import fuxictr
-
-    return fuxictr.__version__
-
-
 def _installed_version(distribution: str) -> str:
     from importlib import metadata
 
