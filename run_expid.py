@@ -1,7 +1,7 @@
 """Train one experiment: python run_expid.py --config DIR --expid ID --gpu N"""
 import sys
 
-from fuxictr_mmctr.train.experiment import train_main
+from fuxictr_mmctr.cli.experiment import train_main
 
 if __name__ == "__main__":
     sys.exit(train_main())

@@ -45,12 +45,13 @@ def worker(args) -> None:
     from fuxictr.pytorch.torch_utils import seed_everything
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
+    from fuxictr_mmctr import process_group
     from fuxictr_mmctr.train import distributed, experiment
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     results = {}
-    with distributed.session(args.gpu) as cluster:
+    with process_group.session(args.gpu) as cluster:
         for expid in args.expids:
             params = experiment.load_params(args.config, expid, args.gpu)
             params.update(verbose=0)
@@ -101,7 +102,7 @@ def worker(args) -> None:
                               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                               / 1e6}
             shutil.rmtree(scratch, ignore_errors=True)
-        peaks = distributed.all_gather_objects(
+        peaks = process_group.all_gather_objects(
             max(r["peak_rss_gb"] for r in results.values())) if cluster.active else None
         if cluster.is_main:
             Path(args.out).write_text(json.dumps({"results": results, "world_size":

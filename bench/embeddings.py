@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from fuxictr_mmctr.train.results import read_results, results_file  # noqa: E402  (after the path)
 
 logger = logging.getLogger("bench.embeddings")
 
@@ -64,19 +65,6 @@ def write_configs(config_dir: Path, base_dataset: dict, base_model: dict, base: 
         with open(config_dir / name, "w") as fh:
             yaml.safe_dump(content, fh, sort_keys=False)
     return expids
-
-
-def parse_auc(results_csv: Path, expid: str):
-    """The last ``[val] AUC`` FuxiCTR's results file records for ``expid``."""
-    if not results_csv.exists():
-        return None
-    auc = None
-    for line in results_csv.read_text().splitlines():
-        if f"[exp_id] {expid}," in line:
-            m = re.search(r"AUC: ([0-9.]+)", line)
-            if m:
-                auc = float(m.group(1))
-    return auc
 
 
 def main(argv=None) -> int:
@@ -164,7 +152,8 @@ def main(argv=None) -> int:
             proc = subprocess.run(cmd, cwd=work, env=dict(os.environ, PYTHONPATH=str(ROOT)))
             secs = time.perf_counter() - t1
             if proc.returncode == 0:
-                auc = parse_auc(work / (config_dir.name + ".csv"), expid)
+                row = read_results(work / results_file(config_dir)).get(expid)
+                auc = row.valid.get("AUC") if row else None
             else:
                 logger.error("%s failed (exit %d)", expid, proc.returncode)
         rows.append((variant, auc, secs, reports.get(variant, {})))

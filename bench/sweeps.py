@@ -5,7 +5,7 @@
     python bench/sweeps.py --report bench/results/sweeps.json   # the committed sweeps' tables
 
 A tuner config whose ``dataset_id`` is a list runs the same grid on each dataset
-(:func:`fuxictr_mmctr.train.experiment.tuner_files`). This reads back, for every setting of the
+(:func:`fuxictr_mmctr.train.sweep.tuner_files`). This reads back, for every setting of the
 grid (the tuner-space keys with more than one value), its validation AUC on each dataset from
 the sweep's results files, divides it by the dataset's oracle AUC (the sample manifest's
 ``oracle.valid.AUC``, when the data is a generated sample), and prints one row per setting:
@@ -24,22 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fuxictr_mmctr.train.experiment import _results_file, tuner_files
-
-
-def read_results(results_file: Path) -> dict:
-    """expid -> {metric: value} from a FuxiCTR results file (the last line of an expid wins)."""
-    out = {}
-    if not results_file.exists():
-        return out
-    for line in results_file.read_text().splitlines():
-        fields = dict(f.strip().split(" ", 1) for f in line.split(",") if f.strip().startswith("["))
-        expid = fields.get("[exp_id]")
-        metrics = fields.get("[val]", "")
-        if expid:
-            out[expid] = {k.strip(): float(v) for k, v in
-                          (m.split(":") for m in metrics.split(" - ") if ":" in m)}
-    return out
+from fuxictr_mmctr.train.results import read_results, results_file
+from fuxictr_mmctr.train.sweep import tuner_files
 
 
 def oracle_auc(data_root) -> float:
@@ -63,7 +49,7 @@ def summarise(tuner_config) -> dict:
             continue
         params = yaml.safe_load(model_cfg.read_text())
         data_cfg = yaml.safe_load((config_dir / "dataset_config.yaml").read_text())
-        results = read_results(_results_file(str(config_dir)))
+        results = read_results(results_file(config_dir))
         for expid, p in params.items():
             if expid not in results:
                 continue
@@ -71,7 +57,7 @@ def summarise(tuner_config) -> dict:
             if dataset not in datasets:
                 datasets.append(dataset)
             setting = tuple((k, json.dumps(p.get(k), sort_keys=True)) for k in varied)
-            table[setting][dataset] = (results[expid]["AUC"],
+            table[setting][dataset] = (results[expid].valid["AUC"],
                                        oracle_auc(data_cfg[dataset]["data_root"]))
     rows = []
     for setting, per in table.items():

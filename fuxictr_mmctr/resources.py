@@ -18,7 +18,6 @@ are rewritten and files of your own in ``DIR`` (extra expids, say) are kept.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -126,19 +125,3 @@ def write_config(dest: PathLike, force: bool = False) -> List[Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [dest / rel for rel in files]
-
-
-# ============================================================================ CLI
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", help="folder to write (e.g. config): DIR/mmctr_config, DIR/tuners")
-    parser.add_argument("--force", action="store_true",
-                        help="rewrite the shipped files in an existing folder (others are kept)")
-
-
-def run(args: argparse.Namespace) -> int:
-    files = write_config(args.dir, force=args.force)
-    config_dir = Path(args.dir) / CONFIG_NAME
-    print(f"Wrote {len(files)} config files to {args.dir}. Train with: mmctr train --config "
-          f"{config_dir} --expid DIN_sample (after `mmctr make-sample --out data/sample`)")
-    return 0

@@ -16,9 +16,13 @@ arrays indexed by ``item_id``, so a batch is a handful of array gathers and no p
 With ``item_side="ids"`` the loader ships only ids (``item_dict = {"item_id": ...}``): the model
 gathers tags and the pretrained embedding on its own device (see the pretrained-embedding route).
 
+The shuffled order of an epoch is a function of ``(seed, epoch)`` alone (:func:`epoch_order`, its
+own generator), so a run's batches do not depend on what else drew random numbers, on the
+number of processes, or on where a resumed run starts.
+
 Under ``torchrun`` (``world_size > 1``, see :mod:`fuxictr_mmctr.train.distributed`) every rank
-holds the whole split. The train split is cut into the same global batches on every rank (the
-shuffled order is drawn on rank 0 and broadcast) and each rank takes its share of each batch,
+holds the whole split. The train split is cut into the same global batches on every rank (every
+rank draws the same :func:`epoch_order`) and each rank takes its share of each batch,
 :func:`batch_share`; a batch is then a :class:`Share`, which also says how many rows of the
 global batch it holds. Other splits are cut into one contiguous block per rank, so the ranks'
 predictions put together in rank order are in file order.
@@ -114,6 +118,16 @@ def check_item_table(table: ItemTable, widths, vocab) -> None:
                                       f"vocabulary of size {size}", column=name, row=row)
 
 
+def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled row order of ``epoch``: ``(num_samples,)``, a function of ``(seed, epoch)``.
+
+    Drawn from its own generator (NumPy's ``default_rng([seed, epoch])``), never from the
+    global RNG: one process and every rank of a data-parallel run see the same global
+    batches, and a run resumed at ``epoch`` sees the order it would have seen.
+    """
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(int(num_samples))
+
+
 def batch_share(rows, rank: int, world_size: int) -> np.ndarray:
     """Rank ``rank``'s share of one global batch: ``np.array_split(rows, world_size)[rank]``.
 
@@ -162,8 +176,10 @@ class MMCTRDataLoader:
         item_info: the ``item_info.parquet`` file (row index == item_id).
         split: ``train``, ``valid`` or ``test``; a test file may lack ``label``.
         batch_size: rows per batch. Default: 32.
-        shuffle: reshuffle rows every epoch (uses NumPy's global RNG, seeded by FuxiCTR's
-            ``seed_everything``). Default: False.
+        shuffle: reshuffle rows every epoch, in :func:`epoch_order` of ``(seed, epoch)``.
+            Default: False.
+        seed: the experiment's seed (FuxiCTR's ``seed`` key), which with the epoch decides
+            the shuffled order. Default: 2024 (FuxiCTR's).
         num_workers: batches assembled ahead in a background thread (0: assemble inline).
         max_len: history length L fed to the model (the last ``max_len`` positions). Default: 100.
         item_side: ``"features"`` gathers every item column of the feature map (the official
@@ -179,12 +195,15 @@ class MMCTRDataLoader:
             counts the whole split; ``num_batches`` is the number of global batches of the
             train split, the same on every rank, or of this rank's batches of another split).
         shard: ``(start, stop)`` rows of a non-train split this rank scores.
+        epoch: the epoch the next iteration draws its order for; each iteration advances it
+            (FuxiCTR's ``fit`` iterates the train loader once per epoch). :meth:`set_epoch`
+            sets it, e.g. for a resumed run.
     """
 
     def __init__(self, feature_map, data_path, item_info=None, split: str = "train",
                  batch_size: int = 32, shuffle: bool = False, num_workers: int = 0,
                  max_len: int = 100, item_side: str = "features", rank: int = 0,
-                 world_size: int = 1, **kwargs):
+                 world_size: int = 1, seed: int = 2024, **kwargs):
         if item_info is None:
             raise ConfigError("MMCTRDataLoader needs `item_info` (path of item_info.parquet) "
                               "in the dataset config")
@@ -196,6 +215,8 @@ class MMCTRDataLoader:
         self.feature_map = feature_map
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.epoch = 0
         self.num_workers = int(num_workers or 0)
         self.max_len = int(max_len)
         self.item_side = item_side
@@ -264,19 +285,18 @@ class MMCTRDataLoader:
             for start in range(first, stop, self.batch_size):
                 yield self.make_batch(slice(start, min(start + self.batch_size, stop)))
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration draw the order of ``epoch`` (0-based)."""
+        self.epoch = int(epoch)
+
     def _epoch_order(self):
-        """This epoch's shuffled row order (None without shuffling), drawn when iteration
-        starts, in the calling thread. With sharded batches it is rank 0's order, broadcast:
-        every rank cuts the same global batches (a collective: every rank iterates). A rank's
-        block of another split is read in order."""
+        """This epoch's shuffled row order (None without shuffling); advances the epoch.
+        Every rank draws the same order, so all cut the same global batches. A rank's block
+        of another split is read in order."""
+        epoch, self.epoch = self.epoch, self.epoch + 1
         if not self.shuffle or (self.world_size > 1 and not self.sharded_batches):
             return None
-        order = np.random.permutation(self.num_samples)
-        if self.sharded_batches:
-            from ..train.distributed import broadcast_array
-
-            order = broadcast_array(order, src=0)
-        return order
+        return epoch_order(self.num_samples, self.seed, epoch)
 
     def __iter__(self) -> Iterator[Batch]:
         batches = self._batches(self._epoch_order())

@@ -50,7 +50,6 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -1004,51 +1003,3 @@ def make_sample(out_dir: PathLike, preset: str = "default", seed: int = 2025,
             os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the sample is meant to be shared
     logger.info("Sample %s complete in %.1fs", out_dir, seconds)
     return _info_from_manifest(out_dir, manifest, created=True, seconds=seconds)
-
-
-# ============================================================================ CLI
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/sample", help="sample root (default data/sample)")
-    parser.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                        help="sample size (default: default)")
-    parser.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
-    parser.add_argument("--variant", default="static", choices=list(VARIANTS),
-                        help="static: a fixed taste match (today's sample); dynamic: clicks "
-                             "depend on the order of the history (default static)")
-    for name in Dynamics.knob_names():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
-                            metavar="S", help=f"dynamic variant: strength of {name} "
-                                              "(0 = off, default 1)")
-    parser.add_argument("--no-images", action="store_true", help="skip item_images/*.jpg")
-    parser.add_argument("--no-item-vectors", action="store_true",
-                        help="leave txt_emb_BERT / img_emb_CLIPRN50 out of item_feature")
-    parser.add_argument("--force", action="store_true",
-                        help="regenerate even if a complete sample is there")
-
-
-def _knobs_from_args(args: argparse.Namespace) -> Optional[Dynamics]:
-    given = {name: getattr(args, name) for name in Dynamics.knob_names()
-             if getattr(args, name, None) is not None}
-    if not given:
-        return None
-    if getattr(args, "variant", "static") != "dynamic":
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
-        raise ConfigError(f"{flags} apply to --variant dynamic only", option="--variant")
-    return Dynamics(**given)
-
-
-def run(args: argparse.Namespace) -> int:
-    info = make_sample(args.out, preset=args.preset, seed=args.seed,
-                       images=not args.no_images, force=args.force,
-                       item_vectors=not getattr(args, "no_item_vectors", False),
-                       variant=getattr(args, "variant", "static"),
-                       dynamics_knobs=_knobs_from_args(args))
-    state = "written" if info.created else "already present"
-    oracle = info.oracle.get("valid", {})
-    print(f"Sample {state}: {info.data_dir} ({info.variant} variant, preset {info.preset}, "
-          f"seed {info.seed}; train {info.counts['train']}, valid {info.counts['valid']}, "
-          f"test {info.counts['test']} rows; {info.counts['items']} items; "
-          f"{info.counts['images']} images; train positives {info.positive_rate:.3f}; "
-          f"oracle valid AUC {oracle.get('AUC', float('nan')):.4f})")
-    return 0

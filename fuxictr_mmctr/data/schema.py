@@ -25,7 +25,6 @@ Layout of item_info: row index == ``item_id`` (0..n_items), row 0 is padding; li
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -571,13 +570,3 @@ def validate_data_dir(data_dir, seq_len: Optional[int] = None) -> Dict[str, int]
                             vocab_sizes=DEFAULT_VOCAB, seq_len=seq_len)
         counts[split] = arrays.num_rows
     return counts
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", help="folder holding train/valid/test/item_info.parquet")
-
-
-def run(args: argparse.Namespace) -> int:
-    counts = validate_data_dir(args.data_dir)
-    logger.info("OK: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
-    return 0

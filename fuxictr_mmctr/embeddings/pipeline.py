@@ -164,7 +164,7 @@ def build_components(cfg: BuildConfig, need_teacher: bool = True, cluster=None) 
     Args:
         cfg: a :meth:`BuildConfig.resolved` config.
         need_teacher: train the teacher and the projector (not needed for ``pca``).
-        cluster: under torchrun, the job (:class:`fuxictr_mmctr.train.distributed.Cluster`):
+        cluster: under torchrun, the job (:class:`fuxictr_mmctr.process_group.Cluster`):
             the ranks share the CLIP pass out (:mod:`.shards`); only rank 0 goes on to the
             teacher and projector. Default: one process.
     """

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..process_group import all_gather_objects, broadcast_object
 from .student import (FeatureCache, StudentConfig, StudentResult, cache_result,
                       extract_clip_features, pending_items)
 
@@ -110,7 +111,7 @@ def extract_across_ranks(model, processor, texts: Sequence[str], image_dir: Opti
         model, processor, texts, image_dir, cfg: as :func:`~.student.extract_clip_features`.
         folder: the cache folder (``<work-dir>/clip_cache``), seen by every rank.
         rows, dim, fingerprint: as :class:`~.student.FeatureCache`.
-        cluster: the torchrun job (:class:`fuxictr_mmctr.train.distributed.Cluster`).
+        cluster: the torchrun job (:class:`fuxictr_mmctr.process_group.Cluster`).
         image_stats: rank 0's :func:`~.student.image_file_stats`: after merging what a killed
             run left, rows whose image file changed since are encoded again
             (:meth:`~.student.FeatureCache.refresh_images`).
@@ -120,8 +121,6 @@ def extract_across_ranks(model, processor, texts: Sequence[str], image_dir: Opti
         status with no features (``(rows, 0)`` arrays): enough to agree on
         :attr:`StudentResult.complete` while rank 0 goes on alone.
     """
-    from ..train.distributed import all_gather_objects, broadcast_object
-
     cache = None
     if cluster.is_main:
         cache = FeatureCache(folder, rows, dim, fingerprint)

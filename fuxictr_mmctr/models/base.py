@@ -12,7 +12,7 @@ A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
 * the optimizer over trainable parameters only (a frozen pretrained table is not in it), with
   optional weight decay (``Adam``/``AdamW``);
 * the train step: gradient accumulation, gradient clipping, optional label smoothing;
-* checkpoints written atomically (temp file, then rename).
+* checkpoints written atomically (temp file, then rename), with a recorder the trainer sets.
 
 Under ``torchrun`` the model is wrapped by :func:`fuxictr_mmctr.train.distributed.attach`: the
 DDP side lives at ``model._dist`` (not a submodule: ``state_dict`` keys are unchanged), and the
@@ -21,7 +21,8 @@ train step, ``evaluate``, ``save_weights`` and ``load_weights`` hand over to it.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 
 from .. import compat
 from ..data.features import feature_sides
+from ..data.loader import item_table
 from ..data.schema import TARGET_COLUMN
 from ..errors import ConfigError
 from ..io import atomic_path
@@ -95,6 +97,8 @@ class MMCTRModel(BaseModel):
         if item_side == "ids":
             self._register_item_tables(item_info)
         self._dist = None  # train.distributed.DataParallel under torchrun (not a submodule)
+        # Called as recorder(checkpoint, written_file) before each checkpoint's rename.
+        self.checkpoint_recorder: Optional[Callable[[str, Path], None]] = None
 
     def _register_item_tables(self, item_info) -> None:
         """Hold every item column but ``item_id`` as a ``(n_items+1, ...)`` device buffer.
@@ -103,8 +107,6 @@ class MMCTRModel(BaseModel):
         from ``item_info`` when a model is rebuilt for prediction. The table is the loaders'
         (:func:`fuxictr_mmctr.data.loader.item_table`): one read of ``item_info`` per process.
         """
-        from ..data.loader import item_table
-
         columns = [name for name in self.item_features if name != TARGET_COLUMN]
         if columns and not item_info:
             raise ConfigError("item_side: ids needs `item_info` to build the item tables")
@@ -257,15 +259,14 @@ class MMCTRModel(BaseModel):
     def save_weights(self, checkpoint):
         """Write the checkpoint atomically: a crash never leaves a truncated best model.
 
-        Before the rename, the weights' digest and the feature-map folder they belong to are
-        recorded beside the checkpoint, so a trained model always finds its own feature map.
-        Under torchrun only rank 0 writes.
+        Before the rename, :attr:`checkpoint_recorder` (when set) is called with the
+        checkpoint's path and the written temporary file: training sets it to record what the
+        weights belong to (:func:`fuxictr_mmctr.train.artifacts.record_checkpoint`). Under
+        torchrun only rank 0 writes.
         """
-        from ..train.artifacts import record_checkpoint
-
         if self._dist is not None and not self._dist.cluster.is_main:
             return
-
         with atomic_path(checkpoint) as tmp:
             torch.save(self.state_dict(), tmp)
-            record_checkpoint(checkpoint, tmp, self.feature_map.data_dir)
+            if self.checkpoint_recorder is not None:
+                self.checkpoint_recorder(checkpoint, tmp)

@@ -1,20 +1,5 @@
-"""Blend the predictions of several trained experiments into one submission.
-
-Each experiment is scored on the valid and test splits from its best checkpoint; the scores
-are averaged (plain or rank average, equal, given or fitted weights) and the test blend is
-written as a checked Codabench zip. The validation AUC of every input and of the blend is
-reported.
-
-Predictions are cached beside the checkpoint, ``<model_root>/<dataset_id>/<expid>.valid.npy``
-and ``.test.npy``, with ``<expid>.predictions.json`` recording the checkpoint and data file
-(path, size, modification time) they came from: retraining the experiment, or changing the
-split file, invalidates them.
-
-Command line::
-
-    mmctr blend --config config/mmctr_config --expids DIN_sample DCNv2_sample \\
-        [--method mean|rank] [--fit-weights | --weights 0.7 0.3] [--task Task2] \\
-        [--out submission/blend.zip] [--gpu -1]
+"""Blending predictions: the maths of ``mmctr blend`` (the experiments it blends are scored and
+cached by :mod:`fuxictr_mmctr.train.blend`).
 
 Methods:
 
@@ -31,28 +16,22 @@ rows the weights were fitted on, so it is optimistic.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import logging
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..data.schema import LABEL_COLUMN, count_rows, read_split_columns
+from ..data.schema import LABEL_COLUMN, read_split_columns
 from ..errors import ConfigError
-from ..io import PathLike, atomic_path
+from ..io import PathLike
 from .metrics import auc, logloss
-from .submission import TASK_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("mean", "rank")
 OBJECTIVES = ("auc", "logloss")
-_CACHE_VERSION = 1
 
 
 class BlendError(ConfigError):
@@ -87,7 +66,7 @@ def _check_preds(preds: Sequence[np.ndarray], names: Optional[Sequence[str]] = N
     return arrays
 
 
-def _normalise_weights(weights: Optional[Sequence[float]], n: int) -> np.ndarray:
+def normalise_weights(weights: Optional[Sequence[float]], n: int) -> np.ndarray:
     if weights is None:
         return np.full(n, 1.0 / n)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
@@ -139,7 +118,7 @@ def blend_predictions(preds: Sequence[np.ndarray], method: str = "mean",
     if method not in METHODS:
         raise ConfigError(f"method={method!r}: expected one of {list(METHODS)}")
     arrays = _check_preds(preds)
-    w = _normalise_weights(weights, len(arrays))
+    w = normalise_weights(weights, len(arrays))
     if method == "rank":
         arrays = [normalised_rank(a) for a in arrays]
     stacked = np.stack(arrays, axis=1)                                        # (N, K)
@@ -235,335 +214,10 @@ def fit_blend_weights(valid_preds: Sequence[np.ndarray], y_valid: np.ndarray,
     return grid[candidates[int(np.argmin(distance))]].copy()
 
 
-# --------------------------------------------------------------------------------------------
-# Predictions of trained experiments, cached beside the checkpoint
-# --------------------------------------------------------------------------------------------
-def _file_key(path: PathLike) -> dict:
-    path = Path(path)
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-# Params that cannot change a prediction (where it runs, how much it prints).
-_RUNTIME_KEYS = {"gpu", "verbose", "num_workers"}
-
-
-def _inputs_key(params: dict) -> dict:
-    """What a cached prediction depends on besides the checkpoint and the split file: the
-    resolved config (e.g. ``max_len``), the item table and the package version."""
-    import hashlib
-
-    from .. import __version__
-
-    config = {k: v for k, v in params.items() if k not in _RUNTIME_KEYS}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    return {"config_sha256": digest.hexdigest(), "item_info": _file_key(params["item_info"]),
-            "fuxictr_mmctr": __version__}
-
-
-def prediction_cache_paths(checkpoint: PathLike) -> Dict[str, Path]:
-    """``valid``/``test`` .npy files and the ``json`` key file beside ``checkpoint``.
-
-    Args:
-        checkpoint: the model's checkpoint (``model.checkpoint``, ``<expid>.model``).
-    """
-    checkpoint = Path(checkpoint)
-    folder, expid = checkpoint.parent, checkpoint.stem
-    return {"valid": folder / f"{expid}.valid.npy", "test": folder / f"{expid}.test.npy",
-            "json": folder / f"{expid}.predictions.json"}
-
-
-def experiment_predictions(config_dir: PathLike, expid: str,
-                           splits: Sequence[str] = ("valid", "test"), gpu: int = -1,
-                           refresh: bool = False) -> Dict[str, np.ndarray]:
-    """Predictions of ``expid``'s best checkpoint for ``splits``, from or into the cache.
-
-    The model is loaded (:func:`fuxictr_mmctr.train.load_trained_model`); a cached split is
-    used when its checkpoint (``model.checkpoint``), the split's data file and item_info (path,
-    size, modification time), the resolved config and the package version are the ones it was
-    computed from; the other splits are scored and cached (atomic writes).
-
-    Args:
-        config_dir: the config directory.
-        expid: the experiment id.
-        splits: which of ``valid``/``test``. Default: both.
-        gpu: GPU index, -1 for CPU. Default: -1.
-        refresh: ignore the cache. Default: False.
-
-    Returns:
-        split -> float64 predictions in file order.
-
-    Raises:
-        ConfigError: unknown expid, missing split or checkpoint (naming the expid).
-    """
-    from ..train import load_trained_model, score_split
-
-    params, feature_map, model = load_trained_model(config_dir, expid, gpu, splits=splits)
-    ckpt = Path(model.checkpoint)
-    paths = prediction_cache_paths(ckpt)
-    try:
-        record = json.loads(paths["json"].read_text()) if paths["json"].exists() else {}
-    except (OSError, ValueError):
-        record = {}
-    inputs = _inputs_key(params)
-    if record.get("version") != _CACHE_VERSION or record.get("checkpoint") != _file_key(ckpt) \
-            or record.get("inputs") != inputs:
-        if record and not refresh:
-            logger.info("%s: cached predictions are stale (checkpoint, config, item_info or "
-                        "package changed); predicting again", expid)
-        record = {"version": _CACHE_VERSION, "checkpoint": _file_key(ckpt), "inputs": inputs,
-                  "splits": {}}
-    result: Dict[str, np.ndarray] = {}
-    todo = []
-    for split in splits:
-        data = params.get(f"{split}_data")
-        if not data:
-            raise ConfigError(f"expid {expid!r}: dataset {params['dataset_id']} has no "
-                              f"{split}_data")
-        key = _file_key(data)
-        cached = record["splits"].get(split)
-        if not refresh and cached == key and paths[split].exists():
-            values = np.load(paths[split], allow_pickle=False)
-            if values.ndim == 1:
-                result[split] = values.astype(np.float64, copy=False)
-                logger.info("%s: cached %s predictions %s", expid, split, paths[split])
-                continue
-        todo.append((split, key))
-    if todo:
-        for split, key in todo:
-            values = np.asarray(score_split(params, feature_map, model, split),
-                                dtype=np.float64).reshape(-1)
-            with atomic_path(paths[split], suffix=".npy") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, values)
-            record["splits"][split] = key
-            result[split] = values
-        with atomic_path(paths["json"], suffix=".json") as tmp:
-            tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    return result
-
-
 def read_labels(path: PathLike) -> np.ndarray:
     """The 0/1 ``label`` column of a split file as ``(N,)`` float64, checked by the schema."""
     return read_split_columns(path, columns=()).columns[LABEL_COLUMN].astype(np.float64)
 
 
-# --------------------------------------------------------------------------------------------
-# Blend trained experiments
-# --------------------------------------------------------------------------------------------
-@dataclass
-class BlendResult:
-    """What ``mmctr blend`` did.
-
-    Attributes:
-        expids: the blended experiments, in order.
-        method: ``mean`` or ``rank``.
-        weights: the normalised weight of each expid.
-        weights_fitted: whether the weights were fitted on validation (then ``blend_auc`` is
-            optimistic).
-        valid_auc: expid -> validation AUC.
-        valid_logloss: expid -> validation logloss.
-        blend_auc: validation AUC of the blend.
-        blend_logloss: validation logloss of the blend (NaN for ``rank``).
-        zip_path: the submission written (None when ``out`` was None).
-        n_valid: rows of the valid split.
-        n_test: rows of the test split.
-        test_pred: the blended test scores.
-    """
-
-    expids: Tuple[str, ...]
-    method: str
-    weights: np.ndarray
-    weights_fitted: bool
-    valid_auc: Dict[str, float]
-    valid_logloss: Dict[str, float]
-    blend_auc: float
-    blend_logloss: float
-    zip_path: Optional[Path]
-    n_valid: int
-    n_test: int
-    test_pred: np.ndarray = field(repr=False)
-
-    def table(self) -> str:
-        """The per-expid and blend figures as a plain-text table."""
-        width = max(len("blend"), *(len(e) for e in self.expids))
-        lines = [f"{'expid':<{width}}  {'weight':>6}  {'valid AUC':>9}  {'logloss':>8}"]
-        for expid, w in zip(self.expids, self.weights):
-            lines.append(f"{expid:<{width}}  {w:>6.3f}  {self.valid_auc[expid]:>9.6f}  "
-                         f"{self.valid_logloss[expid]:>8.6f}")
-        blend_ll = "n/a" if math.isnan(self.blend_logloss) else f"{self.blend_logloss:.6f}"
-        note = "  (weights fitted on valid: optimistic)" if self.weights_fitted else ""
-        lines.append(f"{'blend':<{width}}  {1.0:>6.3f}  {self.blend_auc:>9.6f}  "
-                     f"{blend_ll:>8}{note}")
-        return "\n".join(lines)
-
-
-def _dataset_rows(config_dir: PathLike, expids: Sequence[str], gpu: int) -> Tuple[dict, dict]:
-    """Params of each expid; refuse before any prediction when the splits differ in length."""
-    from ..train import experiment
-
-    params, rows = {}, {}
-    for expid in expids:
-        p = experiment.load_params(config_dir, expid, gpu)
-        for split in ("valid", "test"):
-            if not p.get(f"{split}_data"):
-                raise ConfigError(f"expid {expid!r}: dataset {p['dataset_id']} has no "
-                                  f"{split}_data")
-        params[expid] = p
-        rows[expid] = (count_rows(p["valid_data"]), count_rows(p["test_data"]))
-    for i, split in enumerate(("valid", "test")):
-        counts = {e: r[i] for e, r in rows.items()}
-        if len(set(counts.values())) > 1:
-            detail = ", ".join(f"{e}: {n} rows ({params[e][f'{split}_data']})"
-                               for e, n in counts.items())
-            raise BlendError(f"the experiments do not share the same {split} rows: {detail}")
-    return params, rows
-
-
-def run_blend(config_dir: PathLike, expids: Sequence[str], method: str = "mean",
-              weights: Optional[Sequence[float]] = None, fit_weights: bool = False,
-              task: str = "Task2", out: Optional[PathLike] = "submission/blend.zip",
-              gpu: int = -1, all_columns: bool = False, refresh: bool = False,
-              objective: str = "auc") -> BlendResult:
-    """Blend trained experiments and write one submission.
-
-    Args:
-        config_dir: the config directory holding every expid.
-        expids: at least two trained experiments over the same valid/test rows.
-        method: ``"mean"`` or ``"rank"``. Default: ``"mean"``.
-        weights: fixed weights, one per expid. Default: ``None`` (equal, or fitted).
-        fit_weights: fit the weights on validation (see :func:`fit_blend_weights`).
-            Default: False.
-        task: the submission column. Default: ``"Task2"``.
-        out: the zip to write; ``None`` writes nothing. Default: ``"submission/blend.zip"``.
-        gpu: GPU index, -1 for CPU. Default: -1.
-        all_columns: the four-column submission layout. Default: False.
-        refresh: recompute cached predictions. Default: False.
-        objective: what ``fit_weights`` optimises, ``"auc"`` or ``"logloss"``. Default: auc.
-
-    Returns:
-        A :class:`BlendResult`.
-
-    Raises:
-        ConfigError: unknown expid, missing split, untrained experiment.
-        BlendError: fewer than two expids, duplicates, different rows, bad weights.
-        SubmissionError: the blended test predictions are refused.
-    """
-    from .submission import write_submission
-
-    expids = tuple(expids)
-    if len(expids) < 2:
-        raise BlendError(f"blend needs at least two expids, got {list(expids)}")
-    duplicates = sorted({e for e in expids if expids.count(e) > 1})
-    if duplicates:
-        raise BlendError(f"expid(s) given more than once: {duplicates}")
-    if method not in METHODS:
-        raise BlendError(f"method={method!r}: expected one of {list(METHODS)}")
-    if fit_weights and weights is not None:
-        raise BlendError("give either weights or fit_weights, not both")
-    if fit_weights and objective == "logloss" and method == "rank":
-        raise BlendError("a rank blend is not a probability: fit its weights with objective "
-                         "'auc'")
-    if objective not in OBJECTIVES:
-        raise BlendError(f"objective={objective!r}: expected one of {list(OBJECTIVES)}")
-    if task not in TASK_COLUMNS:
-        raise BlendError(f"task={task!r}: expected one of {list(TASK_COLUMNS)}")
-    if weights is not None:
-        _normalise_weights(weights, len(expids))  # refuse before any prediction
-
-    params, rows = _dataset_rows(config_dir, expids, gpu)
-    n_valid, n_test = rows[expids[0]]
-    y_valid = read_labels(params[expids[0]]["valid_data"])
-    for expid in expids[1:]:
-        if params[expid]["valid_data"] != params[expids[0]]["valid_data"]:
-            other = read_labels(params[expid]["valid_data"])
-            if not np.array_equal(other, y_valid):
-                raise BlendError(f"the valid labels of {expid!r} ({params[expid]['valid_data']}) "
-                                 f"differ from those of {expids[0]!r} "
-                                 f"({params[expids[0]]['valid_data']}): not the same rows")
-
-    valid, test = {}, {}
-    for expid in expids:
-        preds = experiment_predictions(config_dir, expid, gpu=gpu, refresh=refresh)
-        for split, store, n in (("valid", valid, n_valid), ("test", test, n_test)):
-            if len(preds[split]) != n:
-                raise BlendError(f"expid {expid!r}: {len(preds[split])} {split} predictions for "
-                                 f"{n} rows of {params[expid][f'{split}_data']}")
-            store[expid] = preds[split]
-
-    valid_list = [valid[e] for e in expids]
-    if fit_weights:
-        w = fit_blend_weights(valid_list, y_valid, method=method, objective=objective)
-        logger.warning("weights fitted on the validation split: %s. The blend's validation "
-                       "AUC is measured on the rows it was fitted on and is optimistic.",
-                       dict(zip(expids, np.round(w, 4).tolist())))
-    else:
-        w = _normalise_weights(weights, len(expids))
-
-    valid_auc = {e: auc(y_valid, valid[e]) for e in expids}
-    valid_ll = {e: logloss(y_valid, valid[e]) for e in expids}
-    valid_blend = blend_predictions(valid_list, method=method, weights=w)
-    blend_auc = auc(y_valid, valid_blend)
-    blend_ll = logloss(y_valid, valid_blend) if method == "mean" else float("nan")
-    for expid in expids:
-        logger.info("%s: valid AUC %.6f, logloss %.6f, weight %.3f", expid, valid_auc[expid],
-                    valid_ll[expid], w[expids.index(expid)])
-    logger.info("blend (%s): valid AUC %.6f", method, blend_auc)
-
-    test_blend = blend_predictions([test[e] for e in expids], method=method, weights=w)
-    zip_path = None
-    if out is not None:
-        zip_path = write_submission({task: test_blend}, out,
-                                    n_rows=count_rows(params[expids[0]]["test_data"]),
-                                    all_columns=all_columns,
-                                    source=f"blend of {', '.join(expids)}")
-    return BlendResult(expids=expids, method=method, weights=w, weights_fitted=fit_weights,
-                       valid_auc=valid_auc, valid_logloss=valid_ll, blend_auc=blend_auc,
-                       blend_logloss=blend_ll, zip_path=zip_path, n_valid=n_valid,
-                       n_test=n_test, test_pred=test_blend)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: mmctr blend
-# --------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``mmctr blend``."""
-    from ..cli import add_gpu_option
-
-    parser.add_argument("--config", required=True, help="the config directory of the expids")
-    parser.add_argument("--expids", nargs="+", required=True,
-                        help="two or more trained experiments over the same valid/test rows")
-    parser.add_argument("--method", choices=METHODS, default="mean",
-                        help="mean of probabilities or mean of normalised ranks (default: mean)")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--fit-weights", action="store_true",
-                       help="fit non-negative weights summing to 1 on validation (optimistic "
-                            "validation AUC)")
-    group.add_argument("--weights", nargs="+", type=float, default=None,
-                       help="fixed weights, one per expid (normalised to sum to 1)")
-    parser.add_argument("--objective", choices=OBJECTIVES, default="auc",
-                        help="what --fit-weights optimises (default: auc)")
-    parser.add_argument("--task", choices=TASK_COLUMNS, default="Task2",
-                        help="the prediction.csv column to fill (default: Task2)")
-    parser.add_argument("--all-columns", action="store_true",
-                        help="write ID,Task1,Task2,Task1&2 with unused columns 0")
-    parser.add_argument("--out", default="submission/blend.zip",
-                        help="submission zip (default: submission/blend.zip)")
-    add_gpu_option(parser)
-    parser.add_argument("--refresh", action="store_true",
-                        help="recompute predictions even when cached")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``mmctr blend``: 0 on success."""
-    result = run_blend(args.config, args.expids, method=args.method, weights=args.weights,
-                       fit_weights=args.fit_weights, task=args.task, out=args.out,
-                       gpu=args.gpu, all_columns=args.all_columns, refresh=args.refresh,
-                       objective=args.objective)
-    print(result.table())
-    print(f"wrote {result.zip_path} ({result.n_test} rows, task {args.task})")
-    return 0
-
-
-__all__ = ["BlendError", "BlendResult", "blend_predictions", "fit_blend_weights",
-           "normalised_rank", "simplex_grid", "experiment_predictions", "run_blend"]
+__all__ = ["BlendError", "METHODS", "OBJECTIVES", "blend_predictions", "fit_blend_weights",
+           "normalised_rank", "simplex_grid", "normalise_weights", "read_labels"]

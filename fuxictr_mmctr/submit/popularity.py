@@ -17,7 +17,6 @@ from a refit on train + valid.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from dataclasses import dataclass
@@ -225,29 +224,3 @@ def run_popularity(data_dir: PathLike, out_zip: PathLike, include_valid: bool = 
                                 n_rows=len(test_ids), all_columns=all_columns)
     return PopularityResult(valid_auc=valid_auc, fitted_on=fitted_on, n_test_rows=len(test_ids),
                             zip_path=Path(zip_path), item_ctr=item_ctr)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: mmctr popularity
-# --------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``mmctr popularity``."""
-    parser.add_argument("--data-dir", required=True, type=Path,
-                        help="folder with train.parquet, valid.parquet and test.parquet")
-    parser.add_argument("--out", required=True, type=Path, help="submission zip to write")
-    parser.add_argument("--include-valid", action="store_true",
-                        help="refit on train + valid for the submission "
-                             "(the AUC is still from a fit on train only)")
-    parser.add_argument("--task", choices=TASK_COLUMNS, default="Task2",
-                        help="submission column (default: Task2)")
-    parser.add_argument("--all-columns", action="store_true",
-                        help="write ID, Task1, Task2, Task1&2 with unused columns set to 0")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``mmctr popularity``; returns 0 on success."""
-    result = run_popularity(args.data_dir, out_zip=args.out, include_valid=args.include_valid,
-                            task=args.task, all_columns=args.all_columns)
-    print(f"valid AUC {result.valid_auc:.6f} (fitted on train); submission fitted on "
-          f"{' + '.join(result.fitted_on)}: {result.zip_path}")
-    return 0

@@ -23,7 +23,6 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import logging
@@ -449,35 +448,6 @@ def load_predictions(path: PathLike, column: Optional[str] = None) -> np.ndarray
     if not pd.api.types.is_numeric_dtype(values.dtype):
         raise SubmissionError(path, f"column is not numeric (dtype {values.dtype})", column=column)
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: mmctr submit
-# --------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``mmctr submit``."""
-    parser.add_argument("--pred", required=True, type=Path,
-                        help="predictions, one per test row in test order (.npy, .csv, .parquet)")
-    parser.add_argument("--pred-column", default=None,
-                        help="column of a csv/parquet predictions file "
-                             "(default: the first float column)")
-    parser.add_argument("--test", required=True, type=Path,
-                        help="test.parquet of the data set (for the row count)")
-    parser.add_argument("--task", choices=TASK_COLUMNS, default="Task2",
-                        help="task column the predictions are for (default: Task2)")
-    parser.add_argument("--all-columns", action="store_true",
-                        help="write ID, Task1, Task2, Task1&2 with unused columns set to 0")
-    parser.add_argument("--out", required=True, type=Path, help="submission zip to write")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``mmctr submit``; returns 0 on success."""
-    n_rows = count_rows(args.test)
-    values = load_predictions(args.pred, column=args.pred_column)
-    path = write_submission({args.task: values}, zip_path=args.out, n_rows=n_rows,
-                            all_columns=args.all_columns, source=str(args.pred))
-    print(f"wrote {path} ({n_rows} rows, task {args.task})")
-    return 0
 
 
 __all__ = [

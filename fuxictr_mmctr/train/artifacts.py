@@ -109,7 +109,8 @@ def _meta_path(checkpoint) -> Path:
 
 def record_checkpoint(checkpoint, weights_file, feature_dir, extra: Optional[dict] = None) -> None:
     """Note that ``weights_file`` (about to be renamed onto ``checkpoint``) goes with
-    ``feature_dir``. Called by the model's ``save_weights`` before the rename."""
+    ``feature_dir``. Called by the model's ``save_weights`` before the rename (see
+    :func:`attach_recorder`)."""
     meta = _meta_path(checkpoint)
     history = _read_meta(meta)
     entry = {"sha256": _file_sha256(Path(weights_file)),
@@ -119,6 +120,13 @@ def record_checkpoint(checkpoint, weights_file, feature_dir, extra: Optional[dic
     history = [e for e in history if e.get("sha256") != entry["sha256"]][-(_HISTORY - 1):]
     with atomic_path(meta, suffix=".json") as tmp:
         tmp.write_text(json.dumps({"history": history + [entry]}, indent=1))
+
+
+def attach_recorder(model, feature_dir) -> None:
+    """Make every checkpoint ``model`` writes record that its weights go with ``feature_dir``
+    (:func:`record_checkpoint`, through the model's ``checkpoint_recorder``)."""
+    model.checkpoint_recorder = lambda checkpoint, weights_file: record_checkpoint(
+        checkpoint, weights_file, feature_dir)
 
 
 def _read_meta(meta: Path) -> list:

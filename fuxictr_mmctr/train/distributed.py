@@ -12,7 +12,8 @@ before. ``--gpu >= 0`` puts each process on CUDA device ``LOCAL_RANK`` with NCCL
 on the CPU with gloo. What is done so that N processes train the model one process would:
 
 * **the same optimisation**: ``batch_size`` stays the global batch. Every rank cuts the same
-  global batches (rank 0's shuffled order, broadcast) and takes its share
+  global batches one process would (the shuffled order is a function of ``(seed, epoch)``:
+  :func:`~fuxictr_mmctr.data.loader.epoch_order`) and takes its share
   (:func:`~fuxictr_mmctr.data.loader.batch_share`), so every rank takes the same number of steps.
   Each rank's mean loss is weighted by ``rows / global_rows * world_size`` before DDP averages
   the gradients, which makes the gradient that of the global batch's mean loss even when the
@@ -39,168 +40,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..process_group import Cluster, all_gather_objects, broadcast_object
+from .artifacts import FEATURE_MAP_JSON
+from .results import metric_line
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_TIMEOUT_S = 1800.0
-
-
-# ---------------------------------------------------------------------------- the process group
-
-@dataclass
-class Cluster:
-    """Where this process stands in a torchrun job; ``Cluster()`` is a plain single process.
-
-    Attributes:
-        rank: global rank, ``0 <= rank < world_size``.
-        world_size: number of processes.
-        local_rank: rank on this node (the CUDA device index with NCCL).
-        backend: ``"nccl"``, ``"gloo"``, or None outside torchrun.
-        timeout_s: the process-group timeout of every collective.
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    backend: Optional[str] = None
-    timeout_s: float = DEFAULT_TIMEOUT_S
-
-    @property
-    def active(self) -> bool:
-        """True under torchrun (a process group exists)."""
-        return self.backend is not None
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the one process that writes files."""
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-
-def launched_by_torchrun() -> bool:
-    """torchrun (or any launcher of ``env://`` rendezvous) sets ``WORLD_SIZE`` for its workers."""
-    return "WORLD_SIZE" in os.environ
-
-
-def _env_int(name: str) -> int:
-    try:
-        return int(os.environ[name])
-    except (KeyError, ValueError):
-        raise ConfigError(f"WORLD_SIZE is set but {name}={os.environ.get(name)!r} is not: start "
-                          "data-parallel runs with torchrun") from None
-
-
-@contextlib.contextmanager
-def session(gpu: int = -1, timeout_s: Optional[float] = None, backend: Optional[str] = None,
-            final_barrier: bool = True) -> Iterator[Cluster]:
-    """The process group of this torchrun job, or ``Cluster()`` outside torchrun.
-
-    Creates the group (NCCL on CUDA device ``LOCAL_RANK`` when ``gpu >= 0``, gloo on the CPU
-    when ``gpu == -1``) and destroys it on exit; a group that already exists (a caller made it)
-    is used and left alone.
-
-    Args:
-        gpu: the ``--gpu`` option: ``>= 0`` for CUDA, -1 for CPU.
-        timeout_s: timeout of every collective, in seconds. Default: 1800.
-        backend: force a backend (``"gloo"`` for jobs whose collectives carry only small CPU
-            objects). Default: chosen from ``gpu``.
-        final_barrier: every rank waits for the others before leaving, so that all end
-            together. False lets ranks that are done leave while rank 0 goes on alone.
-
-    Raises:
-        ConfigError: ``LOCAL_RANK`` names a CUDA device this machine lacks.
-    """
-    if not launched_by_torchrun():
-        yield Cluster()
-        return
-    import torch
-    import torch.distributed as dist
-
-    timeout_s = float(timeout_s or DEFAULT_TIMEOUT_S)
-    world, rank, local_rank = _env_int("WORLD_SIZE"), _env_int("RANK"), _env_int("LOCAL_RANK")
-    backend = backend or ("nccl" if gpu >= 0 else "gloo")
-    if backend == "nccl":
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK={local_rank} but this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s): start at most that "
-                              "many processes per node (--nproc_per_node)", option="--gpu")
-        torch.cuda.set_device(local_rank)
-    owns = not dist.is_initialized()
-    if owns:
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
-    else:
-        backend = dist.get_backend()
-    cluster = Cluster(rank=rank, world_size=world, local_rank=local_rank, backend=backend,
-                      timeout_s=timeout_s)
-    try:
-        yield cluster
-        if owns and final_barrier:
-            dist.barrier()  # everyone ends together: rank 0 has written its files
-    finally:
-        if owns and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def configure_logging(cluster: Cluster) -> None:
-    """Ranks other than 0 log warnings and errors only, to stderr, prefixed with their rank
-    (rank 0 keeps FuxiCTR's log file and console)."""
-    logging.basicConfig(level=logging.WARNING, force=True,
-                        format=f"[rank {cluster.rank}] %(asctime)s %(levelname)s %(message)s")
-
-
-# ---------------------------------------------------------------------------- collectives
-
-def _collective_device():
-    import torch
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def broadcast_array(array: np.ndarray, src: int = 0) -> np.ndarray:
-    """Rank ``src``'s ``array`` on every rank (same shape and dtype on every rank)."""
-    import torch
-    import torch.distributed as dist
-
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(_collective_device())
-    dist.broadcast(tensor, src=src)
-    return tensor.cpu().numpy()
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s picklable ``obj`` on every rank."""
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=src, device=_collective_device())
-    return box[0]
-
-
-def all_gather_objects(obj: Any) -> List[Any]:
-    """Every rank's picklable ``obj``, in rank order, on every rank."""
-    import torch.distributed as dist
-
-    out: List[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
 
 
 # ---------------------------------------------------------------------------- the feature map
@@ -220,8 +71,6 @@ def share_feature_map(cluster: Cluster, feature_map, params: dict):
     if not cluster.active:
         return feature_map
     from fuxictr.features import FeatureMap
-
-    from .artifacts import FEATURE_MAP_JSON
 
     folder = broadcast_object(str(Path(feature_map.data_dir).resolve())
                               if cluster.is_main else None)
@@ -250,8 +99,6 @@ def share_feature_map(cluster: Cluster, feature_map, params: dict):
 
 def _sees(folder: str) -> bool:
     """Whether this process can read rank 0's published feature map at ``folder``."""
-    from .artifacts import FEATURE_MAP_JSON
-
     return Path(folder, FEATURE_MAP_JSON).is_file()
 
 
@@ -389,8 +236,7 @@ class DataParallel:
                                       metrics if metrics is not None else model.validation_metrics,
                                       group_id)
         logs = broadcast_object(dict(logs), src=0)
-        logging.info("[Metrics] %s (%d rows from %d ranks)",
-                     " - ".join(f"{k}: {v:.6f}" for k, v in logs.items()), y_pred.size,
+        logging.info("[Metrics] %s (%d rows from %d ranks)", metric_line(logs), y_pred.size,
                      self.cluster.world_size)
         return logs
 

@@ -1,34 +1,32 @@
-"""Train, predict and sweep FuxiCTR experiments: the logic behind the three entry scripts.
-
-The CLI is FuxiCTR's::
-
-    python run_expid.py --config DIR --expid ID --gpu N
-    python prediction.py --config DIR --expid ID --gpu N [--task Task2] [--out ZIP]
-    python run_param_tuner.py --config FILE --gpu 0 1 [--tag T]
-    python run_param_tuner.py --config FILE --ray ADDRESS|local [--gpu 0]  # trials on Ray
-    torchrun --nproc_per_node N run_expid.py ...       # one experiment data-parallel
+"""Train and predict FuxiCTR experiments: the jobs behind ``run_expid.py`` and ``prediction.py``
+(their command lines are :mod:`fuxictr_mmctr.cli.experiment`; sweeps are :mod:`.sweep`).
 
 Paths in configs resolve against the working directory the user runs from (no ``os.chdir``).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
+import difflib
+import glob
 import logging
 import os
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import yaml
+from fuxictr.features import FeatureMap
+from fuxictr.preprocess import build_dataset
+from fuxictr.pytorch.torch_utils import seed_everything
+from fuxictr.utils import load_config, set_logger
 
-from .. import compat
-from ..errors import ConfigError, run_guarded
-from . import artifacts, checks, distributed
+from .. import compat, process_group
+from ..data.features import MMCTRFeatureProcessor
+from ..data.loader import MMCTRDataLoader
+from ..errors import ConfigError
+from ..models import get_model
+from ..submit.submission import count_rows, write_submission
+from . import artifacts, checks, distributed, results
 from .config_keys import warn_unknown_keys
 
 logger = logging.getLogger(__name__)
@@ -80,8 +78,6 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     Raises:
         ConfigError: no such directory, expid or dataset; a required key or file is missing.
     """
-    from fuxictr.utils import load_config
-
     config_dir = str(config_dir)
     if not os.path.isdir(config_dir):
         raise ConfigError(f"{config_dir}: not a directory", option="--config")
@@ -120,9 +116,6 @@ def require_files(params: dict, keys: Sequence[str]) -> None:
 
 def _expid_error(config_dir: str, expid: str) -> ConfigError:
     """Why FuxiCTR found no ``dataset_id`` for ``expid``: the expid is absent, or lacks it."""
-    import difflib
-    import glob
-
     known = []
     for path in sorted(glob.glob(os.path.join(config_dir, "model_config*.yaml")) +
                        glob.glob(os.path.join(config_dir, "model_config", "*.yaml"))):
@@ -138,8 +131,6 @@ def _expid_error(config_dir: str, expid: str) -> ConfigError:
 
 def _set_logger(params: dict, job: str = "") -> None:
     """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run)."""
-    from fuxictr.utils import set_logger
-
     set_logger(dict(params, model_id=params["model_id"] + (f".{job}" if job else "")))
     logging.info("Versions: %s", compat.versions_line())
     logging.info("Params: %s", {k: params[k] for k in sorted(params) if k != "feature_cols"})
@@ -154,11 +145,6 @@ def build_feature_map(params: dict, output_dir=None):
             (training passes a private staging folder, see :mod:`.artifacts`). Default:
             FuxiCTR's ``<data_root>/<dataset_id>/``.
     """
-    from fuxictr.features import FeatureMap
-    from fuxictr.preprocess import build_dataset
-
-    from ..data.features import MMCTRFeatureProcessor
-
     feature_encoder = MMCTRFeatureProcessor(**params)
     if output_dir is not None:
         feature_encoder.set_output_dir(output_dir)
@@ -175,8 +161,6 @@ def load_feature_map(params: dict):
     checkpoints written before such records existed fall back to FuxiCTR's
     ``<data_root>/<dataset_id>/feature_map.json``.
     """
-    from fuxictr.features import FeatureMap
-
     data_dir = artifacts.feature_dir_for(artifacts.checkpoint_path(params))
     if data_dir is None:
         data_dir = Path(params["data_root"]) / params["dataset_id"]
@@ -190,8 +174,6 @@ def load_feature_map(params: dict):
 
 
 def build_model(feature_map, params: dict):
-    from ..models import get_model
-
     model = get_model(params["model"])(feature_map, **params)
     model.count_parameters()
     return model
@@ -211,8 +193,6 @@ def make_loaders(params: dict, feature_map, stage: str = "train"):
         ``(train_gen, valid_gen)`` for ``train``, ``test_gen`` for ``test``, all three for
         ``both``; each yields ``(batch_dict, item_dict, mask)`` batches.
     """
-    from ..data.loader import MMCTRDataLoader
-
     if stage not in ("train", "test", "both"):
         raise ConfigError(f"stage={stage!r}: expected 'train', 'test' or 'both'")
     return compat.rank_data_loaders(feature_map, stage, **dict(params, data_loader=MMCTRDataLoader))
@@ -230,10 +210,8 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
     Args:
         record: append the result to the results CSV (a Ray sweep's driver does it instead).
     """
-    from fuxictr.pytorch.torch_utils import seed_everything
-
     params = load_params(config_dir, expid, gpu, check_keys=False)
-    with distributed.session(gpu, params.get("ddp_timeout")) as cluster:
+    with process_group.session(gpu, params.get("ddp_timeout")) as cluster:
         if cluster.active:
             params.update(rank=cluster.rank, world_size=cluster.world_size)
             if gpu >= 0:
@@ -244,7 +222,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
                 _set_logger(params)
                 warn_unknown_keys(params)  # now also in the log file
             else:
-                distributed.configure_logging(cluster)
+                process_group.configure_logging(cluster)
             seed_everything(seed=params.get("seed", 2024))
             feature_map = model = None
             if cluster.is_main:
@@ -256,6 +234,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
                     model = build_model(feature_map, params)
                     train_gen, valid_gen = make_loaders(params, feature_map, "train")
                     feature_map.data_dir = str(artifacts.publish(staging))
+                    artifacts.attach_recorder(model, feature_map.data_dir)
                 except BaseException:
                     artifacts.discard(staging)
                     raise
@@ -272,7 +251,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
                 if not cluster.is_main:
                     distributed.release_feature_map(feature_map)
             if cluster.is_main and record:
-                record_result(config_dir, expid, params["dataset_id"], valid_metrics)
+                results.append_result(config_dir, expid, params["dataset_id"], valid_metrics)
             return TrainResult(expid=expid, valid_metrics=valid_metrics,
                                checkpoint=Path(model.checkpoint))
 
@@ -378,8 +357,6 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     Only the test split is read. The zip holds ``prediction.csv`` (``ID`` + ``task``) and is
     checked before it is written: one row per test row, no NaN, values in [0, 1].
     """
-    from ..submit.submission import count_rows, write_submission
-
     params = load_params(config_dir, expid, gpu, needs=("test_data", "item_info"),
                          check_keys=False)
     _set_logger(params, "predict")  # keep the training log
@@ -391,243 +368,3 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
                      all_columns=all_columns)
     logging.info("Submission written: %s", zip_path)
     return PredictResult(expid=expid, zip_path=zip_path, num_rows=len(y_pred))
-
-
-def _results_file(config_dir) -> Path:
-    """FuxiCTR's convention: results append to ``<config name>.csv`` in the working dir."""
-    return Path(Path(str(config_dir).rstrip("/")).name.replace(".yaml", "") + ".csv")
-
-
-def record_result(config_dir, expid: str, dataset_id: str, metrics: Dict[str, float],
-                  command: Optional[str] = None) -> None:
-    """Append one line to FuxiCTR's results CSV (``command``: this process's command line),
-    plus ``[versions]`` (package, FuxiCTR, torch, NumPy, pandas) so the figure can be
-    reproduced."""
-    command = command if command is not None else " ".join(sys.argv)
-    line = (" {},[command] python {},[exp_id] {},[dataset_id] {},[train] N.A.,[val] {},"
-            "[versions] {}\n").format(
-        datetime.now().strftime("%Y%m%d-%H%M%S"), command, expid, dataset_id,
-        " - ".join(f"{k}: {v:.6f}" for k, v in metrics.items()), compat.versions_line())
-    with open(_results_file(config_dir), "a") as fh:
-        fh.write(line)
-
-
-# ---------------------------------------------------------------------------- tuner
-
-def finished_expids(config_dir) -> set:
-    """Expids already recorded in the results file of ``config_dir`` (for resuming sweeps)."""
-    path = _results_file(config_dir)
-    if not path.exists():
-        return set()
-    done = set()
-    for line in path.read_text().splitlines():
-        for field in line.split(","):
-            if field.startswith("[exp_id] "):
-                done.add(field[len("[exp_id] "):].strip())
-    return done
-
-
-def sweep_plan(config_file, tag: Optional[str] = None):
-    """FuxiCTR's enumeration of a tuner config: ``(config_dir, expids, expids to run)``.
-
-    The expids to run are those not yet in the results CSV, so a sweep resumes.
-    """
-    from fuxictr import autotuner
-
-    config_dir = autotuner.enumerate_params(str(config_file))
-    expids = autotuner.load_experiment_ids(config_dir)
-    if tag is not None:
-        expids = [e for e in expids if str(tag) in e]
-        if not expids:
-            raise ConfigError(f"--tag {tag} matches no expid in {config_dir}")
-    done = finished_expids(config_dir)
-    return config_dir, expids, [e for e in expids if e not in done]
-
-
-def tuner_files(config_file) -> List[Path]:
-    """The tuner file(s) FuxiCTR's autotuner runs for ``config_file``.
-
-    FuxiCTR's tuner config names one ``dataset_id``. Here it may name a list (the same grid
-    over several datasets, e.g. variants and seeds of the sample): one copy per dataset is
-    written into the tuner's folder (``<tuner>/<tuner>.<dataset_id>.yaml``, where FuxiCTR
-    also writes the enumerated configs), each with one ``dataset_id``.
-    """
-    import yaml
-
-    config_file = Path(config_file)
-    try:
-        spec = yaml.safe_load(config_file.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--config {config_file}: {exc}") from None
-    datasets = spec.get("dataset_id") if isinstance(spec, dict) else None
-    if not isinstance(datasets, list):
-        return [config_file]
-    if not datasets or len(set(datasets)) != len(datasets):
-        raise ConfigError(f"{config_file}: dataset_id must be one id or a list of distinct ids")
-    folder = config_file.with_suffix("")
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for dataset_id in datasets:
-        path = folder / f"{config_file.stem}.{dataset_id}.yaml"
-        text = yaml.safe_dump(dict(spec, dataset_id=dataset_id), sort_keys=False)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-        files.append(path)
-    return files
-
-
-def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
-         poll_seconds: float = 1.0) -> List[str]:
-    """FuxiCTR's grid search: enumerate the tuner space, run each expid on a free device.
-
-    Expids already in the results file are skipped, so an interrupted sweep resumes. Each run
-    is a fresh ``python -m fuxictr_mmctr.train.experiment train`` process with this interpreter.
-    A list of ``dataset_id`` runs the grid on each dataset (:func:`tuner_files`).
-
-    Returns:
-        the expids that failed (non-zero exit).
-    """
-    from fuxictr import autotuner
-
-    todo: List[tuple] = []  # (config_dir, expid)
-    total = 0
-    for path in tuner_files(config_file):
-        config_dir = autotuner.enumerate_params(str(path))
-        expids = autotuner.load_experiment_ids(config_dir)
-        if tag is not None:
-            expids = [e for e in expids if str(tag) in e]
-        total += len(expids)
-        done = finished_expids(config_dir)
-        todo += [(config_dir, e) for e in expids if e not in done]
-    if tag is not None and not total:
-        raise ConfigError(f"--tag {tag} matches no expid of {config_file}")
-    logger.info("%d experiments, %d already finished, %d to run on devices %s",
-                total, total - len(todo), len(todo), list(gpus))
-    running: Dict[str, tuple] = {}  # gpu -> (expid, process)
-    failed: List[str] = []
-    free = list(gpus)
-    while todo or running:
-        while todo and free:
-            gpu = free.pop(0)
-            config_dir, expid = todo.pop(0)
-            cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr.train.experiment", "train",
-                   "--config", config_dir, "--expid", expid, "--gpu", str(gpu)]
-            logger.info("Run %s on gpu %s", expid, gpu)
-            running[gpu] = (expid, subprocess.Popen(cmd))
-        time.sleep(poll_seconds if running else 0)
-        for gpu, (expid, proc) in list(running.items()):
-            if proc.poll() is not None:
-                if proc.returncode != 0:
-                    logger.error("%s failed with exit code %d", expid, proc.returncode)
-                    failed.append(expid)
-                del running[gpu]
-                free.append(gpu)
-    return failed
-
-
-# ---------------------------------------------------------------------------- CLI
-# Each command is ``add_arguments(parser)`` + ``run(args) -> int``: ``mmctr train|predict|tune``
-# (fuxictr_mmctr.cli) and the root scripts (``train_main`` ...) share them.
-
-@dataclass(frozen=True)
-class Command:
-    """One command line: its description, its arguments and what it runs."""
-
-    description: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-    def main(self, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-        """Parse ``argv`` and run under the package's error handler (exit 2 on a user error)."""
-        parser = argparse.ArgumentParser(prog=prog, description=self.description)
-        self.add_arguments(parser)
-        args = parser.parse_args(argv)
-        return run_guarded(lambda: self.run(args), prog=parser.prog)
-
-
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_experiment_options
-
-    add_experiment_options(parser)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    result = train(args.config, args.expid, args.gpu)
-    logging.info("Validation: %s",
-                 " - ".join(f"{k}: {v:.6f}" for k, v in result.valid_metrics.items()))
-    return 0
-
-
-def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_experiment_options
-
-    add_experiment_options(parser)
-    parser.add_argument("--task", default="Task2", choices=["Task1", "Task2", "Task1&2"],
-                        help="the column of prediction.csv to fill")
-    parser.add_argument("--all-columns", action="store_true",
-                        help="write ID,Task1,Task2,Task1&2 with unused columns 0")
-    parser.add_argument("--out", default=None, help="zip path (default submission/<expid>.zip)")
-
-
-def _run_predict(args: argparse.Namespace) -> int:
-    result = predict(args.config, args.expid, args.gpu, task=args.task, out=args.out,
-                     all_columns=args.all_columns)
-    logging.info("Wrote %s (%d rows)", result.zip_path, result.num_rows)
-    return 0
-
-
-def _add_tune_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="the tuner config file")
-    parser.add_argument("--tag", default=None, help="run only expids containing this tag")
-    parser.add_argument("--gpu", nargs="+", default=["-1"],
-                        help="GPU indexes to spread the runs over, -1 for CPU (default: -1; "
-                        "with --ray: any index means one GPU per trial, chosen by Ray)")
-    parser.add_argument("--ray", default=None, metavar="ADDRESS",
-                        help="run the trials as Ray tasks on the cluster at ADDRESS (host:port, "
-                        "e.g. from `ray start --head`), or `local` for a private one; needs "
-                        "pip install 'fuxictr_mmctr[ray]'")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0,
-                        help="with --ray: CPUs reserved for each trial (default 1)")
-
-
-def _run_tune(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if getattr(args, "ray", None) is None:
-        failed = tune(args.config, args.gpu, args.tag)
-    else:
-        from .ray_sweep import tune_on_ray
-
-        failed = tune_on_ray(args.config, args.ray, args.gpu, args.tag,
-                             cpus_per_trial=args.cpus_per_trial)
-    if failed:
-        logger.error("%d experiment(s) failed: %s", len(failed), failed)
-        return 1
-    return 0
-
-
-TRAIN = Command("Train one experiment (FuxiCTR run_expid).", _add_train_arguments, _run_train)
-PREDICT = Command("Predict the test split and write a Codabench submission zip.",
-                  _add_predict_arguments, _run_predict)
-TUNE = Command("Grid search with FuxiCTR's autotuner.", _add_tune_arguments, _run_tune)
-
-
-def train_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``run_expid.py``."""
-    return TRAIN.main(argv)
-
-
-def predict_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``prediction.py``."""
-    return PREDICT.main(argv)
-
-
-def tune_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``run_param_tuner.py``."""
-    return TUNE.main(argv)
-
-
-if __name__ == "__main__":  # the fresh process of each tuner run
-    commands = {"train": TRAIN, "predict": PREDICT, "tune": TUNE}
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit(f"usage: python -m fuxictr_mmctr.train.experiment {{{','.join(commands)}}} ...")
-    sys.exit(commands[sys.argv[1]].main(sys.argv[2:], prog=f"{sys.argv[0]} {sys.argv[1]}"))

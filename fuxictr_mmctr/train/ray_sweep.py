@@ -25,13 +25,19 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from fuxictr.utils import load_config
+
 from ..errors import ConfigError, MMCTRError, require
+from . import artifacts, experiment
+from .results import append_result, metric_line
+from .sweep import sweep_plan
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +82,6 @@ def run_trial(config_files: Dict[str, str], config_name: str, expid: str, gpu: i
         workdir: the driver's working directory: config paths resolve against it, and
             checkpoints and logs land under it (on this node).
     """
-    from fuxictr.utils import load_config
-
-    from . import artifacts, experiment
-
     node = socket.gethostname()
     if not os.path.isdir(workdir):
         return TrialResult(expid, False, node=node, error=f"the driver's working directory "
@@ -150,39 +152,40 @@ def tune_on_ray(config_file, address: str, gpus: Sequence[str] = ("-1",),
     Returns:
         the expids that failed.
     """
-    from . import experiment
-
     require("ray", "ray", "run_param_tuner.py --ray")   # before any work: say what is missing
     use_gpu = any(int(g) >= 0 for g in gpus)
-    config_dir, expids, todo = experiment.sweep_plan(config_file, tag)
+    plan = sweep_plan(config_file, tag)
     logger.info("%d experiments, %d already finished, %d to run on Ray (%s), %s per trial",
-                len(expids), len(expids) - len(todo), len(todo), address,
+                len(plan.trials), len(plan.trials) - len(plan.todo), len(plan.todo), address,
                 "1 GPU" if use_gpu else f"{cpus_per_trial:g} CPU(s)")
-    if not todo:
+    if not plan.todo:
         return []
     ray = connect(address)
-    config_files = {p.name: p.read_text() for p in sorted(Path(config_dir).glob("*.yaml"))}
+    # Each enumerated config folder travels with its trials (nodes need not share it).
+    config_files = {d: {p.name: p.read_text() for p in sorted(Path(d).glob("*.yaml"))}
+                    for d in {t.config_dir for t in plan.todo}}
     task = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=cpus_per_trial, max_calls=1,
                       max_retries=0)(run_trial)
-    pending = {task.options(name=f"trial {expid}").remote(
-        config_files, Path(config_dir).name, expid, 0 if use_gpu else -1, os.getcwd()): expid
-        for expid in todo}
+    pending = {task.options(name=f"trial {trial.expid}").remote(
+        config_files[trial.config_dir], Path(trial.config_dir).name, trial.expid,
+        0 if use_gpu else -1, os.getcwd()): trial for trial in plan.todo}
     failed: List[str] = []
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
-            expid = pending.pop(ref)
+            trial = pending.pop(ref)
+            expid = trial.expid
             try:
                 result = ray.get(ref)
             except Exception as exc:  # noqa: BLE001  the worker died (OOM kill, segfault, ...)
                 result = TrialResult(expid, False, error=f"{type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0] if str(exc) else ''}")
             if result.ok:
-                experiment.record_result(config_dir, expid, result.dataset_id, result.metrics,
-                                         command=_trial_command(expid, result))
-                logger.info("%s done on %s: %s", expid, result.node, " - ".join(
-                    f"{k}: {v:.6f}" for k, v in result.metrics.items()))
+                append_result(trial.config_dir, expid, result.dataset_id, result.metrics,
+                              command=_trial_command(expid, result))
+                logger.info("%s done on %s: %s", expid, result.node,
+                            metric_line(result.metrics))
             else:
                 failed.append(expid)
                 where = f"log {result.log} on node {result.node}" if result.log else \
@@ -196,6 +199,4 @@ def tune_on_ray(config_file, address: str, gpus: Sequence[str] = ("-1",),
 
 def _trial_command(expid: str, result: TrialResult) -> str:
     """The results CSV's command: the driver's command line and where the trial ran."""
-    import sys
-
     return f"{' '.join(sys.argv)} (Ray trial {expid} on {result.node})"

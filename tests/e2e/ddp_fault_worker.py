@@ -6,7 +6,7 @@ import os
 import sys
 
 from fuxictr_mmctr.models.base import MMCTRModel
-from fuxictr_mmctr.train.experiment import train_main
+from fuxictr_mmctr.cli.experiment import train_main
 
 _train_step = MMCTRModel.train_step
 

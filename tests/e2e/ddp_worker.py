@@ -31,6 +31,7 @@ def gradient_check(config_dir: str, expid: str, rank: int, world: int, scratch: 
     """Relative difference between DDP and single-process gradients, first and last batch."""
     from fuxictr.pytorch.torch_utils import seed_everything
 
+    from fuxictr_mmctr import process_group
     from fuxictr_mmctr.data.loader import MMCTRDataLoader
     from fuxictr_mmctr.train import distributed, experiment
 
@@ -39,7 +40,7 @@ def gradient_check(config_dir: str, expid: str, rank: int, world: int, scratch: 
     feature_map = experiment.build_feature_map(params, output_dir=scratch / f"{expid}.{rank}")
     seed_everything(params["seed"])
     model = experiment.build_model(feature_map, params)
-    cluster = distributed.Cluster(rank=rank, world_size=world, local_rank=rank, backend="gloo")
+    cluster = process_group.Cluster(rank=rank, world_size=world, local_rank=rank, backend="gloo")
     distributed.attach(model, cluster)          # rank 0's weights on every rank
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 

@@ -11,9 +11,10 @@ import yaml
 from helpers import point_config_at
 
 from fuxictr_mmctr import cli
-from fuxictr_mmctr.submit import blend
+from fuxictr_mmctr.train import blend
 from fuxictr_mmctr.train import experiment
-from fuxictr_mmctr.submit.blend import (BlendError, run_blend)
+from fuxictr_mmctr.submit.blend import BlendError
+from fuxictr_mmctr.train.blend import run_blend
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.submit.submission import check_submission_zip
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from helpers import build_embeddings_cli, item_texts, linear_views, write_images
 
-from fuxictr_mmctr.embeddings import cli as emb_cli
+from fuxictr_mmctr.cli.embeddings import BUILD_EMBEDDINGS as emb_cli
 from fuxictr_mmctr.embeddings.export import check_vectors, report_path_for
 from fuxictr_mmctr.embeddings.projector import ProjectorConfig, train_projector
 from fuxictr_mmctr.embeddings.student import (FeatureCache, StudentConfig,
@@ -190,7 +190,7 @@ def test_build_embeddings_end_to_end(sample_copy):
 def test_runs_as_mmctr_build_embeddings(sample_copy, tmp_path):
     from fuxictr_mmctr import cli
 
-    assert cli.COMMANDS["build-embeddings"][0] == "fuxictr_mmctr.embeddings.cli"
+    assert cli.COMMANDS["build-embeddings"][0] == "embeddings:BUILD_EMBEDDINGS"
     out = tmp_path / "emb.parquet"
     rc = cli.main(["build-embeddings", "--data-dir", str(sample_copy), "--tiny-clip",
                    "--fusion", "student", "--out", str(out), "--w2v-epochs", "1",

@@ -88,7 +88,7 @@ def test_build_embeddings_refuses_a_read_only_output_folder(sample_copy, tmp_pat
 
 
 def _train(config_dir, expid="DIN_sample"):
-    from fuxictr_mmctr.train.experiment import train_main
+    from fuxictr_mmctr.cli.experiment import train_main
 
     return train_main(["--config", str(config_dir), "--expid", expid, "--gpu", "-1"])
 

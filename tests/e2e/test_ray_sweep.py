@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from helpers import ROOT, point_config_at
 
-from fuxictr_mmctr.train.experiment import finished_expids
+from fuxictr_mmctr.train.results import finished_expids
 
 
 def sweep_config(repo_config: Path, data_root: Path, tuner_space: dict, name: str) -> Path:

@@ -75,7 +75,7 @@ def test_prediction_without_training_is_a_clear_error(tiny_sample, repo_config, 
 
 
 def test_unknown_expid_and_missing_data_are_clear_errors(repo_config, tmp_path, monkeypatch):
-    from fuxictr_mmctr.train.experiment import train_main
+    from fuxictr_mmctr.cli.experiment import train_main
 
     config_dir = repo_config / "mmctr_config"
     assert train_main(["--config", str(config_dir), "--expid", "NoSuchExp"]) == 2

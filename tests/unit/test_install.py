@@ -14,7 +14,7 @@ from helpers import ROOT
 
 from fuxictr_mmctr import cli, compat, resources
 from fuxictr_mmctr.errors import ConfigError
-from fuxictr_mmctr.train import experiment
+from fuxictr_mmctr.train import experiment, results
 
 PACKAGE_CONFIGS = ROOT / "fuxictr_mmctr" / "configs"
 
@@ -135,12 +135,12 @@ def test_versions_name_the_libraries_a_result_depends_on():
 
 def test_results_row_records_the_versions_and_still_resumes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    experiment.record_result("cfg/mmctr_config", "DIN_x", "MicroLens_sample",
-                              {"AUC": 0.81, "logloss": 0.44})
+    results.append_result("cfg/mmctr_config", "DIN_x", "MicroLens_sample",
+                          {"AUC": 0.81, "logloss": 0.44})
     row = (tmp_path / "mmctr_config.csv").read_text()
     assert "[exp_id] DIN_x," in row and "[val] AUC: 0.810000 - logloss: 0.440000," in row
     assert f"[versions] {compat.versions_line()}" in row
-    assert experiment.finished_expids("cfg/mmctr_config") == {"DIN_x"}
+    assert results.finished_expids("cfg/mmctr_config") == {"DIN_x"}
 
 
 # ---------------------------------------------------------------- configs as package data

@@ -13,6 +13,7 @@ from helpers import feature_map_for
 
 from fuxictr_mmctr.data.loader import MMCTRDataLoader, Share, batch_share
 from fuxictr_mmctr.errors import ConfigError, MissingDependencyError
+from fuxictr_mmctr import process_group
 from fuxictr_mmctr.train import distributed
 
 
@@ -91,8 +92,8 @@ def test_more_ranks_than_valid_rows_leaves_some_blocks_empty(handmade):
 
 def test_without_torchrun_the_cluster_is_one_plain_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert not distributed.launched_by_torchrun()
-    with distributed.session(gpu=-1) as cluster:
+    assert not process_group.launched_by_torchrun()
+    with process_group.session(gpu=-1) as cluster:
         assert not cluster.active and cluster.is_main and cluster.world_size == 1
     assert distributed.attach(object(), cluster) is None          # nothing to wrap
     fm = object()
@@ -103,7 +104,7 @@ def test_a_broken_torchrun_environment_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(ConfigError, match="RANK"):
-        with distributed.session(gpu=-1):
+        with process_group.session(gpu=-1):
             pass
 
 

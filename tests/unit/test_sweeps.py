@@ -10,7 +10,7 @@ import yaml
 from helpers import ROOT
 
 from fuxictr_mmctr.errors import ConfigError
-from fuxictr_mmctr.train.experiment import tuner_files
+from fuxictr_mmctr.train.sweep import tuner_files
 
 
 def load_bench(name):

@@ -20,8 +20,11 @@ import argparse
 import logging
 import time
 
-from .train import experiment
-from .data.sample import make_sample
+from ..data.sample import make_sample
+from ..resources import default_config_dir
+from ..submit.popularity import fit_item_ctr, validation_auc
+from ..train import experiment
+from .options import Command, add_gpu_option
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +32,7 @@ QUICK_EXPID = "DIN_demo"
 FULL_EXPID = "DIN_sample"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_gpu_option
-
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="config directory (default: ./config/mmctr_config if present, "
                              "else the package's)")
@@ -45,10 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_gpu_option(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .resources import default_config_dir
-    from .submit.popularity import fit_item_ctr, validation_auc
-
+def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     config = args.config or str(default_config_dir())
     expid = args.expid or (FULL_EXPID if args.full else QUICK_EXPID)
@@ -76,3 +74,7 @@ def run(args: argparse.Namespace) -> int:
           f"  Submission ({predicted.num_rows:,} test rows): {predicted.zip_path.resolve()}"
           f"{more}")
     return 0
+
+
+DEMO = Command("The main job on the sample: make it, train DIN, write the zip.", _add_arguments,
+               _run)

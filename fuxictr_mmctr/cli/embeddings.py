@@ -19,16 +19,18 @@ import argparse
 import logging
 from pathlib import Path
 
-from .fusion import FUSIONS
-from .pipeline import BuildConfig, build_embeddings
-from .projector import ProjectorConfig
-from .student import DEFAULT_CLIP, StudentConfig
-from .teacher import TeacherConfig
+from ..embeddings.fusion import FUSIONS
+from ..embeddings.pipeline import BuildConfig, build_embeddings
+from ..embeddings.projector import ProjectorConfig
+from ..embeddings.student import DEFAULT_CLIP, StudentConfig
+from ..embeddings.teacher import TeacherConfig
+from ..process_group import configure_logging, session
+from .options import Command
 
 logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--data-dir", type=Path, help="MicroLens root: item_seq.parquet, "
                     "item_images/, item_feature.parquet, MicroLens_1M_x1/item_info.parquet")
@@ -90,10 +92,9 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
                                   device=args.device, progress=not args.no_progress))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the embeddings; under torchrun the ranks share the CLIP pass (see .shards)."""
-    from ..train.distributed import configure_logging, session
-
+def _run(args: argparse.Namespace) -> int:
+    """Build the embeddings; under torchrun the ranks share the CLIP pass (see
+    :mod:`fuxictr_mmctr.embeddings.shards`)."""
     logging.getLogger("gensim").setLevel(max(logging.WARNING, logging.getLogger().level))
     # gloo: the ranks exchange only small CPU objects (CLIP runs wherever --device says). The
     # other ranks leave once the shares are merged while rank 0 trains the teacher.
@@ -110,3 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 result.out, rep["fusion"], rep["sources"],
                 f"{rep['projector']['val_cosine']:.4f}" if "projector" in rep else "n/a")
     return 0
+
+
+BUILD_EMBEDDINGS = Command("item_info with a fused 128-d multimodal item embedding (Task 1).",
+                           _add_arguments, _run)
