@@ -265,6 +265,15 @@ def list_column_values(path, name: str, array: pa.Array, offset: int,
     return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(len(array), width or 0)
 
 
+def list_column(matrix: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.ListArray:
+    """A ``(N, W)`` array as a ``list<value_type>`` column of N lists of length W (offsets
+    built in NumPy, no row structure through Python): how the package writes list columns."""
+    n, width = matrix.shape
+    values = pa.array(np.ascontiguousarray(matrix).reshape(-1), type=value_type)
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32), type=pa.int32())
+    return pa.ListArray.from_arrays(offsets, values, type=pa.list_(value_type))
+
+
 # Embedding values beyond this are refused: a dot product of two such 128-d vectors overflows
 # float32 (max 3.4e38) long before that, and real embeddings are O(1).
 MAX_ABS_EMBEDDING = 1.0e6

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ..errors import ConfigError
-from ..io import atomic_path
+from ..io import atomic_path, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +66,8 @@ def _content_digest(folder: Path) -> str:
         if path.name in _NOT_HASHED:
             continue
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        digest.update(_file_sha256(path).encode() + b"\0")
+        digest.update(file_sha256(path).encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def publish(staging: Path) -> Path:
@@ -113,7 +105,7 @@ def record_checkpoint(checkpoint, weights_file, feature_dir, extra: Optional[dic
     :func:`attach_recorder`)."""
     meta = _meta_path(checkpoint)
     history = _read_meta(meta)
-    entry = {"sha256": _file_sha256(Path(weights_file)),
+    entry = {"sha256": file_sha256(Path(weights_file)),
              "feature_dir": os.path.relpath(feature_dir, Path(checkpoint).parent),
              "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              **(extra or {})}
@@ -146,7 +138,7 @@ def feature_dir_for(checkpoint) -> Optional[Path]:
     history = _read_meta(_meta_path(checkpoint))
     if not history or not checkpoint.exists():
         return None
-    digest = _file_sha256(checkpoint)
+    digest = file_sha256(checkpoint)
     for entry in reversed(history):
         if entry.get("sha256") == digest:
             folder = (checkpoint.parent / entry["feature_dir"]).resolve()
