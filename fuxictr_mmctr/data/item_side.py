@@ -49,7 +49,7 @@ from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path, file_sha256, report_path_for, write_json
 from .features import read_embedding_table
 from .schema import list_column, open_parquet, read_item_info
-from .semantic_ids import QuantizerConfig, nearest_neighbours, residual_quantize
+from .semantic_ids import METHOD_VERSION, QuantizerConfig, nearest_neighbours, residual_quantize
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _versions() -> dict:
 
 def _fingerprint(spec: ItemSideSpec, inputs: List[dict]) -> str:
     blob = json.dumps(dict(settings=spec.settings(), inputs=[i["sha256"] for i in inputs],
-                           versions=_versions()), sort_keys=True)
+                           versions=_versions(), method=METHOD_VERSION), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -268,7 +268,8 @@ def build_item_side(spec: ItemSideSpec, force: bool = False) -> ItemSideResult:
         _check_written(tmp, out, expected, table.column_names)
     report = dict(output=str(out), output_sha256=file_sha256(out), fingerprint=fingerprint,
                   items=n_items, inputs=inputs, columns=table.column_names,
-                  added=list(added), settings=spec.settings(), versions=_versions())
+                  added=list(added), settings=spec.settings(), method=METHOD_VERSION,
+                  versions=_versions())
     if quantized is not None:
         report["semantic_ids"] = dict(column=spec.codes_of,
                                       columns=code_columns(spec.quantizer.levels, spec.prefix),

@@ -32,6 +32,10 @@ from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# Bump when a change here gives other codes or neighbours for the same inputs and settings:
+# tables written before (whose reports record the version) are then written again.
+METHOD_VERSION = 1
+
 
 @dataclass(frozen=True)
 class QuantizerConfig:
