@@ -96,7 +96,7 @@ def side_dataset(side: str, route: str) -> str:
 
 
 def side_expid(model: str, side: str, route: str, seed=None) -> str:
-    """``<Model>_sample[_<side>][_pretrained][_s<seed>]`` (no seed: the expid's own)."""
+    """``<Model>_sample[_<side>][_pretrained][_s<seed>]``."""
     name = f"{model}_sample" + ("" if side == "given" else f"_{side}")
     name += "_pretrained" if route == "pretrained" else ""
     return name + ("" if seed is None else f"_s{seed}")
@@ -222,8 +222,9 @@ def main(argv=None) -> int:
                      help="candidate item sides (MicroLens_sample_<side> datasets)")
     auc.add_argument("--routes", nargs="+", default=["column"], choices=["column", "pretrained"])
     auc.add_argument("--epochs", type=int, default=BUDGETS["fixed"]["epochs"])
-    auc.add_argument("--seeds", nargs="+", type=int, default=[None],
-                     help="model seeds, one run each (default: the expid's own)")
+    auc.add_argument("--seeds", nargs="+", type=int, default=[20242025],
+                     help="model seeds, one run each (default: 20242025, every shipped "
+                          "expid's)")
     auc.add_argument("--datasets", help="a YAML of more datasets (sample paths as ./data/sample/)")
     auc.add_argument("--work-dir", default=None, help="configs and checkpoints (default: tmp)")
     auc.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
