@@ -2,27 +2,23 @@
 
 A model sees items through the ``source: item`` columns of one ``item_info`` table (row index
 == ``item_id``, row 0 the padding item). Which vectors and codes that table holds is the
-*item side*; no single one wins everywhere (README "Item sides"), so the package builds
-several and trains on each:
+*item side*; no single one wins everywhere (README "Item sides and semantic IDs"), so the
+package builds several, to train on each (each file beside ``item_info.parquet``):
 
-==============  =================================  ===========================================
-candidate       file (beside ``item_info.parquet``)  columns
-==============  =================================  ===========================================
-given           ``item_info.parquet``              the distributed ``item_emb_d128`` (input)
-given_codes     ``item_info_codes.parquet``        + ``sid_1..sid_L``, codes of ``item_emb_d128``
-task1           ``item_info_task1.parquet``        Task 1's vector as ``item_emb_d128`` (input,
-                                                   written by ``mmctr build-embeddings``)
-task1_codes     ``item_info_task1_codes.parquet``  + codes of Task 1's vector
-both            ``item_info_both.parquet``         given + Task 1's vector as ``item_emb_task1``
-both_codes      ``item_info_both_codes.parquet``   + codes of ``item_emb_task1``
-==============  =================================  ===========================================
+* ``given``: ``item_info.parquet``, the distributed ``item_emb_d128`` (an input);
+* ``given_codes``: ``item_info_codes.parquet``, + ``sid_1..sid_L``, codes of ``item_emb_d128``;
+* ``task1``: ``item_info_task1.parquet``, Task 1's vector as ``item_emb_d128`` (an input,
+  written by ``mmctr build-embeddings``);
+* ``task1_codes``: ``item_info_task1_codes.parquet``, + the codes of Task 1's vector;
+* ``both``: ``item_info_both.parquet``, the given vector + Task 1's as ``item_emb_task1``;
+* ``both_codes``: ``item_info_both_codes.parquet``, + the codes of ``item_emb_task1``.
 
 :func:`build_item_side` writes one table from parts: a base ``item_info`` (its rows and columns
 kept), vector columns joined from other item tables (keyed by ``item_id``, any row order, under
 a new name), the residual k-means codes of one vector column
 (:mod:`fuxictr_mmctr.data.semantic_ids`, written ``code + 1`` so that 0 stays the padding
 item's code), and optionally each item's most similar items. :func:`build_candidates` writes
-the candidates of the table above. ``mmctr semantic-ids`` and ``mmctr item-side`` are their
+the candidates above. ``mmctr semantic-ids`` and ``mmctr item-side`` are their
 command lines.
 
 Every table is validated on the way in (columns present, list columns of one width, finite
@@ -36,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 

@@ -5,12 +5,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data.schema import check_finite_rows, list_column, open_parquet
 from ..errors import ConfigError, DataValidationError
-from ..io import atomic_path, report_path_for, write_json as write_report  # noqa: F401
+from ..io import atomic_path
+from ..io import report_path_for, write_json as write_report  # noqa: F401  (moved to io)
 
 logger = logging.getLogger(__name__)
 

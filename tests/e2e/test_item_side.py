@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
-from helpers import ROOT, point_config_at
+from helpers import point_config_at
 
 from fuxictr_mmctr.train import experiment
 
