@@ -46,9 +46,6 @@ def _add_quantizer_options(parser: argparse.ArgumentParser) -> None:
                    help=f"Lloyd iterations per level at most (default: {d.max_iter})")
     q.add_argument("--n-init", type=int, default=d.n_init,
                    help=f"k-means++ restarts per level (default: {d.n_init})")
-    q.add_argument("--neighbours", type=int, default=0,
-                   help="also write item_neighbours: the ids of each item's K most "
-                        "cosine-similar items (default: 0, none)")
     parser.add_argument("--force", action="store_true",
                         help="write even when the output is up to date")
 
@@ -90,7 +87,7 @@ def _semantic_ids(args: argparse.Namespace) -> int:
     out = args.out or args.item_info.with_name(args.item_info.stem + "_codes.parquet")
     spec = ItemSideSpec(base=args.item_info, out=out, codes_of=args.column,
                         quantizer=_quantizer(args), prefix=args.prefix,
-                        neighbours=args.neighbours, overwrite_input=args.overwrite_input)
+                        overwrite_input=args.overwrite_input)
     _log_result(build_item_side(spec, force=args.force))
     return 0
 
@@ -117,8 +114,6 @@ def _item_side_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --base: join COLUMN (default item_emb_d128) of the item "
                              "table PATH as NAME (default COLUMN); repeatable")
     parser.add_argument("--codes-of", help="with --base: the vector column to quantise")
-    parser.add_argument("--neighbours-of", help="with --base: the vector column of "
-                                                "--neighbours (default: --codes-of)")
     parser.add_argument("--prefix", default=CODE_PREFIX,
                         help=f"with --base: code columns <prefix>_1.. (default: {CODE_PREFIX})")
     parser.add_argument("--out", type=Path, help="with --base: the output parquet")
@@ -132,12 +127,10 @@ def _item_side(args: argparse.Namespace) -> int:
         raise ConfigError("pass --data-dir (the candidate item sides) or --base (one table)",
                           option="--data-dir")
     if args.data_dir is not None:
-        if args.add or args.codes_of or args.out or args.neighbours_of:
-            raise ConfigError("--add, --codes-of, --neighbours-of and --out go with --base",
-                              option="--data-dir")
+        if args.add or args.codes_of or args.out:
+            raise ConfigError("--add, --codes-of and --out go with --base", option="--data-dir")
         made = build_candidates(args.data_dir / "MicroLens_1M_x1", names=args.candidates,
-                                task1=args.task1, quantizer=_quantizer(args),
-                                neighbours=args.neighbours, force=args.force)
+                                task1=args.task1, quantizer=_quantizer(args), force=args.force)
         for name, path in made.items():
             print(f"{name:<12} {path}")
         return 0
@@ -148,7 +141,6 @@ def _item_side(args: argparse.Namespace) -> int:
     spec = ItemSideSpec(base=args.base, out=args.out,
                         add=tuple(VectorSource.parse(a) for a in args.add),
                         codes_of=args.codes_of, quantizer=_quantizer(args), prefix=args.prefix,
-                        neighbours=args.neighbours, neighbours_of=args.neighbours_of,
                         overwrite_input=args.overwrite_input)
     _log_result(build_item_side(spec, force=args.force))
     return 0

@@ -17,7 +17,7 @@ package builds several, to train on each (each file beside ``item_info.parquet``
 kept), vector columns joined from other item tables (keyed by ``item_id``, any row order, under
 a new name), the residual k-means codes of one vector column
 (:mod:`fuxictr_mmctr.data.semantic_ids`, written ``code + 1`` so that 0 stays the padding
-item's code), and optionally each item's most similar items. :func:`build_candidates` writes
+item's code). :func:`build_candidates` writes
 the candidates above. ``mmctr semantic-ids`` and ``mmctr item-side`` are their
 command lines.
 
@@ -45,14 +45,13 @@ from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path, file_sha256, report_path_for, write_json
 from .features import read_embedding_table
 from .schema import list_column, open_parquet, read_item_info
-from .semantic_ids import METHOD_VERSION, QuantizerConfig, nearest_neighbours, residual_quantize
+from .semantic_ids import METHOD_VERSION, QuantizerConfig, residual_quantize
 
 logger = logging.getLogger(__name__)
 
 GIVEN_COLUMN = "item_emb_d128"      # the distributed vector (and Task 1's, in its own table)
 TASK1_COLUMN = "item_emb_task1"     # Task 1's vector beside the given one
 CODE_PREFIX = "sid"                 # codes are sid_1 .. sid_L
-NEIGHBOURS_COLUMN = "item_neighbours"
 
 
 def code_columns(levels: int, prefix: str = CODE_PREFIX) -> List[str]:
@@ -101,11 +100,6 @@ class ItemSideSpec:
             ``<prefix>_1..<prefix>_L``; None writes no codes. Default: None.
         quantizer: levels, codebook size, seed. Default: 3 levels of 64.
         prefix: the code columns' prefix. Default: ``sid``.
-        neighbours: write ``item_neighbours``, the ids of each item's ``neighbours`` most
-            cosine-similar items (a list<int> item column, 0 on the padding row); 0: none.
-            Default: 0.
-        neighbours_of: the vector column the neighbours are found in. Default: ``codes_of``,
-            else ``item_emb_d128``.
         overwrite_input: allow ``out`` to be ``base`` (replaced once the new file is
             validated). Default: False.
     """
@@ -116,8 +110,6 @@ class ItemSideSpec:
     codes_of: Optional[str] = None
     quantizer: QuantizerConfig = QuantizerConfig()
     prefix: str = CODE_PREFIX
-    neighbours: int = 0
-    neighbours_of: Optional[str] = None
     overwrite_input: bool = False
 
     def settings(self) -> dict:
@@ -125,12 +117,7 @@ class ItemSideSpec:
         return dict(add=[dict(column=s.column, name=s.out_name) for s in self.add],
                     codes_of=self.codes_of,
                     quantizer=asdict(self.quantizer) if self.codes_of else None,
-                    prefix=self.prefix if self.codes_of else None,
-                    neighbours=self.neighbours,
-                    neighbours_of=self._neighbours_of() if self.neighbours else None)
-
-    def _neighbours_of(self) -> str:
-        return self.neighbours_of or self.codes_of or GIVEN_COLUMN
+                    prefix=self.prefix if self.codes_of else None)
 
 
 @dataclass
@@ -248,15 +235,6 @@ def build_item_side(spec: ItemSideSpec, force: bool = False) -> ItemSideResult:
             added[name] = pa.array(codes[:, level], type=pa.int32())
             expected[name] = codes[:, level]
 
-    if spec.neighbours:
-        of = spec._neighbours_of()
-        source = _vectors_of(vectors, of, base, "--neighbours-of")
-        ids = np.zeros((n_items + 1, spec.neighbours), dtype=np.int64)
-        ids[1:] = nearest_neighbours(source[1:], spec.neighbours) + 1   # row -> item_id
-        claim(NEIGHBOURS_COLUMN, "--neighbours")
-        added[NEIGHBOURS_COLUMN] = list_column(ids, pa.int64())
-        expected[NEIGHBOURS_COLUMN] = ids
-
     for name, column in added.items():
         table = table.append_column(name, column)
     with atomic_path(out, suffix=".parquet") as tmp:
@@ -344,7 +322,7 @@ CANDIDATES: Dict[str, Candidate] = {c.name: c for c in (
 
 def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = None,
                      task1: Optional[PathLike] = None,
-                     quantizer: QuantizerConfig = QuantizerConfig(), neighbours: int = 0,
+                     quantizer: QuantizerConfig = QuantizerConfig(),
                      force: bool = False) -> Dict[str, Path]:
     """Write the candidate item sides of a ``MicroLens_1M_x1`` folder (see the module table).
 
@@ -354,7 +332,6 @@ def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = Non
             only when its table is there).
         task1: Task 1's item_info. Default: ``<dataset_dir>/item_info_task1.parquet``.
         quantizer: the codes' settings. Default: 3 levels of 64.
-        neighbours: also write each table's ``item_neighbours`` (0: none). Default: 0.
         force: rewrite tables that are up to date. Default: False.
 
     Returns:
@@ -388,6 +365,6 @@ def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = Non
         spec = ItemSideSpec(
             base=base, out=folder / cand.file,
             add=(VectorSource(task1, GIVEN_COLUMN, TASK1_COLUMN),) if cand.add_task1 else (),
-            codes_of=cand.codes_of, quantizer=quantizer, neighbours=neighbours)
+            codes_of=cand.codes_of, quantizer=quantizer)
         made[name] = build_item_side(spec, force=force).out
     return made

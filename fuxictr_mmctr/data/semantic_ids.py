@@ -32,7 +32,7 @@ from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# Bump when a change here gives other codes or neighbours for the same inputs and settings:
+# Bump when a change here gives other codes for the same inputs and settings:
 # tables written before (whose reports record the version) are then written again.
 METHOD_VERSION = 1
 
@@ -218,34 +218,3 @@ def residual_quantize(vectors: np.ndarray, config: QuantizerConfig = QuantizerCo
                         "unexplained variance %.4f", level + 1, config.levels, used,
                         config.codebook, perplexity, mse / total)
     return Quantized(codes=codes, centroids=centroids, levels=stats, config=config, scale=scale)
-
-
-def nearest_neighbours(vectors: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
-    """The ``k`` most cosine-similar other items of each item, most similar first.
-
-    Args:
-        vectors: ``(N, D)`` one row per item (no padding row).
-        k: neighbours per item, ``1 <= k < N``.
-        block: rows compared at a time (memory ``block x N`` floats).
-
-    Returns:
-        ``(N, k)`` int64 row indices into ``vectors`` (an item is never its own neighbour;
-        ties broken by the lower index).
-    """
-    x = np.asarray(vectors, dtype=np.float32)
-    n = x.shape[0]
-    if not 1 <= k < n:
-        raise ConfigError(f"neighbours={k}: between 1 and the {n - 1} other items",
-                          option="--neighbours")
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    x = x / np.where(norm == 0, 1.0, norm)
-    out = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, block):
-        sim = x[start:start + block] @ x.T                              # (b, N)
-        rows = np.arange(sim.shape[0])
-        sim[rows, start + rows] = -np.inf
-        part = np.argpartition(-sim, k - 1, axis=1)[:, :k]              # (b, k), unordered
-        # order by similarity, then by index: stable over equal similarities
-        order = np.lexsort((part, -np.take_along_axis(sim, part, axis=1)), axis=1)
-        out[start:start + block] = np.take_along_axis(part, order, axis=1)
-    return out

@@ -7,8 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fuxictr_mmctr.data.semantic_ids import (QuantizerConfig, collision_stats,
-                                             nearest_neighbours, residual_quantize)
+from fuxictr_mmctr.data.semantic_ids import QuantizerConfig, collision_stats, residual_quantize
 from fuxictr_mmctr.errors import ConfigError
 
 
@@ -107,16 +106,3 @@ def test_collision_stats_against_a_count():
 def test_impossible_settings_name_the_option(config, option):
     with pytest.raises(ConfigError, match=option):
         residual_quantize(np.ones((100, 4)), config)
-
-
-def test_nearest_neighbours_match_a_brute_force_search():
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(50, 6))
-    got = nearest_neighbours(x, k=5, block=7)  # several blocks
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sim = unit @ unit.T
-    np.fill_diagonal(sim, -np.inf)
-    np.testing.assert_array_equal(got, np.argsort(-sim, axis=1, kind="stable")[:, :5])
-    assert not (got == np.arange(50)[:, None]).any()
-    with pytest.raises(ConfigError, match="--neighbours"):
-        nearest_neighbours(x, k=50)
