@@ -40,7 +40,7 @@ def test_a_model_trained_on_codes_learns_them(tiny_sample, repo_config, tmp_path
     config_dir = point_config_at(repo_config, tmp_path / "sample")
     path = config_dir / "model_config" / "DIN.yaml"
     config = yaml.safe_load(path.read_text())
-    config["DIN_sample_given_codes"].update(epochs=1, batch_size=256, verbose=0)
+    config["DIN_sample_given_codes"].update(epochs=1, batch_size=512, max_len=16, verbose=0)
     path.write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
 
