@@ -168,6 +168,7 @@ def auc_main(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data_dir = Path(args.data_dir).resolve()
+    where = os.path.normpath(args.data_dir)  # rows name the folder as given (a repo path)
     budget = dict(BUDGETS["fixed"], epochs=args.epochs, batch_size=args.batch_size)
     out = Path(args.out)
     saved = json.loads(out.read_text()) if out.exists() else {}
@@ -176,7 +177,7 @@ def auc_main(args) -> int:
              r["epochs_budget"], r["batch_size"]) for r in rows}
     jobs = [(m, s, rt, seed) for m in args.models for s in args.sides for rt in args.routes
             for seed in args.seeds
-            if (str(data_dir), m, s, rt, seed, budget["epochs"], budget["batch_size"]) not in done]
+            if (where, m, s, rt, seed, budget["epochs"], budget["batch_size"]) not in done]
     if jobs and not args.report:
         shipped = [s for s in args.sides if s in CANDIDATES]
         if shipped:  # the tables of --datasets sides are the user's to make
@@ -187,7 +188,7 @@ def auc_main(args) -> int:
         for model, side, route, seed in jobs:
             expid = side_expid(model, side, route, seed)
             logging.info("== %s on %s", expid, data_dir)
-            row = dict(data_dir=str(data_dir), model=model, side=side, route=route, expid=expid,
+            row = dict(data_dir=where, model=model, side=side, route=route, expid=expid,
                        seed=seed, epochs_budget=budget["epochs"], batch_size=budget["batch_size"],
                        oracle_auc=_oracle(data_dir), **run_one(config, expid))
             rows.append(row)
@@ -195,10 +196,10 @@ def auc_main(args) -> int:
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
             os.replace(tmp, out)
-    kept = [r for r in rows if r["data_dir"] == str(data_dir) and r.get("seed") in args.seeds
+    kept = [r for r in rows if r["data_dir"] == where and r.get("seed") in args.seeds
             and r["epochs_budget"] == budget["epochs"] and r["batch_size"] == budget["batch_size"]]
     print(f"\nMachine: {saved.get('machine') if args.report else machine()}")
-    print(f"Data: {data_dir}; {budget['epochs']} epochs, batch {budget['batch_size']}; valid AUC")
+    print(f"Data: {where}; {budget['epochs']} epochs, batch {budget['batch_size']}; valid AUC")
     print(side_table(kept, args.sides, [(m, rt) for m in args.models for rt in args.routes]))
     return 0
 
