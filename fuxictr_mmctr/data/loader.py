@@ -38,6 +38,7 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 import torch
 
+from ..config_contract import check_value
 from ..errors import ConfigError, DataValidationError
 from .features import feature_sides
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
@@ -207,8 +208,7 @@ class MMCTRDataLoader:
         if item_info is None:
             raise ConfigError("MMCTRDataLoader needs `item_info` (path of item_info.parquet) "
                               "in the dataset config")
-        if item_side not in ("features", "ids"):
-            raise ConfigError(f"item_side={item_side!r}: expected 'features' or 'ids'")
+        check_value("item_side", item_side)
         data_path = str(data_path)
         if not data_path.endswith(".parquet"):
             data_path += ".parquet"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+import torch
 import yaml
 from fuxictr.features import FeatureMap
 from fuxictr.preprocess import build_dataset
@@ -26,8 +27,8 @@ from ..data.loader import MMCTRDataLoader
 from ..errors import ConfigError
 from ..models import get_model
 from ..submit.submission import count_rows, write_submission
-from . import artifacts, checks, distributed, results
-from .config_keys import warn_unknown_keys
+from . import artifacts, distributed, results
+from .config_keys import check_params, warn_unknown_keys
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_dir}: a config file is not valid YAML ({exc})") from None
     params["gpu"] = gpu
-    checks.check_device(gpu)
-    checks.check_params(params, where=f"{config_dir} (expid {expid})")
+    check_device(gpu)
+    check_params(params, where=f"{config_dir} (expid {expid})")
     missing = [k for k in REQUIRED_KEYS if k not in params]
     if missing:
         raise ConfigError(f"expid {expid!r} in {config_dir}: missing key(s) {missing}")
@@ -102,6 +103,20 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     if check_keys:
         warn_unknown_keys(params)
     return params
+
+
+def check_device(gpu: int) -> None:
+    """Refuse ``--gpu N`` (N >= 0) on a machine where torch sees no CUDA device N."""
+    if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < -1:
+        raise ConfigError(f"{gpu!r}: expected -1 (CPU) or a CUDA device index", option="--gpu")
+    if gpu < 0:
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{gpu}: CUDA is not available on this machine (torch "
+                          f"{torch.__version__}); use --gpu -1 for the CPU", option="--gpu")
+    if gpu >= torch.cuda.device_count():
+        raise ConfigError(f"{gpu}: this machine has {torch.cuda.device_count()} CUDA "
+                          "device(s)", option="--gpu")
 
 
 def require_files(params: dict, keys: Sequence[str]) -> None:
