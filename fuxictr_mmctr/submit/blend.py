@@ -22,6 +22,7 @@ import math
 from typing import List, Optional, Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 
 from ..data.schema import LABEL_COLUMN, read_split_columns
 from ..errors import ConfigError
@@ -88,8 +89,6 @@ def normalised_rank(pred: np.ndarray) -> np.ndarray:
     Returns:
         float64 array of the same length; 0.5 everywhere when ``n == 1`` or all scores tie.
     """
-    from scipy.stats import rankdata
-
     pred = np.asarray(pred, dtype=np.float64)
     n = pred.size
     if n <= 1:

@@ -144,10 +144,19 @@ def _expid_error(config_dir: str, expid: str) -> ConfigError:
     return ConfigError(f"expid {expid!r} not found{hint}", path=config_dir, option="--expid")
 
 
+def use_threads(params: dict) -> int:
+    """Apply ``num_threads`` (torch's intra-op threads; unset: what torch picks) and return the
+    number this process computes with. The thread count moves results in the third decimal on
+    the CPU (other summation orders), so a config can pin it and every log states it."""
+    if params.get("num_threads"):
+        torch.set_num_threads(int(params["num_threads"]))
+    return torch.get_num_threads()
+
+
 def _set_logger(params: dict, job: str = "") -> None:
     """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run)."""
     set_logger(dict(params, model_id=params["model_id"] + (f".{job}" if job else "")))
-    logging.info("Versions: %s", compat.versions_line())
+    logging.info("Versions: %s; torch threads: %d", compat.versions_line(), use_threads(params))
     logging.info("Params: %s", {k: params[k] for k in sorted(params) if k != "feature_cols"})
 
 
@@ -238,6 +247,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
                 warn_unknown_keys(params)  # now also in the log file
             else:
                 process_group.configure_logging(cluster)
+            use_threads(params)
             seed_everything(seed=params.get("seed", 2024))
             feature_map = model = None
             if cluster.is_main:
@@ -317,6 +327,7 @@ def load_trained_model(config_dir, expid: str, gpu: int = -1, splits: Sequence[s
         raise ConfigError(f"split(s) {unknown}: expected one of {list(SPLITS)}")
     params = load_params(config_dir, expid, gpu,
                          needs=("item_info", *(f"{s}_data" for s in splits)))
+    use_threads(params)
     feature_map, model = _restore(params)
     return params, feature_map, model
 
