@@ -74,6 +74,15 @@ def versions_line() -> str:
     return " ".join(f"{name} {version}" for name, version in versions().items())
 
 
+def stored_width(col: dict) -> Optional[int]:
+    """The width of a ``type: embedding`` column as its spec states it: ``pretrain_dim``, else
+    the official config's ``embedding_dim`` (see :func:`fill_pretrain_dim`); None if neither."""
+    for key in ("pretrain_dim", "embedding_dim"):
+        if col.get(key) is not None:
+            return int(col[key])
+    return None
+
+
 def fill_pretrain_dim(col: dict, width: Optional[int] = None) -> dict:
     """Give a ``type: embedding`` feature spec the ``pretrain_dim`` FuxiCTR 2.3.10 requires.
 
@@ -91,10 +100,9 @@ def fill_pretrain_dim(col: dict, width: Optional[int] = None) -> dict:
     """
     if col.get("type") != "embedding" or col.get("pretrain_dim") is not None:
         return col
-    if col.get("embedding_dim") is not None:
-        col["pretrain_dim"] = int(col["embedding_dim"])
-    elif width is not None:
-        col["pretrain_dim"] = int(width)
+    stated = stored_width(col)
+    if stated is not None or width is not None:
+        col["pretrain_dim"] = stated if stated is not None else int(width)
     return col
 
 

@@ -57,9 +57,9 @@ ITEM_TYPES = {"item_emb_d128": pa.list_(pa.float32())}
 
 def point_config_at(config_dir: Path, data_root: Path) -> Path:
     """Rewrite the sample datasets of a copied config/ to read from ``data_root``."""
-    path = Path(config_dir) / "mmctr_config" / "dataset_config.yaml"
-    path.write_text(path.read_text().replace("./data/sample/", f"{data_root}/"))
-    return Path(config_dir) / "mmctr_config"
+    from fuxictr_mmctr.resources import point_at_sample
+
+    return point_at_sample(Path(config_dir) / "mmctr_config", data_root)
 
 
 FAST = {"epochs": 2, "batch_size": 512, "verbose": 0}

@@ -52,9 +52,11 @@ import torch
 import torch.distributed as dist
 from fuxictr.features import FeatureMap
 from fuxictr.pytorch.models import BaseModel
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..data.loader import batch_share
 from ..process_group import Cluster, all_gather_objects, broadcast_object
 from .artifacts import FEATURE_MAP_JSON
 from .results import metric_line
@@ -240,6 +242,38 @@ class DataParallel:
             dist.broadcast(tensor, src=0)
 
 
+class AllReduceCounter:
+    """What DDP all-reduces, counted: a communication hook that does what DDP's default hook
+    does (:func:`allreduce_hook`) and adds up the bytes and buckets it hands over.
+
+    ``AllReduceCounter().attach(model._dist)``; read :attr:`bytes` and :attr:`buckets`, and
+    :meth:`reset` between measurements (benchmarks and tests of what one step sends).
+    """
+
+    def __init__(self):
+        self.bytes = 0
+        self.buckets = 0
+
+    def reset(self) -> None:
+        self.bytes = self.buckets = 0
+
+    def attach(self, parallel: "DataParallel") -> "AllReduceCounter":
+        parallel.ddp.register_comm_hook(self, AllReduceCounter._hook)
+        return self
+
+    @staticmethod
+    def _hook(state: "AllReduceCounter", bucket):
+        buffer = bucket.buffer()
+        state.bytes += buffer.numel() * buffer.element_size()
+        state.buckets += 1
+        return allreduce_hook(None, bucket)
+
+
+def share_sizes(rows: int, world_size: int):
+    """Rows of each rank's share of a global batch of ``rows`` (:func:`batch_share`)."""
+    return [len(batch_share(np.arange(rows), rank, world_size)) for rank in range(world_size)]
+
+
 def attach(model, cluster: Cluster, train_gen=None, seed: Optional[int] = None):
     """Wrap ``model`` in DDP for ``cluster`` (nothing happens outside torchrun).
 
@@ -263,11 +297,11 @@ def attach(model, cluster: Cluster, train_gen=None, seed: Optional[int] = None):
                  model.device, cluster.timeout_s)
     if train_gen is not None:
         batch = int(train_gen.batch_size)
-        shares = [len(s) for s in np.array_split(np.arange(batch), cluster.world_size)]
+        shares = share_sizes(batch, cluster.world_size)
         last = train_gen.num_samples % batch
         last_note = ""
         if last:
-            last_shares = [len(s) for s in np.array_split(np.arange(last), cluster.world_size)]
+            last_shares = share_sizes(last, cluster.world_size)
             last_note = f"; the last batch of {last} rows: {last_shares}"
             if min(last_shares) == 0:
                 last_note += " (an empty share runs one stand-in row with weight 0)"
