@@ -10,8 +10,8 @@ import argparse
 import logging
 from typing import Optional
 
-from ..data.dynamics import VARIANTS, Dynamics
-from ..data.sample import PRESETS, make_sample
+from ..data.dynamics import Dynamics
+from ..data.sample import PRESETS, VARIANTS, make_sample
 from ..data.schema import validate_data_dir
 from ..errors import ConfigError
 from .options import Command
