@@ -47,8 +47,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..errors import ConfigError
-from .sample_world import (ItemWorld, Rows, SamplePreset, build_items, calibrate_offset,
-                           jitter_levels, lognormal_lengths, sigmoid, stream_rng)
+from .sample_world import (ItemView, ItemWorld, Rows, SamplePreset, build_items,
+                           calibrate_offset, jitter_levels, lognormal_lengths, sigmoid,
+                           stream_rng)
 
 logger = logging.getLogger(__name__)
 
@@ -145,12 +146,9 @@ def build_users(world: ItemWorld, dyn: Dynamics, n_users: int,
                 stream: int = _D_USERS) -> DynamicUsers:
     """Interests, weights, biases and activity of ``n_users`` users."""
     rng = stream_rng(world.seed, stream)
-    k = len(world.cluster_weights)
     p_extra = min(0.5 * dyn.multi_interest, 1.0)
     n_int = 1 + rng.binomial(_MAX_INTERESTS - 1, p_extra, size=n_users)  # (U,)
-    clusters = np.minimum(np.searchsorted(np.cumsum(world.cluster_weights),
-                                          rng.random((n_users, _MAX_INTERESTS)), side="right"),
-                          k - 1)
+    clusters = world.taste_clusters(rng, n_users, _MAX_INTERESTS)
     vectors = (world.centers[clusters]
                + _INTEREST_SPREAD * rng.standard_normal(clusters.shape + (world.centers.shape[1],)))
     used = np.arange(_MAX_INTERESTS)[None, :] < n_int[:, None]
@@ -370,6 +368,7 @@ def draw_rows(world: ItemWorld, dyn: Dynamics, users: DynamicUsers,
         age = rng.geometric(0.15, size=len(idx)) - 1                      # 0 = the last item
         age = np.minimum(age, lengths[idx] - 1)
         targets[idx] = hist.items[idx, p.seq_len - 1 - age]
+    world.topic_impressions(rng, targets, users.clusters[rows], users.cumw[rows])
     likes = jitter_levels(rng, world.item_likes[targets])
     views = jitter_levels(rng, world.item_views[targets])
     return {"users": rows, "items": targets, "likes": likes, "views": views,
@@ -421,9 +420,10 @@ class DynamicVariant:
         return self.dyn.to_dict()
 
     def view_latent(self) -> np.ndarray:
-        """``(n, d + 1)`` what the multimodal views see: the item latent and its quality."""
+        """``(n, d + 1)`` what the multimodal views see: the item's content (its latent vector
+        in the classic world) and its quality."""
         w = self.world
-        return np.c_[w.item_latent[1:], _QUALITY_IN_EMBEDDING * w.item_quality[1:]].astype(
+        return np.c_[w.content[1:], _QUALITY_IN_EMBEDDING * w.item_quality[1:]].astype(
             np.float32)
 
     def draw(self, gen: np.random.Generator, n: int) -> Rows:
@@ -450,9 +450,11 @@ class DynamicVariant:
                               self.world.preset.seq_len).items
 
 
-def build(preset: SamplePreset, seed: int, dyn: Dynamics) -> DynamicVariant:
-    """Items (the static builder with the dynamic popularity skew), users and calibration."""
-    world = build_items(items_preset(preset, dyn), seed)
+def build(preset: SamplePreset, seed: int, dyn: Dynamics,
+          view: Optional[ItemView] = None) -> DynamicVariant:
+    """Items (the static builder with the dynamic popularity skew, seen through ``view``, if
+    any), users and calibration."""
+    world = build_items(items_preset(preset, dyn), seed, view)
     users = build_users(world, dyn, preset.n_users)
     labels = calibrate(world, dyn, users)
     return DynamicVariant(world=world, dyn=dyn, users=users, labels=labels)

@@ -18,7 +18,7 @@ passes in. :func:`oracle_metrics` scores the true probabilities of a split again
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -156,6 +156,27 @@ def read_truth(sample_root, split: str) -> Tuple[np.ndarray, np.ndarray]:
     return table.column("click_prob").to_numpy(), table.column("label").to_numpy()
 
 
+def item_exposure(root: Path, n_items: int) -> Dict[str, float]:
+    """How often the items of a written sample are seen: train rows per item (on the real data
+    3.6M rows over 91,717 items, most of them seen a few times) and item_seq tokens per item."""
+    items = pq.read_table(Path(root) / "truth" / "train.parquet",
+                          columns=["item_id"]).column("item_id").to_numpy()
+    rows = np.bincount(items, minlength=n_items + 1)[1:]
+    seq = pq.read_table(Path(root) / "item_seq.parquet", columns=["item_seq"]).column("item_seq")
+    flat = seq.combine_chunks().flatten().to_numpy()
+    tokens = np.bincount(flat[flat > 0], minlength=n_items + 1)[1:]
+    top = np.sort(rows)[::-1][:max(1, n_items // 100)]
+    return {"train_rows_per_item_mean": round(float(rows.mean()), 3),
+            "train_rows_per_item_median": float(np.median(rows)),
+            "train_rows_per_item_p90": float(np.quantile(rows, 0.9)),
+            "train_rows_per_item_max": int(rows.max()),
+            "items_in_at_most_5_train_rows": round(float((rows <= 5).mean()), 4),
+            "items_in_no_train_row": round(float((rows == 0).mean()), 4),
+            "train_rows_on_top_1pct_items": round(float(top.sum() / max(rows.sum(), 1)), 4),
+            "item_seq_tokens_per_item_median": float(np.median(tokens)),
+            "items_in_no_item_seq": round(float((tokens == 0).mean()), 4)}
+
+
 # ============================================================================ item side
 
 def _pseudo_words(gen: np.random.Generator, n: int) -> List[str]:
@@ -187,7 +208,7 @@ def item_tags(world: ItemWorld) -> np.ndarray:
     keys = log_w[None, :] - np.log(-np.log(gen.random((n, block)) + 1e-300) + 1e-300)
     top = np.argsort(-keys, axis=1)[:, :N_ITEM_TAGS]  # (n, 5) positions in the block
     del keys
-    cluster = world.item_cluster[1:]
+    cluster = world.item_category[1:]
     tags = 1 + n_generic + cluster[:, None] * block + top
     generic = gen.random((n, N_ITEM_TAGS)) < 0.15
     tags[generic] = 1 + gen.integers(0, n_generic, size=int(generic.sum()))
@@ -216,7 +237,7 @@ def titles(world: ItemWorld) -> List[str]:
     n, width = p.n_items, 10
     zipf = np.arange(1, per_cluster + 1) ** -1.0
     local = np.searchsorted(np.cumsum(zipf) / zipf.sum(), gen.random((n, width)), side="right")
-    local = np.minimum(local, per_cluster - 1) + world.item_cluster[1:, None] * per_cluster
+    local = np.minimum(local, per_cluster - 1) + world.item_category[1:, None] * per_cluster
     common = p.n_clusters * per_cluster + gen.integers(0, n_common, size=(n, width))
     idx = np.where(gen.random((n, width)) < 0.7, local, common)
     lengths = gen.integers(3, width + 1, size=n)
@@ -243,10 +264,11 @@ def item_embeddings(world: ItemWorld, latent: Optional[np.ndarray] = None,
     """``item_emb_d128`` (item_info) and the four item_emb.parquet views, each ``(n+1, 128)``
     float32 with a zero padding row. Noise levels differ, so do the views' quality.
 
-    ``latent`` ``(n, d')`` replaces the item latent vectors as what the views see (the dynamic
-    variant adds the item quality); ``noise_scale`` multiplies every view's noise."""
+    ``latent`` ``(n, d')`` replaces the item content (``world.content``) as what the views see
+    (the dynamic variant adds the item quality); ``noise_scale`` multiplies every view's
+    noise. With an item view, :func:`content_pca` replaces ``item_emb_d128``."""
     gen = stream_rng(world.seed, _S_ITEM_EMB)
-    latent = world.item_latent[1:] if latent is None else latent
+    latent = world.content[1:] if latent is None else latent
     d = latent.shape[1]
     # Popular items have larger norms (as with embeddings trained on clicks).
     scale = (0.5 + 0.1 * np.log1p(world.item_pop[1:] * world.preset.n_items)).astype(np.float32)
@@ -284,44 +306,119 @@ def write_item_emb(path: Path, embs: Dict[str, np.ndarray]) -> None:
     pq.write_table(table, path)
 
 
-def write_item_feature(world: ItemWorld, path: Path, tags: np.ndarray, item_titles: List[str],
-                       item_vectors: bool, latent: Optional[np.ndarray] = None,
-                       noise_scale: float = 1.0) -> None:
-    """item_feature.parquet, in chunks of items so the 768/1024-d vectors stay small in memory.
+def _item_chunks(n: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(c, ids)``: chunk ``c`` of item ids 1..n, ``_ITEM_CHUNK`` at a time."""
+    for c, start in enumerate(range(1, n + 1, _ITEM_CHUNK)):
+        yield c, np.arange(start, min(start + _ITEM_CHUNK, n + 1))
 
-    ``latent`` ``(n, d')`` (rows = items 1..n) replaces the item latent the image vector sees
-    and ``noise_scale`` multiplies the vectors' noise (the dynamic variant)."""
-    n = world.preset.n_items
+
+class FeatureVectors:
+    """The text (768) and image (1024) vectors of item_feature, chunk by chunk.
+
+    The text vector leans on the category (its words), the image one on the content; each is
+    a noisy linear projection. Chunk ``c`` draws from its own stream, so any chunk can be
+    made again (:func:`content_pca` makes them twice).
+
+    Args:
+        world: the item world.
+        latent: ``(n, d')`` (rows = items 1..n) replaces the content the image vector sees.
+        noise_scale: multiplies the vectors' noise (the dynamic variant's knob).
+    """
+
+    def __init__(self, world: ItemWorld, latent: Optional[np.ndarray] = None,
+                 noise_scale: float = 1.0):
+        self.world = world
+        self.noise_scale = noise_scale
+        prng = stream_rng(world.seed, _S_FEATURE)
+        self.image_latent = world.content if latent is None else pad_row(latent)
+        self.p_txt = _projection(prng, world.preset.latent_dim, TXT_DIM)
+        self.p_img = _projection(prng, self.image_latent.shape[1], IMG_DIM)
+        self.centers = world.category_centers.astype(np.float32)
+
+    def chunks(self) -> Iterator[Tuple[int, np.ndarray]]:
+        return _item_chunks(self.world.preset.n_items)
+
+    def vectors(self, c: int, ids: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(txt (B, 768), img (B, 1024))`` float32 of chunk ``c`` (items ``ids``)."""
+        w = self.world
+        gen = stream_rng(w.seed, _S_FEATURE, c + 1)
+        ones = np.ones(len(ids), dtype=np.float32)
+        txt_in = 0.7 * self.centers[w.item_category[ids]] + 0.3 * w.content[ids]
+        txt = _noisy_view(gen, txt_in, self.p_txt, 0.6 * self.noise_scale, ones)
+        img = _noisy_view(gen, self.image_latent[ids], self.p_img, 0.8 * self.noise_scale, ones)
+        return txt, img
+
+
+def content_pca(features: FeatureVectors, dim: int = EMB_DIM) -> np.ndarray:
+    """``(n+1, dim)`` float32: the PCA of the text and image vectors, each block scaled to unit
+    mean square, to ``dim`` components (row 0 zeros): the given ``item_emb_d128`` of a sample
+    with an item view, made the way the real one was.
+
+    With more items than the 1,792 feature columns the covariance is summed over the chunks
+    and only its top ``dim`` eigenvectors are computed; with fewer, the items' Gram matrix
+    gives them (cheaper, and the same components). Most of the ``dim`` components span noise
+    of nearly equal variance, where the last bits decide the eigenvectors: the linear algebra
+    runs on one BLAS thread (the same bytes whatever the thread settings) and each
+    component's sign is fixed (its largest loading positive)."""
+    import scipy.linalg  # scipy and threadpoolctl are dependencies of scikit-learn
+    from threadpoolctl import threadpool_limits
+
+    n = features.world.preset.n_items
+    width, k = TXT_DIM + IMG_DIM, min(dim, n)
+    blocks = np.array([TXT_DIM, IMG_DIM])
+
+    def rows(c, ids):
+        return np.concatenate(features.vectors(c, ids), axis=1).astype(np.float64)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n <= width:
+            x = np.concatenate([rows(c, ids) for c, ids in features.chunks()])
+            mean = x.mean(axis=0)
+            squares = np.array([np.square(x[:, :TXT_DIM]).sum(), np.square(x[:, TXT_DIM:]).sum()])
+            scale = np.repeat(1.0 / np.sqrt(squares / (n * blocks)), blocks)
+            xs = (x - mean) * scale
+            lam, u = scipy.linalg.eigh(xs @ xs.T / n, subset_by_index=[n - k, n - 1])
+            vecs = xs.T @ (u / np.sqrt(n * np.maximum(lam, 1e-300)))  # (width, k) unit columns
+        else:
+            total, gram, squares = np.zeros(width), np.zeros((width, width)), np.zeros(2)
+            for c, ids in features.chunks():
+                x = rows(c, ids)
+                total += x.sum(axis=0)
+                gram += x.T @ x
+                squares += [np.square(x[:, :TXT_DIM]).sum(), np.square(x[:, TXT_DIM:]).sum()]
+            mean = total / n
+            scale = np.repeat(1.0 / np.sqrt(squares / (n * blocks)), blocks)
+            cov = (gram / n - np.outer(mean, mean)) * np.outer(scale, scale)
+            _, vecs = scipy.linalg.eigh(cov, subset_by_index=[width - k, width - 1])
+        vecs = vecs[:, ::-1]  # largest components first
+        vecs *= np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(k)])
+        basis = vecs * scale[:, None]
+        out = np.zeros((n + 1, dim), dtype=np.float32)
+        for c, ids in features.chunks():
+            out[ids, :k] = (rows(c, ids) - mean) @ basis
+    return out
+
+
+def write_item_feature(world: ItemWorld, path: Path, tags: np.ndarray, item_titles: List[str],
+                       features: Optional[FeatureVectors] = None) -> None:
+    """item_feature.parquet, in chunks of items so the 768/1024-d vectors stay small in memory;
+    without ``features`` it holds no vectors."""
     fields = [("item_id", pa.int64()), ("item_title", pa.string()), ("item_tags", pa.string()),
               ("likes_level", pa.int64()), ("views_level", pa.int64())]
-    if item_vectors:
+    if features is not None:
         fields += [("txt_emb_BERT", pa.list_(pa.float32())),
                    ("img_emb_CLIPRN50", pa.list_(pa.float32()))]
     schema = pa.schema(fields)
-    prng = stream_rng(world.seed, _S_FEATURE)
-    d = world.preset.latent_dim
-    img_latent = world.item_latent if latent is None else pad_row(latent)
-    p_txt = _projection(prng, d, TXT_DIM)
-    p_img = _projection(prng, img_latent.shape[1], IMG_DIM)
-    # The text vector leans on the cluster (category words), the image one on the latent.
-    centers = world.centers.astype(np.float32)
     with pq.ParquetWriter(path, schema) as writer:
-        for c, start in enumerate(range(1, n + 1, _ITEM_CHUNK)):
-            ids = np.arange(start, min(start + _ITEM_CHUNK, n + 1))
+        for c, ids in _item_chunks(world.preset.n_items):
             tag_str = [",".join(f"tag_{t}" for t in row if t) for row in tags[ids]]
             arrays = [pa.array(ids, type=pa.int64()),
                       pa.array([item_titles[i - 1] for i in ids], type=pa.string()),
                       pa.array(tag_str, type=pa.string()),
                       pa.array(world.item_likes[ids], type=pa.int64()),
                       pa.array(world.item_views[ids], type=pa.int64())]
-            if item_vectors:
-                gen = stream_rng(world.seed, _S_FEATURE, c + 1)
-                ones = np.ones(len(ids), dtype=np.float32)
-                txt_in = 0.7 * centers[world.item_cluster[ids]] + 0.3 * world.item_latent[ids]
-                arrays.append(fixed_list(_noisy_view(gen, txt_in, p_txt, 0.6 * noise_scale,
-                                                     ones), pa.float32()))
-                arrays.append(fixed_list(_noisy_view(gen, img_latent[ids], p_img,
-                                                     0.8 * noise_scale, ones), pa.float32()))
+            if features is not None:
+                arrays += [fixed_list(v, pa.float32()) for v in features.vectors(c, ids)]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
@@ -330,9 +427,9 @@ def write_item_feature(world: ItemWorld, path: Path, tags: np.ndarray, item_titl
 def _render_images(world: ItemWorld, gen: np.random.Generator, params: Dict[str, np.ndarray],
                    ids: np.ndarray) -> np.ndarray:
     """``(B, S, S, 3)`` uint8 covers: two colours in stripes plus a disc, all set by the item's
-    latent vector (orientation and palette mostly by its cluster), plus pixel noise."""
+    content (orientation and palette mostly by its category), plus pixel noise."""
     s = world.preset.image_size
-    v = world.item_latent[ids]  # (B, d)
+    v = world.content[ids]  # (B, d)
     c1 = 255.0 * sigmoid(v @ params["c1"])  # (B, 3)
     c2 = 255.0 * sigmoid(v @ params["c2"])
     c3 = 255.0 * sigmoid(v @ params["c3"])

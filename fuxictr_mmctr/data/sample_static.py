@@ -8,8 +8,9 @@ a (user, target) pair, the target drawn from the taste or from the popularity la
 
 with the offset calibrated to about 25% positives. A model has to infer the taste from the
 history (and the item side) to get beyond the popularity/quality part of the signal; the
-history's mean is a sufficient statistic. item_seq.parquet holds sequences drawn the same way
-for the CTR users and as many others.
+history's mean is a sufficient statistic. With an item view, a share of the targets are topic
+impressions (:meth:`~fuxictr_mmctr.data.sample_world.ItemWorld.topic_impressions`).
+item_seq.parquet holds sequences drawn the same way for the CTR users and as many others.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .sample_world import (ROW_CHUNK, ItemWorld, Rows, SamplePreset, build_items,
-                           calibrate_offset, jitter_levels, left_pad, lognormal_lengths,
-                           sigmoid, stream_rng)
+from .sample_world import (ROW_CHUNK, ItemView, ItemWorld, Rows, SamplePreset,
+                           build_items, calibrate_offset, jitter_levels, left_pad,
+                           lognormal_lengths, sigmoid, stream_rng)
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,10 @@ _S_USERS, _S_HIST, _S_CALIB, _S_TRAIN, _S_VALID, _S_TEST = range(1, 7)
 _S_SEQ, _S_SEQ_USERS = 11, 12
 
 
-def tastes(gen: np.random.Generator, n: int, cluster_weights: np.ndarray
+def tastes(gen: np.random.Generator, n: int, world: ItemWorld
            ) -> Tuple[np.ndarray, np.ndarray]:
     """Taste mixtures of ``n`` users: ``(n, 3)`` cluster ids and cumulative weights."""
-    k = len(cluster_weights)
-    clusters = np.searchsorted(np.cumsum(cluster_weights), gen.random((n, 3)), side="right")
-    clusters = np.minimum(clusters, k - 1)
+    clusters = world.taste_clusters(gen, n, 3)
     n_comp = gen.choice([1, 2, 3], size=n, p=[0.4, 0.4, 0.2])
     weights = gen.gamma(2.0, size=(n, 3)) * (np.arange(3)[None, :] < n_comp[:, None])
     cumw = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
@@ -102,7 +101,7 @@ def build_users(world: ItemWorld) -> StaticUsers:
     """CTR users: tastes, biases, activity and one fixed history each."""
     p = world.preset
     gen = stream_rng(world.seed, _S_USERS)
-    clusters, cumw = tastes(gen, p.n_users, world.cluster_weights)
+    clusters, cumw = tastes(gen, p.n_users, world)
     weights = np.diff(np.concatenate([np.zeros((p.n_users, 1)), cumw], axis=1), axis=1)
     taste = np.einsum("uc,ucd->ud", weights, world.centers[clusters])
     taste += 0.3 * gen.standard_normal(taste.shape)
@@ -151,9 +150,10 @@ class StaticVariant:
         self._pool: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
     @classmethod
-    def build(cls, preset: SamplePreset, seed: int) -> "StaticVariant":
-        """Items, users and the calibrated label model of a preset and seed."""
-        world = build_items(preset, seed)
+    def build(cls, preset: SamplePreset, seed: int,
+              view: Optional[ItemView] = None) -> "StaticVariant":
+        """Items (seen through ``view``, if any), users and the calibrated label model."""
+        world = build_items(preset, seed, view)
         variant = cls(world, build_users(world), StaticLabels())
         variant._calibrate()
         return variant
@@ -173,6 +173,7 @@ class StaticVariant:
         items = world.popular_items(gen, n)
         items[from_taste] = taste_items(world, gen, users.clusters[rows[from_taste]],
                                         users.cumw[rows[from_taste]], explore=0.0)
+        world.topic_impressions(gen, items, users.clusters[rows], users.cumw[rows])
         likes = jitter_levels(gen, world.item_likes[items])
         views = jitter_levels(gen, world.item_views[items])
         dot = np.einsum("nd,nd->n", users.taste[rows], world.item_latent[items])
@@ -205,8 +206,7 @@ class StaticVariant:
         """Taste draws of the CTR users and of as many other users (own tastes)."""
         if self._pool is None:
             extra_clusters, extra_cumw = tastes(stream_rng(self.world.seed, _S_SEQ_USERS),
-                                                self.world.preset.n_users,
-                                                self.world.cluster_weights)
+                                                self.world.preset.n_users, self.world)
             self._pool = (np.concatenate([self.users.clusters, extra_clusters]),
                           np.concatenate([self.users.cumw, extra_cumw]))
         clusters, cumw = self._pool

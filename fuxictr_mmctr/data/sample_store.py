@@ -53,6 +53,8 @@ class SampleInfo:
         variant: ``static`` or ``dynamic``.
         dynamics: the knobs of the dynamic variant (empty for static).
         oracle: per split, the AUC / logloss / positive rate of the true click probability.
+        world: the item view's name and knobs (empty for the classic sample).
+        item_exposure: train rows and item_seq tokens per item (item-view samples only).
     """
 
     out_dir: Path
@@ -69,6 +71,8 @@ class SampleInfo:
     variant: str = "static"
     dynamics: Dict[str, float] = field(default_factory=dict)
     oracle: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    world: Dict[str, float] = field(default_factory=dict)
+    item_exposure: Dict[str, float] = field(default_factory=dict)
 
     @property
     def images_dir(self) -> Optional[Path]:
@@ -114,12 +118,15 @@ def info_from_manifest(out_dir: Path, manifest: dict, created: bool,
                       item_vectors=bool(manifest["item_vectors"]), created=created,
                       seconds=seconds, variant=manifest.get("variant", "static"),
                       dynamics=dict(manifest.get("dynamics") or {}),
-                      oracle=dict(manifest.get("oracle") or {}))
+                      oracle=dict(manifest.get("oracle") or {}),
+                      world=dict(manifest.get("world") or {}),
+                      item_exposure=dict(manifest.get("item_exposure") or {}))
 
 
 def existing_sample(out_dir: Path, preset: str, seed: int, images: bool,
                     item_vectors: bool, variant: str = "static",
-                    knobs: Optional[Dict[str, float]] = None) -> Optional[SampleInfo]:
+                    knobs: Optional[Dict[str, float]] = None,
+                    world: Optional[Dict[str, float]] = None) -> Optional[SampleInfo]:
     """The complete existing sample if it matches the request; raise if something else is
     there; None when there is nothing (or only an incomplete or older-format sample written by
     make_sample) to keep.
@@ -136,20 +143,23 @@ def existing_sample(out_dir: Path, preset: str, seed: int, images: bool,
                 "manifest: an incomplete sample or data not written by make_sample; pass "
                 "force=True (--force) to overwrite it")
         return None
-    want = {"preset": preset, "seed": seed, "variant": variant, "dynamics": knobs or {}}
+    want = {"preset": preset, "seed": seed, "variant": variant, "dynamics": knobs or {},
+            "world": world or {}}
     have = {"preset": manifest.get("preset"), "seed": manifest.get("seed"),
             "variant": manifest.get("variant", "static"),
-            "dynamics": manifest.get("dynamics") or {}}
+            "dynamics": manifest.get("dynamics") or {}, "world": manifest.get("world") or {}}
     lacking = [name for name, asked in (("images", images), ("item_vectors", item_vectors))
                if asked and not manifest.get(name)]
     if have != want or lacking:
         extra = f", without {' and '.join(lacking)}" if lacking else ""
         knob_text = "".join(f", {k}={v}" for k, v in sorted(have["dynamics"].items()))
+        had_world = f", world={have['world'].get('name')!r}" if have["world"] else ""
+        asked_world = f", world={world.get('name')!r}" if world else ""
         raise SampleExistsError(
             f"{out_dir} holds a sample made with preset={have['preset']!r}, "
-            f"seed={have['seed']}, variant={have['variant']!r}{knob_text}{extra}; asked for "
-            f"preset={preset!r}, seed={seed}, variant={variant!r}: pass force=True (--force) "
-            "to regenerate it, or choose another output directory")
+            f"seed={have['seed']}, variant={have['variant']!r}{knob_text}{had_world}{extra}; "
+            f"asked for preset={preset!r}, seed={seed}, variant={variant!r}{asked_world}: pass "
+            "force=True (--force) to regenerate it, or choose another output directory")
     if manifest.get("format_version") != FORMAT_VERSION:
         logger.warning("%s: a sample of format %s (now %d); regenerating", out_dir,
                        manifest.get("format_version"), FORMAT_VERSION)

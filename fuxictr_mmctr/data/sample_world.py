@@ -6,6 +6,12 @@ likes/views levels. :class:`ItemWorld` holds that hidden state and draws items f
 popularity, or by popularity within a cluster); :func:`build_items` makes it from a preset and
 a seed.
 
+The *item view* (:class:`ItemView`, a third axis beside the variants) decides how much of what
+drives clicks the item's content shows. Without one (the classic sample) the content sees the
+whole latent vector. With one, each item also belongs to an audience (a community cutting
+across the categories) that drives clicks and shows only in what users watch together, and the
+content features see a noisy view of the category part alone (:func:`build_items`).
+
 A *variant* is a user and row process over that world: :mod:`.sample_static` (a fixed taste
 match) and :mod:`.dynamics` (clicks depend on the order of the history). Both implement the
 small :class:`Variant` protocol that the writers (:mod:`.sample_files`) and
@@ -13,13 +19,13 @@ small :class:`Variant` protocol that the writers (:mod:`.sample_files`) and
 
 Randomness: every stage draws from its own ``np.random.SeedSequence(seed, spawn_key=(stream,
 chunk))`` (:func:`stream_rng`), so output does not depend on the order of the stages. Stream ids:
-0 items (here); 1-6, 11, 12 the static variant; 7-10, 13 the item-side files; 20-26 the
-dynamic variant.
+0 and 14 items (here); 1-6, 11, 12 the static variant; 7-10, 13 the item-side files; 20-26
+the dynamic variant.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Protocol
+from typing import Dict, Optional, Protocol, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +38,7 @@ ROW_CHUNK = 500_000  # rows per generated chunk and per parquet row group
 TARGET_POSITIVE_RATE = 0.25  # the label offset of every variant is calibrated to this
 
 S_ITEMS = 0  # the stream of build_items
+S_ITEMS_VIEW = 14  # the stream of build_items with an item view
 
 
 def n_generic_tags(n_tags: int) -> int:
@@ -109,6 +116,84 @@ PRESETS: Dict[str, SamplePreset] = {
     # minutes on one CPU core, and 5,000 valid rows still separate them.
     "bench": SamplePreset(n_items=2_000, n_users=2_500, n_train=40_000, n_valid=5_000,
                           n_test=2_000, n_seq=5_000, n_tags=600, n_clusters=20, image_size=32),
+    # For the item-side bench (bench/worlds.py, with --world): the real data's shape at a size
+    # where DIN trains 3 epochs of batch 256 in a few minutes on one CPU thread: many items per
+    # row and a steeper popularity tail (most items are seen a few times; real: 3.6M rows over
+    # 91,717 items), item_seq 1.67 times the train rows (real: 6M sequences), 10,000 valid rows.
+    "longtail": SamplePreset(n_items=8_000, n_users=20_000, n_train=80_000, n_valid=10_000,
+                             n_test=2_000, n_seq=130_000, n_tags=1_000, n_clusters=20,
+                             image_size=32, zipf_exponent=0.8),
+}
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """How much of what drives clicks the item's content shows (the sample's third axis).
+
+    On the real data the given ``item_emb_d128`` is a PCA of text and image features: it shows
+    what an item *is* (its topic and look), not who watches it, while the 6M sequences of
+    ``item_seq`` show what users watch together. With an item view, item ``i`` has a category
+    ``k_i`` (its tags, title words, text and image) and an audience ``m_i``, one of
+    ``communities`` that cut across the categories, and its click-driving latent vector is::
+
+        v_i = [sqrt(content_share) t_i ; sqrt(1 - content_share) h_i]
+        t_i = C[k_i] + 0.6 N(0, 1)   (content: category centre + offset, d dims)
+        h_i = G[m_i] + 0.6 N(0, 1)   (audience: community centre + offset, d dims)
+
+    so a user's taste match ``<u, v_i>`` weighs the content part by ``content_share`` and the
+    audience part by ``1 - content_share``. Users' tastes, histories and item_seq are drawn
+    from (category, audience) niches, so co-watching reveals both parts; the content features
+    (``txt_emb_BERT``, ``img_emb_CLIPRN50``, the cover images) see ``t_i + content_noise *
+    N(0, 1)`` only, and ``item_emb_d128`` is the PCA of the text and image vectors to 128, as
+    on the real data.
+
+    Attributes:
+        content_share: weight of the content part in the taste match, in [0, 1]; 1: the
+            content shows everything that drives clicks but quality.
+        content_noise: per-dimension noise of the content part as the content features see
+            it, in units of the category centres' spread (the offsets' spread is 0.6).
+        communities: number of audiences (at least 1).
+        topic_impressions: share of the impressions (split targets) a content-based
+            retrieval shows: an item of one of the user's categories, whatever its audience
+            (:meth:`ItemWorld.topic_impressions`); the variant's own process draws the rest.
+            The content alone cannot tell these from the taste's; co-watching can.
+    """
+
+    content_share: float = 1.0
+    content_noise: float = 0.0
+    communities: int = 8
+    topic_impressions: float = 1.0 / 3.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.content_share) <= 1.0:
+            raise ConfigError(f"content_share={self.content_share!r}: expected a number in "
+                              "[0, 1]", option="--content-share")
+        if not np.isfinite(self.content_noise) or self.content_noise < 0:
+            raise ConfigError(f"content_noise={self.content_noise!r}: expected a finite number "
+                              ">= 0", option="--content-noise")
+        if int(self.communities) != self.communities or self.communities < 1:
+            raise ConfigError(f"communities={self.communities!r}: expected an integer >= 1",
+                              option="--communities")
+        if not 0.0 <= float(self.topic_impressions) <= 1.0:
+            raise ConfigError(f"topic_impressions={self.topic_impressions!r}: expected a "
+                              "number in [0, 1]", option="--topic-impressions")
+
+    def to_dict(self) -> Dict[str, float]:
+        return {"content_share": float(self.content_share),
+                "content_noise": float(self.content_noise),
+                "communities": int(self.communities),
+                "topic_impressions": float(self.topic_impressions)}
+
+
+# Named item views (``mmctr make-sample --world NAME``); ``classic`` is no view at all.
+WORLDS: Dict[str, Optional[ItemView]] = {
+    "classic": None,
+    # The given embedding is a good view: the content part carries nearly all of the taste
+    # match and its features see it with little noise.
+    "good": ItemView(content_share=0.9, content_noise=0.2, communities=8),
+    # A partial view, as on the real data: half of the taste match is the audience, which only
+    # co-watching shows, and the content features are noisy.
+    "partial": ItemView(content_share=0.5, content_noise=0.6, communities=8),
 }
 
 
@@ -208,6 +293,14 @@ class ItemWorld:
         cluster_order: ``(n,)`` item ids sorted by cluster.
         cluster_keys: ``(n,)`` cluster + within-cluster popularity CDF, in ``(k, k+1]``.
         pop_cdf: ``(n,)`` popularity CDF over item ids 1..n.
+        view: the item view (None: the classic sample, where the clusters are the categories
+            and the content is the latent vector).
+        item_category: ``(n+1,)`` category of each item (its tags and title words).
+        category_centers: ``(K, d)`` category centres (what the text vector leans on).
+        content: ``(n+1, d)`` float32 what the content features see of each item.
+        category_order, category_keys: ``cluster_order`` and ``cluster_keys`` of the
+            categories.
+        cluster_category: ``(K,)`` the category of each cluster.
     """
 
     preset: SamplePreset
@@ -223,21 +316,117 @@ class ItemWorld:
     cluster_order: np.ndarray
     cluster_keys: np.ndarray
     pop_cdf: np.ndarray
+    view: Optional[ItemView] = None
+    item_category: Optional[np.ndarray] = None
+    category_centers: Optional[np.ndarray] = None
+    content: Optional[np.ndarray] = None
+    category_order: Optional[np.ndarray] = None
+    category_keys: Optional[np.ndarray] = None
+    cluster_category: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.item_category is None:
+            self.item_category = self.item_cluster
+        if self.category_centers is None:
+            self.category_centers = self.centers
+        if self.content is None:
+            self.content = self.item_latent
+        if self.category_order is None:
+            self.category_order, self.category_keys = self.cluster_order, self.cluster_keys
+        if self.cluster_category is None:
+            self.cluster_category = np.arange(len(self.centers))
 
     def popular_items(self, gen: np.random.Generator, n: int) -> np.ndarray:
         """``(n,)`` item ids drawn from the Zipf popularity law."""
         idx = np.searchsorted(self.pop_cdf, gen.random(n), side="right")
         return np.minimum(idx, len(self.pop_cdf) - 1) + 1
 
+    def taste_clusters(self, gen: np.random.Generator, n: int, slots: int) -> np.ndarray:
+        """``(n, slots)`` clusters of ``n`` users' tastes, each drawn by popularity mass.
+
+        With an item view a user belongs to one audience: each slot is one of the user's
+        categories (drawn by mass) within that audience (a niche of the audience drawn by mass
+        where the category has no item of it), so co-watching links a user's categories through
+        the audience."""
+        k = len(self.cluster_weights)
+        if self.view is None:
+            return np.minimum(np.searchsorted(np.cumsum(self.cluster_weights),
+                                              gen.random((n, slots)), side="right"), k - 1)
+        m = int(self.view.communities)
+        mass = self.cluster_weights.reshape(-1, m)  # (K categories, M audiences)
+        audience = _draw(gen, mass.sum(axis=0), n)  # (n,)
+        category = _draw(gen, mass.sum(axis=1), n * slots).reshape(n, slots)
+        niche = category * m + audience[:, None]
+        empty = mass.reshape(-1)[niche] == 0
+        if empty.any():
+            rows = mass[category[empty]]  # (e, M) the audiences of each category
+            cdf = np.cumsum(rows / rows.sum(axis=1, keepdims=True), axis=1)
+            pick = np.minimum((gen.random(len(cdf))[:, None] > cdf).sum(axis=1), m - 1)
+            niche[empty] = category[empty] * m + pick
+        return niche
+
+    def topic_impressions(self, gen: np.random.Generator, items: np.ndarray,
+                          clusters: np.ndarray, cumw: np.ndarray) -> None:
+        """With an item view, replace a share ``view.topic_impressions`` of the targets
+        ``items`` ``(n,)`` (in place) by what a content-based retrieval shows: an item of one
+        of the user's categories (a slot of ``clusters`` ``(n, S)`` drawn by the cumulative
+        weights ``cumw`` ``(n, S)``), by popularity within the category, whatever its
+        audience. Without a view nothing changes and nothing is drawn."""
+        if self.view is None or self.view.topic_impressions == 0:
+            return
+        topic = np.flatnonzero(gen.random(len(items)) < self.view.topic_impressions)
+        w = cumw[topic]
+        slot = np.minimum((gen.random(len(topic))[:, None] > w).sum(axis=1), w.shape[1] - 1)
+        chosen = clusters[topic, slot]
+        items[topic] = self.category_items(gen, self.cluster_category[chosen])
+
     def cluster_items(self, gen: np.random.Generator, clusters: np.ndarray) -> np.ndarray:
         """One item per entry of ``clusters``, by popularity within the cluster."""
-        u = 1.0 - gen.random(len(clusters))  # (0, 1]
-        idx = np.searchsorted(self.cluster_keys, clusters + u, side="left")
-        return self.cluster_order[np.minimum(idx, len(self.cluster_order) - 1)]
+        return _draw_within(gen, clusters, self.cluster_order, self.cluster_keys)
+
+    def category_items(self, gen: np.random.Generator, categories: np.ndarray) -> np.ndarray:
+        """One item per entry of ``categories``, by popularity within the category."""
+        return _draw_within(gen, categories, self.category_order, self.category_keys)
 
 
-def build_items(preset: SamplePreset, seed: int) -> ItemWorld:
-    """The items of a sample: clusters, latent vectors, popularity, quality, levels."""
+def _draw(gen: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
+    """``(n,)`` indexes drawn with probabilities proportional to ``weights``."""
+    cdf = np.cumsum(weights) / weights.sum()
+    return np.minimum(np.searchsorted(cdf, gen.random(n), side="right"), len(weights) - 1)
+
+
+def _draw_within(gen: np.random.Generator, groups: np.ndarray, order: np.ndarray,
+                 keys: np.ndarray) -> np.ndarray:
+    """One item per entry of ``groups`` from a :func:`_popularity_index`."""
+    u = 1.0 - gen.random(len(groups))  # (0, 1]
+    idx = np.searchsorted(keys, groups + u, side="left")
+    return order[np.minimum(idx, len(order) - 1)]
+
+
+def _popularity_index(group: np.ndarray, pop: np.ndarray, k: int
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """``(order, keys)``: item ids 1..n sorted by group, and group + the within-group
+    popularity CDF of each, in ``(g, g+1]``; ``k`` groups, some possibly empty."""
+    order = np.argsort(group, kind="stable")
+    sorted_group = group[order]
+    cum = np.cumsum(pop[order])
+    starts = np.searchsorted(sorted_group, np.arange(k), side="left")
+    ends = np.searchsorted(sorted_group, np.arange(k), side="right")
+    before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)[sorted_group]
+    total = (cum[ends - 1] - np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0))
+    within = (cum - before) / total[sorted_group]
+    within[ends - 1] = 1.0
+    return order + 1, sorted_group + within
+
+
+def build_items(preset: SamplePreset, seed: int, view: Optional[ItemView] = None) -> ItemWorld:
+    """The items of a sample: clusters, latent vectors, popularity, quality, levels.
+
+    Without ``view`` the clusters are the preset's categories and the content is the latent
+    vector. With one, the clusters are (category, audience) niches, ``n_clusters *
+    view.communities`` of them, and the latent and content are :class:`ItemView`'s."""
+    if view is not None:
+        return _build_view_items(preset, seed, view)
     gen = stream_rng(seed, S_ITEMS)
     n, k, d = preset.n_items, preset.n_clusters, preset.latent_dim
     centers = gen.standard_normal((k, d))
@@ -246,6 +435,39 @@ def build_items(preset: SamplePreset, seed: int) -> ItemWorld:
     cluster = np.concatenate([np.arange(k), gen.choice(k, size=n - k, p=sizes)])
     gen.shuffle(cluster)
     latent = centers[cluster] + 0.6 * gen.standard_normal((n, d))
+    return _item_world(preset, seed, gen, centers, cluster, latent)
+
+
+def _build_view_items(preset: SamplePreset, seed: int, view: ItemView) -> ItemWorld:
+    gen = stream_rng(seed, S_ITEMS_VIEW)
+    n, k, d, m = preset.n_items, preset.n_clusters, preset.latent_dim, int(view.communities)
+    cat_centers = gen.standard_normal((k, d))
+    com_centers = gen.standard_normal((m, d))
+    sizes = gen.dirichlet(np.full(k, 2.0))
+    category = np.concatenate([np.arange(k), gen.choice(k, size=n - k, p=sizes)])
+    gen.shuffle(category)
+    community = gen.integers(0, m, size=n)
+    t = cat_centers[category] + 0.6 * gen.standard_normal((n, d))
+    h = com_centers[community] + 0.6 * gen.standard_normal((n, d))
+    content = t + view.content_noise * gen.standard_normal((n, d))
+    a, b = np.sqrt(view.content_share), np.sqrt(1.0 - view.content_share)
+    niche_cat, niche_com = np.divmod(np.arange(k * m), m)
+    centers = np.c_[a * cat_centers[niche_cat], b * com_centers[niche_com]]  # (K*M, 2d)
+    world = _item_world(preset, seed, gen, centers, category * m + community, np.c_[a * t, b * h])
+    world.view = view
+    world.item_category = pad_row(category)
+    world.category_order, world.category_keys = _popularity_index(category, world.item_pop[1:],
+                                                                  k)
+    world.cluster_category = niche_cat
+    world.category_centers = cat_centers
+    world.content = pad_row(content).astype(np.float32)
+    return world
+
+
+def _item_world(preset: SamplePreset, seed: int, gen: np.random.Generator, centers: np.ndarray,
+                cluster: np.ndarray, latent: np.ndarray) -> ItemWorld:
+    """Quality, popularity and levels drawn from ``gen``, and the cluster index."""
+    n, k = preset.n_items, len(centers)
     quality = gen.standard_normal(n)
     # Zipf popularity over a random rank order, mildly favouring good items.
     rank_score = gen.standard_normal(n) + 0.5 * quality
@@ -253,16 +475,7 @@ def build_items(preset: SamplePreset, seed: int) -> ItemWorld:
     pop = rank.astype(np.float64) ** -preset.zipf_exponent
     likes = levels(np.log(pop) + 0.8 * quality + 0.3 * gen.standard_normal(n))
     views = levels(np.log(pop) + 0.3 * gen.standard_normal(n))
-    order = np.argsort(cluster, kind="stable")
-    sorted_cluster = cluster[order]
-    sorted_pop = pop[order]
-    cum = np.cumsum(sorted_pop)
-    starts = np.searchsorted(sorted_cluster, np.arange(k), side="left")
-    ends = np.searchsorted(sorted_cluster, np.arange(k), side="right")
-    before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)[sorted_cluster]
-    total = (cum[ends - 1] - np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0))
-    within = (cum - before) / total[sorted_cluster]
-    within[ends - 1] = 1.0
+    order, keys = _popularity_index(cluster, pop, k)
     pop_cdf = np.cumsum(pop) / pop.sum()
     pop_cdf[-1] = 1.0
     cluster_mass = np.bincount(cluster, weights=pop, minlength=k)
@@ -272,7 +485,7 @@ def build_items(preset: SamplePreset, seed: int) -> ItemWorld:
         item_pop=pad_row(pop), item_quality=pad_row(quality), item_likes=pad_row(likes),
         item_views=pad_row(views),
         cluster_weights=cluster_mass / cluster_mass.sum(),
-        cluster_order=order + 1, cluster_keys=sorted_cluster + within, pop_cdf=pop_cdf)
+        cluster_order=order, cluster_keys=keys, pop_cdf=pop_cdf)
 
 
 # ============================================================================ the protocol

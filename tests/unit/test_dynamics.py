@@ -269,3 +269,21 @@ def test_cli_variant_and_knobs(tmp_path, capsys):
     assert main(["make-sample", "--out", str(out), "--preset", "tiny", "--seed", "3",
                  "--no-images", "--no-item-vectors"]) == 2
     assert "variant='dynamic'" in capsys.readouterr().err
+
+
+def test_the_dynamic_variant_runs_in_an_item_view():
+    """Item views are an axis of their own: the dynamic variant's users take one audience
+    each, its multimodal views see the content (and quality), not the audience."""
+    from fuxictr_mmctr.data.sample import WORLDS
+
+    view = WORLDS["partial"]
+    dw = dynamics.build(PRESETS["tiny"], SEED, Dynamics(), view)
+    world = dw.world
+    assert world.item_latent.shape[1] == 2 * PRESETS["tiny"].latent_dim
+    audience = dw.users.clusters % view.communities  # (U, 4) every interest's audience
+    assert (audience == audience[:, :1]).mean() > 0.95
+    latent = dw.view_latent()
+    assert latent.shape == (PRESETS["tiny"].n_items, PRESETS["tiny"].latent_dim + 1)
+    np.testing.assert_array_equal(latent[:, :-1], world.content[1:])
+    rows = dw.draw(np.random.default_rng(0), 500)
+    assert ((rows.prob > 0) & (rows.prob < 1)).all() and rows.history.shape == (500, 100)
