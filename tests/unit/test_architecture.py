@@ -23,9 +23,8 @@ LAYERS = [
 ]
 FLOOR = {name: level for level, names in enumerate(LAYERS) for name in names}
 
-# Being reshaped on their own branches (the sample generator split, the Task-1 student split).
+# Being reshaped on their own branches (the Task-1 student split).
 RESHAPED_NEXT = [
-    "fuxictr_mmctr.data.dynamics imports fuxictr_mmctr.data.sample",
     "fuxictr_mmctr.embeddings.projector imports fuxictr_mmctr.embeddings.student",
     "fuxictr_mmctr.embeddings.student imports fuxictr_mmctr.embeddings.teacher",
 ]
