@@ -26,7 +26,7 @@ from ..data.features import MMCTRFeatureProcessor
 from ..data.loader import MMCTRDataLoader
 from ..errors import ConfigError
 from ..models import get_model
-from ..submit.submission import count_rows, write_submission
+from ..submit.submission import test_rows, write_submission
 from . import artifacts, distributed, results
 from .config_keys import check_params, warn_unknown_keys
 
@@ -178,22 +178,33 @@ def build_feature_map(params: dict, output_dir=None):
     return feature_map
 
 
-def load_feature_map(params: dict):
+def load_feature_map(params: dict, record: Optional[artifacts.CheckpointRecord] = None):
     """The feature map that belongs to the checkpoint of ``params``' expid.
 
-    Read from the folder recorded beside the checkpoint (:func:`.artifacts.feature_dir_for`);
-    checkpoints written before such records existed fall back to FuxiCTR's
-    ``<data_root>/<dataset_id>/feature_map.json``.
+    Read from the folder recorded beside the checkpoint (``record``, or
+    :func:`.artifacts.checkpoint_record`); checkpoints written before such records existed fall
+    back to FuxiCTR's ``<data_root>/<dataset_id>/feature_map.json``.
+
+    Raises:
+        ConfigError: no feature map, or a ``feature_map.json`` that is not a feature map.
     """
-    data_dir = artifacts.feature_dir_for(artifacts.checkpoint_path(params))
-    if data_dir is None:
-        data_dir = Path(params["data_root"]) / params["dataset_id"]
+    if record is None:
+        record = artifacts.checkpoint_record(artifacts.checkpoint_path(params))
+    data_dir = record.feature_dir if record is not None else \
+        Path(params["data_root"]) / params["dataset_id"]
     json_file = data_dir / artifacts.FEATURE_MAP_JSON
     if not json_file.exists():
         raise ConfigError(f"expid {params['model_id']!r} has no trained model (no feature map at "
                           f"{json_file}): train it first (run_expid.py)")
     feature_map = FeatureMap(params["dataset_id"], str(data_dir))
-    feature_map.load(str(json_file), params)
+    try:
+        feature_map.load(str(json_file), params)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError too
+        raise ConfigError(f"not a readable feature map ({type(exc).__name__}: {exc}); it was "
+                          "edited or damaged: retrain the expid (run_expid.py)",
+                          path=json_file) from None
+    except RuntimeError as exc:  # FuxiCTR: the map's dataset_id is another one
+        raise ConfigError(f"{exc}; retrain the expid (run_expid.py)", path=json_file) from None
     return feature_map
 
 
@@ -253,13 +264,14 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
             if cluster.is_main:
                 # Everything is read and checked before anything shared is written: the feature
                 # map goes to a private folder, published once data, loaders and model are OK.
+                inputs = artifacts.model_inputs(params)  # what the checkpoint will record
                 staging = artifacts.staging_dir(params)
                 try:
                     feature_map = build_feature_map(params, output_dir=staging)
                     model = build_model(feature_map, params)
                     train_gen, valid_gen = make_loaders(params, feature_map, "train")
                     feature_map.data_dir = str(artifacts.publish(staging))
-                    artifacts.attach_recorder(model, feature_map.data_dir)
+                    artifacts.attach_recorder(model, feature_map.data_dir, inputs)
                 except BaseException:
                     artifacts.discard(staging)
                     raise
@@ -285,8 +297,13 @@ SPLITS = ("train", "valid", "test")
 
 
 def _restore(params: dict):
-    """The saved feature map and a model holding the best checkpoint of ``params``' expid."""
-    feature_map = load_feature_map(params)
+    """The saved feature map and a model holding the best checkpoint of ``params``' expid.
+
+    Refuses weights trained on other settings or item files than ``params`` give now
+    (:func:`.artifacts.check_inputs`), before anything is built."""
+    record = artifacts.checkpoint_record(artifacts.checkpoint_path(params))
+    artifacts.check_inputs(record, params)
+    feature_map = load_feature_map(params, record)
     model = build_model(feature_map, params)
     if not os.path.exists(model.checkpoint):
         raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} not "
@@ -390,7 +407,7 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     feature_map, model = _restore(params)
     y_pred = score_split(params, feature_map, model, "test")
     zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
-    write_submission({task: y_pred}, zip_path, n_rows=count_rows(params["test_data"]),
+    write_submission({task: y_pred}, zip_path, n_rows=test_rows(params["test_data"]),
                      all_columns=all_columns)
     logging.info("Submission written: %s", zip_path)
     return PredictResult(expid=expid, zip_path=zip_path, num_rows=len(y_pred))
