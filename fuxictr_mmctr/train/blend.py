@@ -38,7 +38,7 @@ from ..submit.blend import (METHODS, OBJECTIVES, BlendError, blend_predictions,
                             fit_blend_weights, normalise_weights, read_labels)
 from ..submit.metrics import auc, logloss
 from ..submit.submission import TASK_COLUMNS, test_rows, write_submission
-from . import artifacts, experiment
+from . import artifacts, experiment, preflight
 from .experiment import load_trained_model, score_split
 
 logger = logging.getLogger(__name__)
@@ -316,6 +316,8 @@ def run_blend(config_dir: PathLike, expids: Sequence[str], method: str = "mean",
     if weights is not None:
         normalise_weights(weights, len(expids))  # refuse before any prediction
 
+    if out is not None:
+        preflight.check_prediction_run(out)  # before any experiment is scored
     params, rows = _dataset_rows(config_dir, expids, gpu)
     n_valid, n_test = rows[expids[0]]
     y_valid = read_labels(params[expids[0]]["valid_data"])

@@ -27,7 +27,7 @@ from ..data.loader import MMCTRDataLoader
 from ..errors import ConfigError
 from ..models import get_model
 from ..submit.submission import test_rows, write_submission
-from . import artifacts, distributed, results
+from . import artifacts, distributed, preflight, results
 from .config_keys import check_params, warn_unknown_keys
 
 logger = logging.getLogger(__name__)
@@ -251,6 +251,9 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
             params.update(rank=cluster.rank, world_size=cluster.world_size)
             if gpu >= 0:
                 params["gpu"] = cluster.local_rank
+        # What the run needs at its end (metrics it can compute on this valid split, folders
+        # it can write), checked before the hours of training.
+        preflight.check_training_run(config_dir, params, record=record, writes=cluster.is_main)
         lock = artifacts.expid_lock(params) if cluster.is_main else contextlib.nullcontext()
         with lock:
             if cluster.is_main:
@@ -402,12 +405,14 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     """
     params = load_params(config_dir, expid, gpu, needs=("test_data", "item_info"),
                          check_keys=False)
+    zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
+    preflight.check_prediction_run(zip_path)  # before the test split is scored
+    n_rows = test_rows(params["test_data"])
     _set_logger(params, "predict")  # keep the training log
     warn_unknown_keys(params)
     feature_map, model = _restore(params)
     y_pred = score_split(params, feature_map, model, "test")
-    zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
-    write_submission({task: y_pred}, zip_path, n_rows=test_rows(params["test_data"]),
+    write_submission({task: y_pred}, zip_path, n_rows=n_rows,
                      all_columns=all_columns)
     logging.info("Submission written: %s", zip_path)
     return PredictResult(expid=expid, zip_path=zip_path, num_rows=len(y_pred))
