@@ -85,7 +85,7 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     try:
         params = load_config(config_dir, expid)
     except AssertionError:  # FuxiCTR: no dataset_id after merging Base and the expid
-        raise _expid_error(config_dir, expid) from None
+        raise expid_error(config_dir, expid) from None
     except RuntimeError as exc:
         raise ConfigError(f"{config_dir}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -129,8 +129,9 @@ def require_files(params: dict, keys: Sequence[str]) -> None:
                               f"(paths resolve against {os.getcwd()})")
 
 
-def _expid_error(config_dir: str, expid: str) -> ConfigError:
-    """Why FuxiCTR found no ``dataset_id`` for ``expid``: the expid is absent, or lacks it."""
+def expid_error(config_dir: str, expid: str, option: str = "--expid") -> ConfigError:
+    """Why FuxiCTR found no ``dataset_id`` for ``expid``: the expid is absent (naming the closest
+    ones, as ``option``), or lacks it."""
     known = []
     for path in sorted(glob.glob(os.path.join(config_dir, "model_config*.yaml")) +
                        glob.glob(os.path.join(config_dir, "model_config", "*.yaml"))):
@@ -141,7 +142,21 @@ def _expid_error(config_dir: str, expid: str) -> ConfigError:
                            path=config_dir)
     close = difflib.get_close_matches(expid, known, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return ConfigError(f"expid {expid!r} not found{hint}", path=config_dir, option="--expid")
+    return ConfigError(f"expid {expid!r} not found{hint}", path=config_dir, option=option)
+
+
+def log_path(params: dict, job: str = "") -> Path:
+    """``<model_root>/<dataset_id>/<expid>[.job].log``: FuxiCTR's log file of a job."""
+    return artifacts.model_dir(params) / f"{params['model_id']}{'.' + job if job else ''}.log"
+
+
+def keep_previous_log(path) -> None:
+    """Move an existing log to ``<log>.1`` (replacing an older one) before a run rewrites it:
+    FuxiCTR opens the log with mode ``"w"``, so a run that fails early (a full disk at the
+    first checkpoint) would otherwise leave nothing of the previous run's log."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > 0:
+        os.replace(path, path.with_name(path.name + ".1"))
 
 
 def use_threads(params: dict) -> int:
@@ -154,7 +169,9 @@ def use_threads(params: dict) -> int:
 
 
 def _set_logger(params: dict, job: str = "") -> None:
-    """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run)."""
+    """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run;
+    the previous run's log is kept as ``<log>.1``)."""
+    keep_previous_log(log_path(params, job))
     set_logger(dict(params, model_id=params["model_id"] + (f".{job}" if job else "")))
     logging.info("Versions: %s; torch threads: %d", compat.versions_line(), use_threads(params))
     logging.info("Params: %s", {k: params[k] for k in sorted(params) if k != "feature_cols"})

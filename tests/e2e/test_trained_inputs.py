@@ -162,3 +162,23 @@ def test_blend_cache_recomputes_an_unreadable_entry(trained, caplog):
     third = blend.experiment_predictions(config_dir, "DIN_sample")
     np.testing.assert_array_equal(third["test"], first["test"])
     assert "unreadable prediction cache record" in caplog.text
+
+
+def test_a_hand_broken_feature_map_is_one_line(trained, tmp_path, capfd):
+    """It was a JSONDecodeError traceback at prediction."""
+    from fuxictr_mmctr.train import artifacts
+
+    config_dir, _, before = trained
+    params = experiment.load_params(config_dir, "DIN_sample")
+    record = artifacts.checkpoint_record(artifacts.checkpoint_path(params))
+    feature_map = record.feature_dir / artifacts.FEATURE_MAP_JSON
+    good = feature_map.read_text()
+    try:
+        for broken in (good[: len(good) // 2], '{"dataset_id": "MicroLens_sample"}', "[]"):
+            feature_map.write_text(broken)
+            code, error = _predict_cli(config_dir, tmp_path, capfd)
+            assert code == 2 and f"{feature_map}: not a readable feature map" in error
+    finally:
+        feature_map.write_text(good)
+    np.testing.assert_array_equal(experiment.predict_split(config_dir, "DIN_sample", "valid"),
+                                  before)
