@@ -27,7 +27,7 @@ from ..data.loader import MMCTRDataLoader
 from ..errors import ConfigError
 from ..models import get_model
 from ..submit.submission import test_rows, write_submission
-from . import artifacts, distributed, preflight, results
+from . import artifacts, distributed, preflight, readings, results
 from .config_keys import check_params, warn_unknown_keys
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,9 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
             valid and item_info.
         check_keys: warn (once per process, in the log and on stderr) about keys that no
             component reads, naming the closest known key (see
-            :func:`fuxictr_mmctr.train.config_keys.warn_unknown_keys`). Jobs that set up
-            FuxiCTR's log file pass False and warn once the log is open. Default: True.
+            :func:`fuxictr_mmctr.train.config_keys.warn_unknown_keys`), and say which reading
+            of an ambiguous config was taken (:func:`.readings.announce_readings`). Jobs that
+            set up FuxiCTR's log file pass False and warn once the log is open. Default: True.
 
     Raises:
         ConfigError: no such directory, expid or dataset; a required key or file is missing.
@@ -93,6 +94,7 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     params["gpu"] = gpu
     check_device(gpu)
     check_params(params, where=f"{config_dir} (expid {expid})")
+    readings.check_feature_specs(params)
     missing = [k for k in REQUIRED_KEYS if k not in params]
     if missing:
         raise ConfigError(f"expid {expid!r} in {config_dir}: missing key(s) {missing}")
@@ -102,6 +104,7 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     require_files(params, needs)
     if check_keys:
         warn_unknown_keys(params)
+        readings.announce_readings(config_dir, expid, params)
     return params
 
 
@@ -276,6 +279,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
             if cluster.is_main:
                 _set_logger(params)
                 warn_unknown_keys(params)  # now also in the log file
+                readings.announce_readings(config_dir, expid, params)
             else:
                 process_group.configure_logging(cluster)
             use_threads(params)
@@ -427,6 +431,7 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     n_rows = test_rows(params["test_data"])
     _set_logger(params, "predict")  # keep the training log
     warn_unknown_keys(params)
+    readings.announce_readings(config_dir, expid, params)
     feature_map, model = _restore(params)
     y_pred = score_split(params, feature_map, model, "test")
     write_submission({task: y_pred}, zip_path, n_rows=n_rows,
