@@ -40,7 +40,7 @@ def atomic_path(target: PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if isinstance(exc, OSError) and exc.filename is None:
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
             exc.filename = str(target)  # a failed write names the file it was for
         raise
 

@@ -25,7 +25,6 @@ import sys
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 import yaml
-from fuxictr.utils import load_dataset_config, load_model_config
 
 from ..data.features import feature_sides
 from ..errors import ConfigError, logs_to_stderr
@@ -52,12 +51,34 @@ def _dataset_files(config_dir: str) -> List[str]:
     return files or glob.glob(os.path.join(config_dir, "dataset_config", "*.yaml"))
 
 
+# libyaml's loader where PyYAML has it: these files are read at every job start.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _compose(path: str):
     try:
         with open(path) as fh:
-            return yaml.compose(fh, Loader=yaml.SafeLoader)
+            return yaml.compose(fh, Loader=_LOADER)
     except (OSError, yaml.YAMLError):
         return None  # unreadable: load_params has said so already
+
+
+def _load(path: str):
+    try:
+        with open(path) as fh:
+            return yaml.load(fh, Loader=_LOADER) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _mentions(path: str, names) -> bool:
+    """Whether ``path`` may define one of ``names`` (a cheap text test before parsing)."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError:
+        return False
+    return any(name in text for name in names)
 
 
 def _duplicate_keys(path: str, wanted: Set[str]) -> List[str]:
@@ -88,46 +109,58 @@ def _duplicate_keys(path: str, wanted: Set[str]) -> List[str]:
     return found
 
 
-def _defined_in_several_files(config_dir: str, expid: str) -> List[str]:
-    """An expid or Base defined in more than one model config file, differently."""
-    found: Dict[str, str] = {}  # name -> the file FuxiCTR takes it from (its loop, replayed)
+def _model_sections(config_dir: str, expid: str):
+    """Every model config file's ``Base`` and ``expid`` mappings, and the file FuxiCTR's
+    ``load_model_config`` takes each from (its loop replayed: the files in its order, the last
+    holder of each name before it holds both).
+
+    Returns:
+        ``(defined, taken)``: name -> {file: mapping}, name -> file.
+    """
+    taken: Dict[str, str] = {}
     defined: Dict[str, Dict[str, object]] = {"Base": {}, expid: {}}
     stopped = False  # FuxiCTR stops reading files once it holds both Base and the expid
     for path in _model_files(config_dir):
-        try:
-            with open(path) as fh:
-                data = yaml.safe_load(fh) or {}
-        except (OSError, yaml.YAMLError):
-            continue
+        data = _load(path)
         for name in defined:
             if isinstance(data, dict) and name in data:
                 defined[name][path] = data[name]
                 if not stopped:
-                    found[name] = path
-        stopped = stopped or len(found) == 2
+                    taken[name] = path
+        stopped = stopped or len(taken) == 2
+    return defined, taken
+
+
+def _defined_in_several_files(config_dir: str, defined, taken) -> List[str]:
+    """An expid or Base defined in more than one model config file, differently."""
     messages = []
     for name, where in defined.items():
         if len(where) > 1 and len({repr(v) for v in where.values()}) > 1:
-            taken = found.get(name)
-            others = [os.path.basename(p) for p in where if p != taken]
+            file = taken.get(name)
+            others = [os.path.basename(p) for p in where if p != file]
             messages.append(f"{name!r} is defined in several model config files of "
-                            f"{config_dir}: {os.path.basename(taken)} and {', '.join(others)}, "
-                            f"differently; FuxiCTR reads {os.path.basename(taken)}'s")
+                            f"{config_dir}: {os.path.basename(file)} and {', '.join(others)}, "
+                            f"differently; FuxiCTR reads {os.path.basename(file)}'s")
     return messages
 
 
-def _dataset_over_expid(config_dir: str, expid: str, params: Mapping) -> List[str]:
+def _dataset_over_expid(config_dir: str, expid: str, defined, taken,
+                        params: Mapping) -> List[str]:
     """Keys both the expid (with Base) and its dataset set: the dataset's value is used."""
-    try:
-        model = load_model_config(config_dir, expid)
-        dataset = load_dataset_config(config_dir, model["dataset_id"])
-    except (AssertionError, RuntimeError, KeyError, OSError, yaml.YAMLError):
+    model: Dict[str, object] = {}
+    for name in ("Base", expid):
+        section = defined[name].get(taken.get(name, ""), {})
+        model.update(section if isinstance(section, dict) else {})
+    dataset_id = model.get("dataset_id")
+    dataset = next((d[dataset_id] for d in map(_load, _dataset_files(config_dir))
+                    if isinstance(d, dict) and isinstance(d.get(dataset_id), dict)), None)
+    if dataset is None:
         return []
     messages = []
     for key in sorted(set(model) & set(dataset) - {"dataset_id"}):
         if model[key] != dataset[key]:
             messages.append(f"{key} is set by the expid ({_show(model[key])}) and by dataset "
-                            f"{model['dataset_id']!r} ({_show(dataset[key])}); FuxiCTR's "
+                            f"{dataset_id!r} ({_show(dataset[key])}); FuxiCTR's "
                             f"load_config takes the dataset's: {_show(params.get(key))}")
     return messages
 
@@ -219,14 +252,17 @@ def config_readings(config_dir, expid: str, params: Mapping) -> Tuple[List[str],
         the expid) and lines for the log (intended overrides said out loud).
     """
     config_dir = str(config_dir)
-    dataset_id = params.get("dataset_id")
+    dataset_id = str(params.get("dataset_id"))
     conflicts: List[str] = []
     for path in _model_files(config_dir):
-        conflicts += _duplicate_keys(path, {"Base", expid})
+        if _mentions(path, ("Base", expid)):
+            conflicts += _duplicate_keys(path, {"Base", expid})
     for path in _dataset_files(config_dir):
-        conflicts += _duplicate_keys(path, {str(dataset_id)})
-    conflicts += _defined_in_several_files(config_dir, expid)
-    conflicts += _dataset_over_expid(config_dir, expid, params)
+        if _mentions(path, (dataset_id,)):
+            conflicts += _duplicate_keys(path, {dataset_id})
+    defined, taken = _model_sections(config_dir, expid)
+    conflicts += _defined_in_several_files(config_dir, defined, taken)
+    conflicts += _dataset_over_expid(config_dir, expid, defined, taken, params)
     readings = _feature_specs(params) + _item_side(params) + _own_widths(params)
     return conflicts, readings
 
