@@ -68,8 +68,9 @@ def stop_on_signals(signals=STOP_SIGNALS) -> Iterator[StopRequest]:
 
     The handler only sets a flag (raising inside it could leave a just-started child
     unrecorded); the loops poll the flag at least every second. A second signal while the
-    children are ended is recorded too, and changes nothing. Outside the main thread (where
-    Python cannot set handlers) nothing is installed.
+    children are ended is recorded too, and changes nothing. A signal the process ignores
+    (``nohup``) stays ignored. Outside the main thread (where Python cannot set handlers)
+    nothing is installed.
     """
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
@@ -82,7 +83,10 @@ def stop_on_signals(signals=STOP_SIGNALS) -> Iterator[StopRequest]:
                            signal.Signals(signum).name)
         request.signum = signum
 
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    # A signal the process was started ignoring stays ignored (`nohup` ignores SIGHUP, a
+    # background job of a shell SIGINT): the user asked for the sweep to outlive it.
+    previous = {sig: signal.signal(sig, handler) for sig in signals
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield request
     finally:

@@ -138,3 +138,16 @@ def test_a_signal_is_recorded_not_fatal_while_a_sweep_ends_its_trials():
                 stop.check()
     assert info.value.exit_code == 128 + signal.SIGTERM and "SIGTERM" in str(info.value)
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_signal_the_process_ignores_stays_ignored():
+    """Under `nohup` SIGHUP is ignored on purpose: the sweep must outlive the terminal."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with sweep.stop_on_signals() as stop:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+            stop.check()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
