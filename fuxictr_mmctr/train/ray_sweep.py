@@ -38,7 +38,8 @@ from fuxictr.utils import load_config
 
 from ..errors import ConfigError, MMCTRError, require
 from . import experiment
-from .results import append_result, metric_line
+from .preflight import check_writable_file
+from .results import append_result, metric_line, results_file
 from .sweep import TERMINATE_GRACE_S, stop_on_signals, sweep_plan
 
 logger = logging.getLogger(__name__)
@@ -257,6 +258,8 @@ def tune_on_ray(config_file, address: str, gpus: Sequence[str] = ("-1",),
                 "1 GPU" if use_gpu else f"{cpus_per_trial:g} CPU(s)")
     if not plan.todo:
         return []
+    for config_dir in plan.config_dirs:  # the driver appends the rows: writable, before any trial
+        check_writable_file(results_file(config_dir), "results CSV")
     ray = connect(address, timeout=connect_timeout)
     failed: List[str] = []
     pending: Dict = {}
