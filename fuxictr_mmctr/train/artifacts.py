@@ -203,8 +203,8 @@ def feature_dir_for(checkpoint) -> Optional[Path]:
 # Params that cannot change what trained weights output, left out of :func:`model_inputs`.
 # Where and how a job runs:
 RUNTIME_KEYS = frozenset({
-    "gpu", "verbose", "num_workers", "rank", "world_size", "ddp_timeout", "debug_mode",
-    "model_id", "model_root", "data_root", "dataset_id", "pickle_feature_encoder", "streaming",
+    "gpu", "verbose", "num_workers", "num_threads", "rank", "world_size", "ddp_timeout",
+    "debug_mode", "model_id", "model_root", "data_root", "dataset_id", "pickle_feature_encoder", "streaming",
     "data_block_size", "data_format", "rebuild_dataset", "feature_config", "data_loader",
     "split"})  # split: the loader's call argument, not a config key
 # How the weights were found (the checkpoint holds the outcome) and the metrics reported:

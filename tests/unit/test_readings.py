@@ -116,7 +116,7 @@ def test_feature_specs_overriding_a_dataset_feature_are_said(handmade_config):
 
 @pytest.mark.parametrize("specs, message", [
     ([{"name": "item_emb", "pretrain_dim": 64}], "feature_specs names 'item_emb', not an active"),
-    ({"name": "item_id"}, "feature_specs must be a list"),
+    ({"name": "item_id"}, "must be a list"),  # the config contract says it first
 ])
 def test_feature_specs_naming_no_feature_are_refused(handmade_config, capfd, specs, message):
     """FuxiCTR's FeatureMap.load failed with KeyError: 'item_emb'."""
