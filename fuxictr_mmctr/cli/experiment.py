@@ -55,7 +55,8 @@ def _add_tune_arguments(parser: argparse.ArgumentParser) -> None:
                         "with --ray: any index means one GPU per trial, chosen by Ray)")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="run the trials as Ray tasks on the cluster at ADDRESS (host:port, "
-                        "e.g. from `ray start --head`), or `local` for a private one; needs "
+                        "e.g. from `ray start --head`; `auto`: the one running on this "
+                        "machine), or `local` for a private one; needs "
                         "pip install 'fuxictr_mmctr[ray]'")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0,
                         help="with --ray: CPUs reserved for each trial (default 1)")

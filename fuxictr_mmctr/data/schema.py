@@ -287,8 +287,9 @@ def check_finite_rows(path, column: str, vectors: np.ndarray) -> None:
 
 def warn_if_constant(path, column: str, vectors: np.ndarray) -> bool:
     """Warn when every item (rows 1..n of ``(n+1, D)`` ``vectors``; row 0 is the padding) has
-    the same vector: an all-zero or constant embedding column tells a model nothing about the
-    items, and it trains to what the other features give without a word otherwise.
+    the same vector: an all-zero or constant embedding column (or tag list) tells a model
+    nothing about the items, and it trains to what the other features give without a word
+    otherwise.
 
     Returns:
         True when the column is constant (and a warning was logged).
@@ -377,6 +378,7 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
                 if values[0].any():
                     raise DataValidationError(path, "padding row 0 must be all zeros",
                                               column=name, row=0)
+                warn_if_constant(path, name, values)
         else:
             _kind(path, name, typ, "number")
             _check_no_nulls(path, name, array, 0)

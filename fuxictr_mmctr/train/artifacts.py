@@ -185,6 +185,10 @@ def checkpoint_record(checkpoint) -> Optional[CheckpointRecord]:
             if not (folder / FEATURE_MAP_JSON).is_file():
                 raise ConfigError(f"the feature map of this checkpoint ({folder}) is gone; "
                                   "retrain the expid", path=checkpoint)
+            if folder.parent.name == FEATURE_MAPS and _content_digest(folder) != folder.name:
+                raise ConfigError("its files were changed after training (the folder is named "
+                                  "by the digest of their contents); restore them or retrain "
+                                  "the expid", path=folder)
             inputs = entry.get("inputs")
             return CheckpointRecord(checkpoint, digest, folder,
                                     inputs if isinstance(inputs, dict) else None)

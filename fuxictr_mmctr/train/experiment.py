@@ -10,6 +10,7 @@ import difflib
 import glob
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -334,6 +335,10 @@ def _restore(params: dict):
                           "found: run run_expid.py first")
     try:
         model.load_weights(model.checkpoint)
+    except (EOFError, pickle.UnpicklingError) as exc:  # a truncated or foreign file
+        raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} cannot "
+                          f"be read ({type(exc).__name__}: {exc}); retrain it (run_expid.py)") \
+            from None
     except RuntimeError as exc:  # torch: the saved tensors do not fit the model built now
         first = str(exc).strip().splitlines()
         raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} does not "

@@ -45,6 +45,7 @@ from .sweep import TERMINATE_GRACE_S, stop_on_signals, sweep_plan
 logger = logging.getLogger(__name__)
 
 LOCAL = "local"
+AUTO = "auto"  # Ray's own: the cluster `ray start` left running on this machine
 
 
 @dataclass
@@ -197,7 +198,8 @@ def connect(address: str, num_cpus: Optional[int] = None,
         return ray
     if not timeout > 0:
         raise ConfigError(f"--ray-timeout {timeout}: expected seconds > 0")
-    probe(address, timeout)
+    if address != AUTO:  # Ray finds a cluster of this machine itself: no address to probe
+        probe(address, timeout)
     outcome: Dict[str, BaseException] = {}
 
     def init():
@@ -249,7 +251,7 @@ def tune_on_ray(config_file, address: str, gpus: Sequence[str] = ("-1",),
         Stopped: a signal stopped the sweep (rerun it to resume).
     """
     require("ray", "ray", "run_param_tuner.py --ray")   # before any work: say what is missing
-    if address != LOCAL:
+    if address not in (LOCAL, AUTO):
         parse_address(address)                          # a malformed address: before any work
     use_gpu = any(int(g) >= 0 for g in gpus)
     plan = sweep_plan(config_file, tag)

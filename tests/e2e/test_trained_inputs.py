@@ -165,7 +165,8 @@ def test_blend_cache_recomputes_an_unreadable_entry(trained, caplog):
 
 
 def test_a_hand_broken_feature_map_is_one_line(trained, tmp_path, capfd):
-    """It was a JSONDecodeError traceback at prediction."""
+    """It was a JSONDecodeError traceback at prediction; a valid edit (another vocabulary) was
+    used silently. The folder is named by the digest of its files: any edit is seen."""
     from fuxictr_mmctr.train import artifacts
 
     config_dir, _, before = trained
@@ -174,10 +175,14 @@ def test_a_hand_broken_feature_map_is_one_line(trained, tmp_path, capfd):
     feature_map = record.feature_dir / artifacts.FEATURE_MAP_JSON
     good = feature_map.read_text()
     try:
-        for broken in (good[: len(good) // 2], '{"dataset_id": "MicroLens_sample"}', "[]"):
+        edited = good.replace('"vocab_size": 11', '"vocab_size": 12', 1)
+        assert edited != good
+        for broken in (good[: len(good) // 2], '{"dataset_id": "MicroLens_sample"}', "[]",
+                       edited):
             feature_map.write_text(broken)
             code, error = _predict_cli(config_dir, tmp_path, capfd)
-            assert code == 2 and f"{feature_map}: not a readable feature map" in error
+            assert code == 2 and f"{record.feature_dir}: its files were changed after " \
+                "training" in error
     finally:
         feature_map.write_text(good)
     np.testing.assert_array_equal(experiment.predict_split(config_dir, "DIN_sample", "valid"),

@@ -38,6 +38,15 @@ def test_a_constant_embedding_column_is_named(tmp_path, caplog, fill, what):
     assert all(str(path) in w for w in warnings)
 
 
+def test_a_tag_column_without_tags_is_named(tmp_path, caplog):
+    columns = make_item_info_columns(12)
+    columns["item_tags"] = [[0] * 5 for _ in range(13)]  # every item: padding only
+    path = write_table(tmp_path / "item_info.parquet", columns, ITEM_TYPES)
+    with caplog.at_level(logging.WARNING):
+        read_item_info(path, columns=["item_tags"])
+    assert "column 'item_tags': all zeros (12 items x 5)" in caplog.text
+
+
 def test_a_varying_embedding_column_is_not_named(handmade, caplog):
     with caplog.at_level(logging.WARNING):
         read_item_info(handmade / "item_info.parquet")
