@@ -264,6 +264,12 @@ class MMCTRModel(BaseModel):
         if self._dist is not None and not self._dist.cluster.is_main:
             return
         with atomic_path(checkpoint) as tmp:
-            torch.save(self.state_dict(), tmp)
+            with open(tmp, "wb") as fh:  # a Python file: a failed write is an OSError we see
+                try:
+                    torch.save(self.state_dict(), fh)
+                except RuntimeError as exc:  # torch's wrapper of a failed write (disk full...)
+                    if isinstance(exc.__context__, OSError):
+                        raise exc.__context__ from None
+                    raise
             if self.checkpoint_recorder is not None:
                 self.checkpoint_recorder(checkpoint, tmp)
