@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import yaml
 
+from fuxictr_mmctr.resources import point_at_sample
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
 
@@ -73,6 +74,14 @@ def ensure_sample(data_root: Path, preset: str, variant: str, seed: int):
                        variant=variant, images=False, item_vectors=False)
 
 
+def save_rows(out: Path, rows) -> None:
+    """Write ``{"machine": ..., "rows": rows}`` to ``out`` (JSON), replacing it atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
+    os.replace(tmp, out)
+
+
 def _expid_name(model: str, route: str) -> str:
     """The expid of a row: ``<Model>_sample[_pretrained]``, ``DIN_official[_pretrained]``, or
     any other expid of the config given as is (column route only)."""
@@ -93,8 +102,7 @@ def bench_config(src: Path, dst: Path, sample_root: Path, model_root: Path, budg
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
-    data_cfg = dst / "dataset_config.yaml"
-    data_cfg.write_text(data_cfg.read_text().replace("./data/sample/", f"{sample_root}/"))
+    point_at_sample(dst, sample_root)
     base = dst / "model_config" / "Base.yaml"
     base_cfg = yaml.safe_load(base.read_text())
     base_cfg["Base"]["model_root"] = str(model_root) + "/"
@@ -329,9 +337,7 @@ def main(argv=None) -> int:
                                oracle_logloss=oracle["logloss"], **run_one(config_dir, expid))
                     rows.append(row)
                     logger.info("%s", row)
-                    tmp = out.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
-                    os.replace(tmp, out)
+                    save_rows(out, rows)
     # --report prints the machine the rows were measured on, not this one
     print(f"\nMachine: {saved.get('machine') if args.report else machine()}")
     print(f"Samples: preset {args.preset}, variants {args.variants}, seeds {args.seeds}; "

@@ -39,10 +39,40 @@ def atomic_path(target: PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            exc.filename = str(target)  # a failed write names the file it was for
         raise
+
+
+# (resolved path, size, mtime_ns, inode) -> sha256: each file is hashed once per process until
+# it changes (a file replaced in place gets a new inode or mtime, so it is hashed again).
+_DIGESTS: dict = {}
+
+
+def file_digest(path: PathLike) -> str:
+    """The sha256 of a file's *contents* (hex), hashed once per process per file version.
+
+    A 47 MB item table takes about 0.1 s; later calls for the same unchanged file are free.
+    Keyed on the contents, not on the path and mtime: a file rewritten in place with other
+    bytes (``build-embeddings --overwrite-input``) gets another digest, a copy the same one.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    cached = _DIGESTS.get(key)
+    if cached is None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        cached = _DIGESTS[key] = digest.hexdigest()
+    return cached
 
 
 def write_json(path: PathLike, obj) -> Path:
@@ -71,12 +101,3 @@ def report_path_for(out_path: PathLike) -> Path:
     """The report beside an output: ``item_info_task1.parquet`` -> ``item_info_task1.report.json``."""
     out_path = Path(out_path)
     return out_path.with_name(out_path.stem + ".report.json")
-
-
-def file_sha256(path: PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

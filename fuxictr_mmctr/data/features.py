@@ -38,12 +38,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import h5py
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import compat
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, check_finite_rows, column_max,
-                     is_list_type, list_column_values, open_parquet)
+                     is_list_type, list_column_values, open_parquet, warn_if_constant)
 
 from fuxictr.preprocess import FeatureProcessor
 from fuxictr.preprocess.tokenizer import load_pretrain_emb
@@ -112,6 +113,7 @@ def read_embedding_table(path, column: str, dim: Optional[int] = None,
     if present[0] and np.any(full[0] != 0):
         raise DataValidationError(path, "padding row (item_id 0) must be all zeros",
                                   column=column, row=int(np.flatnonzero(keys == 0)[0]))
+    warn_if_constant(path, column, full)
     return np.arange(n + 1, dtype=np.int64), full
 
 
@@ -368,8 +370,6 @@ _SPARSE_VOCAB_ROWS, _SPARSE_VOCAB_FILL = 100_000, 0.05
 def _warn_if_sparse(name: str, vocab_size: int, files, root) -> None:
     if vocab_size < _SPARSE_VOCAB_ROWS:
         return
-    import pyarrow.compute as pc
-
     distinct = set()
     for f in files:
         path = _locate(root, f)

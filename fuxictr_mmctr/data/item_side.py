@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from .. import compat
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
-from ..io import PathLike, atomic_path, file_sha256, report_path_for, write_json
+from ..io import PathLike, atomic_path, file_digest, report_path_for, write_json
 from .features import read_embedding_table
 from .schema import list_column, open_parquet, read_item_info
 from .semantic_ids import METHOD_VERSION, QuantizerConfig, residual_quantize
@@ -159,7 +159,7 @@ def _up_to_date(out: Path, report_path: Path, fingerprint: str) -> Optional[dict
     except (OSError, ValueError):
         return None
     if report.get("fingerprint") != fingerprint or \
-            report.get("output_sha256") != file_sha256(out):
+            report.get("output_sha256") != file_digest(out):
         return None
     return report
 
@@ -191,9 +191,9 @@ def build_item_side(spec: ItemSideSpec, force: bool = False) -> ItemSideResult:
             raise DataFileNotFound(source.path)
     if not base.exists():
         raise DataFileNotFound(base)
-    inputs = [dict(role="base", path=str(base), sha256=file_sha256(base))] + \
+    inputs = [dict(role="base", path=str(base), sha256=file_digest(base))] + \
         [dict(role="add", path=str(s.path), column=s.column, name=s.out_name,
-              sha256=file_sha256(s.path)) for s in spec.add]
+              sha256=file_digest(s.path)) for s in spec.add]
     fingerprint = _fingerprint(spec, inputs)
     if not force:
         report = _up_to_date(out, report_path, fingerprint)
@@ -240,7 +240,7 @@ def build_item_side(spec: ItemSideSpec, force: bool = False) -> ItemSideResult:
     with atomic_path(out, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
         _check_written(tmp, out, expected, table.column_names)
-    report = dict(output=str(out), output_sha256=file_sha256(out), fingerprint=fingerprint,
+    report = dict(output=str(out), output_sha256=file_digest(out), fingerprint=fingerprint,
                   items=n_items, inputs=inputs, columns=table.column_names,
                   added=list(added), settings=spec.settings(), method=METHOD_VERSION,
                   versions=_versions())

@@ -294,6 +294,25 @@ def check_finite_rows(path, column: str, vectors: np.ndarray) -> None:
                                         "in the model would overflow)", column=column, row=row)
 
 
+def warn_if_constant(path, column: str, vectors: np.ndarray) -> bool:
+    """Warn when every item (rows 1..n of ``(n+1, D)`` ``vectors``; row 0 is the padding) has
+    the same vector: an all-zero or constant embedding column (or tag list) tells a model
+    nothing about the items, and it trains to what the other features give without a word
+    otherwise.
+
+    Returns:
+        True when the column is constant (and a warning was logged).
+    """
+    items = vectors[1:]
+    if len(items) < 2 or not (items == items[0]).all():
+        return False
+    what = "all zeros" if not items[0].any() else "the same vector for every item"
+    logger.warning("%s, column '%s': %s (%d items x %d): it carries no information about "
+                   "items, so a model learns from the other features only; was the column "
+                   "exported correctly?", path, column, what, len(items), items.shape[1])
+    return True
+
+
 def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[int],
                  offset: int, what: str) -> None:
     """Values must lie in ``[low, high]`` (``high=None``: no upper bound)."""
@@ -351,27 +370,25 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
             path, f"item_id {item_id[row]} at row {row}: item_info must list item_id 0..n in "
                   "order (row index == item_id, row 0 = padding)", column="item_id", row=row)
     out = {"item_id": item_id.astype(narrowest_int_dtype(len(item_id) - 1))}
-    widths = dict(list_widths or {})
     for name in wanted:
         typ = schema.field(name).type
         array = table.column(name).combine_chunks()
         if is_list_type(typ):
             _kind(path, name, typ, "number", list_of=True)
-            values = list_column_values(path, name, array, 0, widths.get(name))
+            values = list_column_values(path, name, array, 0, None)
             if pa.types.is_floating(typ.value_type):
                 values = values.astype(np.float32, copy=False)
                 check_finite_rows(path, name, values)
+                warn_if_constant(path, name, values)
             else:
                 if values.size and values.min() < 0:
                     raise DataValidationError(path, "negative id", column=name,
                                               row=_first((values < 0).any(axis=1)))
-                if name in (vocab_sizes or {}):
-                    _check_range(path, name, values, 0, int(vocab_sizes[name]) - 1, 0,
-                                 f"the declared vocabulary of size {vocab_sizes[name]}")
                 values = values.astype(narrowest_int_dtype(int(values.max(initial=0))))
                 if values[0].any():
                     raise DataValidationError(path, "padding row 0 must be all zeros",
                                               column=name, row=0)
+                warn_if_constant(path, name, values)
         else:
             _kind(path, name, typ, "number")
             _check_no_nulls(path, name, array, 0)
@@ -388,7 +405,32 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
                 values = values.astype(narrowest_int_dtype(int(values.max()), int(values.min())))
         out[name] = values
     logger.info("Read %s: %d items, columns %s", path, len(item_id) - 1, list(out))
-    return ItemTable(path=path, columns=out)
+    table = ItemTable(path=path, columns=out)
+    check_item_table(table, list_widths or {}, vocab_sizes or {})
+    return table
+
+
+def check_item_table(table: ItemTable, widths: Mapping[str, int],
+                     vocab_sizes: Mapping[str, int]) -> None:
+    """Check an item table against what a config declares: the width of each list column
+    (``{"item_emb_d128": 128}``) and the vocabulary of each id column (ids in
+    ``[0, vocab_size - 1]``, list or scalar). Run on every read of item_info, and again when a
+    table read for one config serves another.
+
+    Raises:
+        DataValidationError: naming the file, the column and the first bad row.
+    """
+    for name, width in widths.items():
+        values = table.columns.get(name)
+        if values is not None and values.ndim == 2 and values.shape[1] != int(width):
+            raise DataValidationError(table.path, f"list length {values.shape[1]}, expected "
+                                      f"{width} (the width the config declares)", column=name,
+                                      row=0)
+    for name, size in vocab_sizes.items():
+        values = table.columns.get(name)
+        if values is not None and np.issubdtype(values.dtype, np.integer):
+            _check_range(table.path, name, values, 0, int(size) - 1, 0,
+                         f"the declared vocabulary of size {size}")
 
 
 # --------------------------------------------------------------------------- splits
