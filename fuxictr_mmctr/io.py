@@ -98,6 +98,7 @@ def _json_default(obj):
 
 
 def report_path_for(out_path: PathLike) -> Path:
-    """The report beside an output: ``item_info_task1.parquet`` -> ``item_info_task1.report.json``."""
+    """The report beside an output: ``item_info_task1.parquet`` ->
+    ``item_info_task1.report.json``."""
     out_path = Path(out_path)
     return out_path.with_name(out_path.stem + ".report.json")

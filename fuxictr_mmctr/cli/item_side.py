@@ -3,7 +3,8 @@
 Examples::
 
     # sid_1..sid_3 (codes of item_emb_d128, 64 per level) -> item_info_codes.parquet
-    mmctr semantic-ids --item-info data/sample/MicroLens_1M_x1/item_info.parquet --levels 3 --codebook 64
+    mmctr semantic-ids --item-info data/sample/MicroLens_1M_x1/item_info.parquet \\
+        --levels 3 --codebook 64
 
     # every candidate item side of a data folder (Task 1's when build-embeddings wrote it)
     mmctr item-side --data-dir data/sample

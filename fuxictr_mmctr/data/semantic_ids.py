@@ -11,10 +11,10 @@ every item in it (rare items borrow from their cluster).
 The k-means is scikit-learn's :class:`~sklearn.cluster.KMeans` (full-batch Lloyd, k-means++
 initialisation, seeded). Not ``MiniBatchKMeans``: the item side is small (91,717 items on the
 real data: about a minute of Lloyd per level of 64 codes on one busy core), where full batches
-reach a lower error and do not depend on a batch order. It runs on one OpenMP thread: scikit-learn sums the threads'
-partial centroids in whatever order the threads finish, so more threads change the last bits
-of the centroids from run to run and, through them, an occasional tied assignment; with one
-thread the same seed gives the same codes, byte for byte.
+reach a lower error and do not depend on a batch order. It runs on one OpenMP thread:
+scikit-learn sums the threads' partial centroids in whatever order the threads finish, so more
+threads change the last bits of the centroids from run to run and, through them, an occasional
+tied assignment; with one thread the same seed gives the same codes, byte for byte.
 
 Everything here is arrays in, arrays out; :mod:`fuxictr_mmctr.data.item_side` reads and
 writes the item tables.

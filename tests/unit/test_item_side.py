@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from helpers import ITEM_TYPES, build_model, make_item_info_columns, write_table
-from test_models import SMALL
+from helpers import ITEM_TYPES, TINY_MODELS, build_model, make_item_info_columns, write_table
 
 from fuxictr_mmctr import cli
 from fuxictr_mmctr.data import loader
@@ -234,7 +233,7 @@ def test_every_model_embeds_the_codes_of_history_and_target(name, route, handmad
                          dataset_id=f"MicroLens_sample_given_codes{suffix}")
     path.write_text(yaml.safe_dump(config))
     params, feature_map, model = build_model(handmade_config, expid, embedding_dim=4, max_len=6,
-                                             model_root=str(tmp_path), **SMALL.get(name, {}))
+                                             model_root=str(tmp_path), **TINY_MODELS.get(name, {}))
     codes = pq.read_table(handmade / "item_info_codes.parquet", columns=SID)
     for c in SID:  # vocabulary read from the table
         assert feature_map.features[c]["vocab_size"] == max(codes.column(c).to_pylist()) + 1
