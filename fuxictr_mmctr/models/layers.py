@@ -129,7 +129,11 @@ class TargetAttention(DIN_Attention):
     output is ``DIN_Attention``'s: the pooled history does not change when the history is
     permuted. The MLP runs on the real history positions only (a padded position's score is
     multiplied by 0, or masked out of the softmax, in ``DIN_Attention`` anyway), which saves
-    the work on padding: most of it when histories are much shorter than ``max_len``.
+    the work on padding: most of it when histories are much shorter than ``max_len``. Inside
+    ``torch.compile`` it runs on every position instead, as one static graph (a gather of the
+    real positions has a data-dependent size, which breaks the graph): the scores of the real
+    positions are the same. Not when the MLP normalises with batch statistics (``Dice``,
+    ``batch_norm``): padding would enter them, so such a layer keeps the gather compiled too.
 
     ``position_encoding: learned`` adds a learned age embedding to the history items (scored
     and pooled); ``recency_bias`` adds a learned score per age (initialised at 0) to every
@@ -159,6 +163,9 @@ class TargetAttention(DIN_Attention):
         self.positions = (HistoryPositionEncoding(max_len, embedding_dim)
                           if position_encoding == "learned" else None)
         self.recency = nn.Parameter(torch.zeros(int(max_len))) if recency_bias else None
+        # batch statistics (Dice, batch_norm) must see the real positions only
+        self._dense_when_compiled = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                            for m in self.attention_layer.modules())
 
     def scores(self, target: torch.Tensor, seq: torch.Tensor,
                mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -167,13 +174,17 @@ class TargetAttention(DIN_Attention):
         flat_seq = seq.reshape(-1, dim)                                  # (B*L, D)
         flat_target = target.repeat_interleave(seq_len, dim=0)           # (B*L, D)
         keep = None if mask is None else mask.reshape(-1) > 0            # (B*L,)
-        if keep is not None:
+        gather = keep is not None and not (self._dense_when_compiled and
+                                           torch.compiler.is_compiling())  # compiled: all B*L
+        if gather:
             flat_seq, flat_target = flat_seq[keep], flat_target[keep]   # (N_real, D)
         attention_input = torch.cat([flat_target, flat_seq, flat_target - flat_seq,
-                                     flat_target * flat_seq], dim=-1)    # (N_real, 4D)
-        real_scores = self.attention_layer(attention_input).squeeze(-1)  # (N_real,)
+                                     flat_target * flat_seq], dim=-1)    # (N, 4D)
+        real_scores = self.attention_layer(attention_input).squeeze(-1)  # (N,)
         if keep is None:
             return real_scores.view(batch_size, seq_len)
+        if not gather:
+            return real_scores.masked_fill(~keep, 0.0).view(batch_size, seq_len)
         scores = real_scores.new_zeros(batch_size * seq_len)
         scores = scores.masked_scatter(keep, real_scores)
         return scores.view(batch_size, seq_len)                          # (B, L)
