@@ -42,9 +42,16 @@ def host_empty(shape: Tuple[int, ...], dtype, pin: bool = False) -> Tuple[torch.
 
     Returns:
         ``(tensor, array)`` sharing memory.
+
+    Unpinned arrays are NumPy's: NumPy backs large arrays with transparent huge pages, and a
+    gather into a fresh ``torch.empty`` of 270 MB spends 4x as long in page faults. Pinned
+    blocks come from torch's caching host allocator, reused from batch to batch.
     """
+    if not pin:
+        array = np.empty(shape, dtype=dtype)
+        return torch.from_numpy(array), array
     torch_dtype = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
-    tensor = torch.empty(shape, dtype=torch_dtype, pin_memory=pin)
+    tensor = torch.empty(shape, dtype=torch_dtype, pin_memory=True)
     return tensor, tensor.numpy()
 
 
