@@ -129,11 +129,13 @@ class TargetAttention(DIN_Attention):
     output is ``DIN_Attention``'s: the pooled history does not change when the history is
     permuted. The MLP runs on the real history positions only (a padded position's score is
     multiplied by 0, or masked out of the softmax, in ``DIN_Attention`` anyway), which saves
-    the work on padding: most of it when histories are much shorter than ``max_len``. Inside
-    ``torch.compile`` it runs on every position instead, as one static graph (a gather of the
-    real positions has a data-dependent size, which breaks the graph): the scores of the real
-    positions are the same. Not when the MLP normalises with batch statistics (``Dice``,
-    ``batch_norm``): padding would enter them, so such a layer keeps the gather compiled too.
+    the work on padding: most of it when histories are much shorter than ``max_len``. Compiled
+    for a GPU (``torch.compile``, CUDA tensors) it runs on every position instead: the gather's
+    data-dependent size would cost a device-to-host sync every step and break the graph, and a
+    GPU has the arithmetic to spare. The scores of the real positions are the same. Not when
+    the MLP normalises with batch statistics (``Dice``, ``batch_norm``), which padding would
+    enter: such a layer keeps the gather. On the CPU the gather stays (the saved work is worth
+    more there than one graph).
 
     ``position_encoding: learned`` adds a learned age embedding to the history items (scored
     and pooled); ``recency_bias`` adds a learned score per age (initialised at 0) to every
@@ -167,6 +169,11 @@ class TargetAttention(DIN_Attention):
         self._dense_when_compiled = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                             for m in self.attention_layer.modules())
 
+    def every_position(self, seq: torch.Tensor) -> bool:
+        """Score every history position, not the real ones only: compiled for a GPU, with no
+        batch statistics in the attention MLP (see the class docstring)."""
+        return self._dense_when_compiled and seq.is_cuda and torch.compiler.is_compiling()
+
     def scores(self, target: torch.Tensor, seq: torch.Tensor,
                mask: Optional[torch.Tensor]) -> torch.Tensor:
         """``(B, L)`` raw attention scores, 0 at padded positions (the MLP skips them)."""
@@ -174,8 +181,7 @@ class TargetAttention(DIN_Attention):
         flat_seq = seq.reshape(-1, dim)                                  # (B*L, D)
         flat_target = target.repeat_interleave(seq_len, dim=0)           # (B*L, D)
         keep = None if mask is None else mask.reshape(-1) > 0            # (B*L,)
-        gather = keep is not None and not (self._dense_when_compiled and
-                                           torch.compiler.is_compiling())  # compiled: all B*L
+        gather = keep is not None and not self.every_position(seq)
         if gather:
             flat_seq, flat_target = flat_seq[keep], flat_target[keep]   # (N_real, D)
         attention_input = torch.cat([flat_target, flat_seq, flat_target - flat_seq,

@@ -170,7 +170,10 @@ class CompiledForward:
         self.failure: Optional[BaseException] = None
         self.compiled_calls = 0
         try:
-            self.compiled = torch.compile(eager, backend=backend, dynamic=False,
+            # dynamic=None: a size that changes from batch to batch (DIN's real history
+            # positions on the CPU) is made symbolic at its first change, not recompiled for
+            # every value; the batch size never changes here (see __call__)
+            self.compiled = torch.compile(eager, backend=backend, dynamic=None,
                                           mode=None if mode == "default" else mode)
         except Exception as exc:  # torch.compile itself refuses (e.g. an unsupported Python)
             self._fail(exc)
