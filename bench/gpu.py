@@ -14,15 +14,16 @@ history 100) on the first ``--train-rows`` rows of the sample's train split (91,
 vocabulary 11,740, as MicroLens_1M_x1), column route (``item_emb_d128`` shipped per history
 item, about 270 MB per batch of 8192 at history 64) unless the row says ids.
 
-Per model and setting: ``--warmup`` untimed train steps (a compiled model compiles in the
-first: its seconds are printed), then ``--steps`` timed ones through the package's train step
+Per model and setting: ``--warmup`` untimed train steps (at least 3 compiled: a model compiles
+in the first, whose seconds are printed, and again where a size turns out to change), then ``--steps`` timed ones through the package's train step
 and loader (FuxiCTR's ``train_step``; loader, forward, backward, Adam), synchronized at the
 end; samples/s = steps x batch / seconds. Peak GPU memory is ``torch.cuda.max_memory_allocated``
 over the run. The loader section iterates ``MMCTRDataLoader`` alone (one assembly thread):
 host batches only; each copied to the GPU synchronously from pageable memory; and the loader's
 own CUDA path (pinned batches, copied one ahead on a side stream). The torchrun section runs
 ``bench/ddp.py``'s worker (one epoch of the slice) as a plain process and as the one rank of
-``torchrun --nproc_per_node 1``. Run from the repository root; a sample that is missing is
+``torchrun --nproc_per_node 1``. The evaluation line scores one set of bf16-trained weights
+as the package evaluates (eager float32) and under bf16 and fp16 autocast. Run from the repository root; a sample that is missing is
 generated first (``full``: about 2 minutes, 0.7 GB on disk).
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from ddp import measure, prepare  # noqa: E402  (bench/ddp.py: slice + config, torchrun runs)
-from item_side import batch_bytes, train_throughput  # noqa: E402  (bench/item_side.py)
+from item_side import batch_bytes, full_batches, train_throughput  # noqa: E402
 from models import machine  # noqa: E402  (bench/models.py)
 
 logger = logging.getLogger("bench.gpu")
@@ -106,10 +107,13 @@ def train_rows(args, config_dir, expids, gpu):
             if gpu < 0 and label == "tf32":
                 continue  # no TF32 on a CPU
             logger.info("%s, %s", model, label)
+            # compiled: a size that changes (DIN's real history positions on the CPU) is made
+            # dynamic at its first change, a second compilation: both before the clock starts
+            warmup = max(args.warmup, 3) if setting.get("compile") else args.warmup
             try:
                 rows[model, label] = train_throughput(
-                    config_dir, expid, args.steps, args.batch_size, warmup=args.warmup,
-                    gpu=gpu, **setting)
+                    config_dir, expid, args.steps, args.batch_size, warmup=warmup, gpu=gpu,
+                    **setting)
                 rows[model, label].pop("params")
             except Exception as exc:  # a row that fails (OOM, ...) is reported, not fatal
                 logger.exception("%s, %s failed", model, label)
@@ -162,6 +166,32 @@ def loader_rows(config_dir, expid, batch_size, n_batches, gpu):
     return rows
 
 
+def eval_rows(config_dir, expid, batch_size, steps, gpu):
+    """Validation metrics of one set of bf16-trained weights (``steps`` train steps), evaluated
+    as the package does (eager float32) and under bf16 / fp16 autocast (the last sigmoid in
+    float32 either way)."""
+    from fuxictr_mmctr.models.speed import MixedPrecision
+    from fuxictr_mmctr.train import experiment
+
+    params = experiment.load_params(config_dir, expid, gpu)
+    params.update(verbose=0, batch_size=batch_size, precision="bf16")
+    feature_map = experiment.build_feature_map(params)
+    model = experiment.build_model(feature_map, params)
+    train_gen, valid_gen = experiment.make_loaders(params, feature_map, "train")
+    model.train()
+    model._max_gradient_norm, model._steps_per_epoch = 10.0, 10 ** 9
+    batches = full_batches(train_gen, batch_size)
+    for model._batch_index in range(steps):
+        model.train_step(next(batches))
+    batches.close()
+    out = {"fp32": dict(model.evaluate(valid_gen))}
+    for name in ("bf16", "fp16"):
+        with MixedPrecision(name, model.device).autocast():
+            out[name] = dict(model.evaluate(valid_gen))
+    out["valid_rows"] = valid_gen.num_samples
+    return out
+
+
 def torchrun_rows(config_dir, expid, gpu, warmup):
     """bench/ddp.py's worker, one epoch of the slice: plain process vs torchrun, 1 process."""
     scratch = Path(tempfile.mkdtemp(prefix="bench_gpu_run_"))
@@ -188,7 +218,7 @@ def torchrun_rows(config_dir, expid, gpu, warmup):
     return out
 
 
-def print_tables(args, rows, loaders, runs, gpu, device, load, seconds) -> None:
+def print_tables(args, rows, loaders, evals, runs, gpu, device, load, seconds) -> None:
     gib = 2 ** 30
     labels = [label for label in SETTINGS if gpu >= 0 or label != "tf32"]
     print(f"\n{versions(device)}")
@@ -227,6 +257,13 @@ def print_tables(args, rows, loaders, runs, gpu, device, load, seconds) -> None:
         mb = next(iter(row.values()))[1] / 1e6  # bytes per batch
         print(f"| {'column' if route == 'features' else 'ids'} | {mb:,.1f} | " +
               " | ".join(f"{row[k][0]:,.0f}" for k in kinds) + " |")
+    fp32 = evals["fp32"]
+    print(f"\nEvaluation precision ({args.models[0]}, the same weights after "
+          f"{args.warmup + args.steps} bf16 train steps, {evals['valid_rows']:,} valid rows): "
+          f"eager fp32 AUC {fp32['AUC']:.5f}, logloss {fp32['logloss']:.5f}; " +
+          "; ".join(f"{name} autocast AUC {evals[name]['AUC']:.5f} "
+                    f"({evals[name]['AUC'] - fp32['AUC']:+.5f}), logloss "
+                    f"{evals[name]['logloss']:.5f}" for name in ("bf16", "fp16")))
     if runs:
         plain, under = runs["plain process"], runs["torchrun, 1 process"]
         print(f"\n{args.models[0]} {TORCHRUN_SETTING}, one epoch of the slice (bench/ddp.py's "
@@ -282,18 +319,20 @@ def main(argv=None) -> int:
             rows = train_rows(args, config_dir, expids, gpu)
             first = expids[args.models[0]]
             loaders = loader_rows(config_dir, first, args.batch_size, args.steps, gpu)
+            evals = eval_rows(config_dir, first, args.batch_size, args.warmup + args.steps, gpu)
             runs = None if args.no_torchrun else torchrun_rows(config_dir, first, gpu,
                                                                args.warmup)
         finally:
             os.chdir(cwd)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print_tables(args, rows, loaders, runs, gpu, device, load, time.perf_counter() - start)
+    print_tables(args, rows, loaders, evals, runs, gpu, device, load,
+                 time.perf_counter() - start)
     if args.out:
         args.out.write_text(json.dumps({
             "versions": versions(device), "batch_size": args.batch_size,
             "train": {f"{m}/{label}": r for (m, label), r in rows.items()},
-            "loader": loaders, "torchrun": runs}, indent=1, default=str))
+            "loader": loaders, "evaluation": evals, "torchrun": runs}, indent=1, default=str))
     return 0
 
 
