@@ -1,6 +1,8 @@
-"""Training at GPU speed: every model's train throughput and peak GPU memory at batch 8192 on
-full-size shapes, in fp32, TF32, bf16, bf16 compiled and bf16 on the ids route; the loader
-alone with its host-to-device copies; one process under torchrun against a plain one.
+"""Train throughput and peak GPU memory of every model in fp32, TF32, bf16, compiled, ids route.
+
+At batch 8192 on full-size shapes: each model in fp32, TF32, bf16, bf16 compiled
+(``bf16+compile``) and bf16 on the ids route (``bf16+ids``; ``fp32+compile`` on request); the
+loader alone with its host-to-device copies; one process under torchrun against a plain one.
 
     python bench/gpu.py                      # a GPU: cuda:0, the `full` sample (made if missing)
     python bench/gpu.py --device cpu         # here: the `vocab` sample (real vocabularies, 600
@@ -55,9 +57,11 @@ SETTINGS = {
     "fp32": {},
     "tf32": {"tf32": True},
     "bf16": {"precision": "bf16"},
-    "bf16 compiled": {"precision": "bf16", "compile": True},
-    "bf16 ids route": {"precision": "bf16", "item_side": "ids"},
+    "fp32+compile": {"compile": True},
+    "bf16+compile": {"precision": "bf16", "compile": True},
+    "bf16+ids": {"precision": "bf16", "item_side": "ids"},
 }
+DEFAULT_SETTINGS = ("fp32", "tf32", "bf16", "bf16+compile", "bf16+ids")
 TORCHRUN_SETTING = "bf16"
 
 
@@ -103,9 +107,8 @@ def train_rows(args, config_dir, expids, gpu):
     """Every model in every setting: throughput, peak memory, first-step seconds."""
     rows = {}
     for model, expid in expids.items():
-        for label, setting in SETTINGS.items():
-            if gpu < 0 and label == "tf32":
-                continue  # no TF32 on a CPU
+        for label in args.settings:
+            setting = SETTINGS[label]
             logger.info("%s, %s", model, label)
             # compiled: a size that changes (DIN's real history positions on the CPU) is made
             # dynamic at its first change, a second compilation: both before the clock starts
@@ -220,15 +223,19 @@ def torchrun_rows(config_dir, expid, gpu, warmup):
 
 def print_tables(args, rows, loaders, evals, runs, gpu, device, load, seconds) -> None:
     gib = 2 ** 30
-    labels = [label for label in SETTINGS if gpu >= 0 or label != "tf32"]
+    labels = list(args.settings)
     print(f"\n{versions(device)}")
     print(f"data: {args.data_dir} (first {args.slice_rows:,} train rows), batch "
           f"{args.batch_size}, {args.warmup} warm-up + {args.steps} timed train steps; load "
           f"average before {load[0]:.1f}, after {os.getloadavg()[0]:.1f}; {seconds:.0f} s\n")
     cell = "samples/s (peak GiB)" if gpu >= 0 else "samples/s"
     print(f"Train throughput, {cell}; compiled: seconds of the first (compiling) step\n")
-    print("| model | history | " + " | ".join(labels) + " | bf16 vs fp32 | compiled vs bf16 |")
-    print("| --- " * (4 + len(labels)) + "|")
+    pairs = [(a, b) for a, b in (("bf16", "fp32"), ("fp32+compile", "fp32"),
+                                 ("bf16+compile", "bf16"), ("bf16+compile", "fp32"))
+             if a in labels and b in labels]
+    print("| model | history | " + " | ".join(labels) + " | " +
+          " | ".join(f"{a} vs {b}" for a, b in pairs) + " |")
+    print("| --- " * (2 + len(labels) + len(pairs)) + "|")
     for model in args.models:
         cells, rate = [], {}
         for label in labels:
@@ -240,15 +247,17 @@ def print_tables(args, rows, loaders, evals, runs, gpu, device, load, seconds) -
             text = f"{row['samples_per_s']:,.0f}"
             if row["peak_gpu_bytes"] is not None:
                 text += f" ({row['peak_gpu_bytes'] / gib:.1f})"
-            if label == "bf16 compiled":
+            if "compile" in label:
                 text += f", first step {row['first_step_s']:.0f} s"
             cells.append(text)
         ratio = lambda a, b: f"{rate[a] / rate[b]:.2f}x" if a in rate and b in rate else "-"  # noqa: E731
-        print(f"| {model} | {args.histories[model]} | " + " | ".join(cells) +
-              f" | {ratio('bf16', 'fp32')} | {ratio('bf16 compiled', 'bf16')} |")
-    print("\nBytes the loader ships per sample: column route "
-          f"{rows.get((args.models[0], 'bf16'), {}).get('bytes_per_sample', 0):,.0f}, ids route "
-          f"{rows.get((args.models[0], 'bf16 ids route'), {}).get('bytes_per_sample', 0):,.0f}")
+        print(f"| {model} | {args.histories[model]} | " + " | ".join(cells) + " | " +
+              " | ".join(ratio(a, b) for a, b in pairs) + " |")
+    shipped = {label: row["bytes_per_sample"] for (m, label), row in rows.items()
+               if m == args.models[0] and "bytes_per_sample" in row}
+    if shipped:
+        print(f"\nBytes the loader ships per sample ({args.models[0]}): " +
+              ", ".join(f"{label} {n:,.0f}" for label, n in shipped.items()))
     print(f"\nLoader alone ({args.models[0]}'s history, batch {args.batch_size}), samples/s\n")
     kinds = list(next(iter(loaders.values())))
     print("| route | MB per batch | " + " | ".join(kinds) + " |")
@@ -282,6 +291,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (20 GPU, 3 CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (3 GPU, 1 CPU)")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=None,
+                        help=f"columns of the table (default: {', '.join(DEFAULT_SETTINGS)}; "
+                             "tf32 only on a GPU)")
     parser.add_argument("--no-torchrun", action="store_true", help="skip the torchrun rows")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
@@ -294,6 +306,7 @@ def main(argv=None) -> int:
         gpu = device.index or 0
         device = torch.device("cuda", gpu)
     on_gpu = gpu >= 0
+    args.settings = args.settings or [s for s in DEFAULT_SETTINGS if on_gpu or s != "tf32"]
     args.batch_size = args.batch_size or (8192 if on_gpu else 256)
     args.steps = args.steps or (20 if on_gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 from helpers import feature_map_for
-from test_models import SMALL, batch, build  # noqa: F401  (batch: the fixture)
+from test_models import batch, build  # noqa: F401  (batch: the fixture)
 
 from fuxictr_mmctr.data.device import prefetch_to_device
 from fuxictr_mmctr.data.loader import MMCTRDataLoader, Share
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.models.layers import TargetAttention
 from fuxictr_mmctr.models.speed import CompiledForward, MixedPrecision, strip_compiled_prefix
+from fuxictr_mmctr.process_group import Cluster
+from fuxictr_mmctr.train.distributed import attach
 
 
 def ready(model, steps: int = 1):
@@ -72,9 +74,9 @@ def test_fp16_skips_a_step_whose_scaled_gradients_overflow(tmp_path, batch):
 
 def test_fp16_unscales_gradients_before_clipping(tmp_path, batch, monkeypatch):
     """The gradient clipped is the true one (the scale removed), close to fp32's."""
-    fp32 = ready(build("DIN", tmp_path))
-    fp16 = ready(build("DIN", tmp_path, precision="fp16"))
-    fp16.load_state_dict(fp32.state_dict())
+    relu = dict(seed=0, attention_hidden_activations="ReLU")  # Dice's eps 1e-9 is not fp16's
+    fp32 = ready(build("DIN", tmp_path, **relu))
+    fp16 = ready(build("DIN", tmp_path, precision="fp16", **relu))
     fp16.precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)  # no overflow
     seen = {}
     clip = torch.nn.utils.clip_grad_norm_
@@ -199,6 +201,44 @@ def test_target_attention_with_batch_statistics_keeps_the_gather():
     assert TargetAttention(8, attention_units=(16,))._dense_when_compiled
     assert not TargetAttention(8, attention_units=(16,),
                                hidden_activations="Dice")._dense_when_compiled
+
+
+@pytest.fixture
+def world_of_one():
+    """A gloo process group of this process alone (an in-memory store: no port, no spawn)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield Cluster(rank=0, world_size=1, local_rank=0, backend="gloo")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_ddp_train_step_autocasts_scales_and_runs_the_compiled_forward(tmp_path, batch,
+                                                                         world_of_one):
+    """Through DataParallel.forward_backward (DDP around the model), fp16 with its gradient
+    scaler and a compiled forward train exactly as one plain model does."""
+    plain = ready(build("DIN", tmp_path, seed=0, precision="fp16",
+                        attention_hidden_activations="ReLU"), steps=2)
+    wrapped = ready(build("DIN", tmp_path, seed=0, precision="fp16",
+                          attention_hidden_activations="ReLU"), steps=2)
+    for model in (plain, wrapped):
+        model.precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    compiled = CompiledForward.install(wrapped, backend=CountingBackend())
+    attach(wrapped, world_of_one)
+    assert wrapped._dist is not None
+    for step in range(2):
+        for model in (plain, wrapped):
+            model._batch_index = step
+            model.train_step(batch)
+    assert compiled.compiled_calls == 2  # DDP called the compiled forward
+    assert wrapped.precision.scaler.get_scale() == plain.precision.scaler.get_scale()
+    for a, b in zip(plain.parameters(), wrapped.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(
+        build("DIN", tmp_path, seed=0, attention_hidden_activations="ReLU").parameters(),
+        plain.parameters()))  # and training moved the weights
 
 
 # ---------------------------------------------------------------------------- checkpoints
