@@ -268,7 +268,7 @@ def print_tables(args, rows, loaders, evals, runs, gpu, device, load, seconds) -
               " | ".join(f"{row[k][0]:,.0f}" for k in kinds) + " |")
     fp32 = evals["fp32"]
     print(f"\nEvaluation precision ({args.models[0]}, the same weights after "
-          f"{args.warmup + args.steps} bf16 train steps, {evals['valid_rows']:,} valid rows): "
+          f"{args.eval_steps} bf16 train steps, {evals['valid_rows']:,} valid rows): "
           f"eager fp32 AUC {fp32['AUC']:.5f}, logloss {fp32['logloss']:.5f}; " +
           "; ".join(f"{name} autocast AUC {evals[name]['AUC']:.5f} "
                     f"({evals[name]['AUC'] - fp32['AUC']:+.5f}), logloss "
@@ -294,6 +294,9 @@ def main(argv=None) -> int:
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=None,
                         help=f"columns of the table (default: {', '.join(DEFAULT_SETTINGS)}; "
                              "tf32 only on a GPU)")
+    parser.add_argument("--eval-steps", type=int, default=None,
+                        help="bf16 train steps before the evaluation-precision line "
+                             "(default: warm-up + timed steps)")
     parser.add_argument("--no-torchrun", action="store_true", help="skip the torchrun rows")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
@@ -311,6 +314,7 @@ def main(argv=None) -> int:
     args.steps = args.steps or (20 if on_gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
     args.train_rows = args.train_rows or args.batch_size * 24
+    args.eval_steps = args.eval_steps or args.warmup + args.steps
     args.data_dir = args.data_dir or ROOT / "data" / ("full" if on_gpu else "vocab")
     load = os.getloadavg()
     start = time.perf_counter()
@@ -332,7 +336,7 @@ def main(argv=None) -> int:
             rows = train_rows(args, config_dir, expids, gpu)
             first = expids[args.models[0]]
             loaders = loader_rows(config_dir, first, args.batch_size, args.steps, gpu)
-            evals = eval_rows(config_dir, first, args.batch_size, args.warmup + args.steps, gpu)
+            evals = eval_rows(config_dir, first, args.batch_size, args.eval_steps, gpu)
             runs = None if args.no_torchrun else torchrun_rows(config_dir, first, gpu,
                                                                args.warmup)
         finally:

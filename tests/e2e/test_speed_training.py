@@ -83,8 +83,8 @@ def speed_runs(tiny_sample, tmp_path_factory):
             if f"{model}_sample" in config:
                 for variant in VARIANTS:
                     expids[model, variant] = f"{model}_sample_{variant}"
-                    config[expids[model, variant]] = dict(
-                        config[f"{model}_sample"], **EPOCH, **variant_params(model, variant))
+                    config[expids[model, variant]] = {**config[f"{model}_sample"], **EPOCH,
+                                                      **variant_params(model, variant)}
         path.write_text(yaml.safe_dump(config))
     done = {}
 
