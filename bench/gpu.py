@@ -17,15 +17,16 @@ vocabulary 11,740, as MicroLens_1M_x1), column route (``item_emb_d128`` shipped 
 item, about 270 MB per batch of 8192 at history 64) unless the row says ids.
 
 Per model and setting: ``--warmup`` untimed train steps (at least 3 compiled: a model compiles
-in the first, whose seconds are printed, and again where a size turns out to change), then ``--steps`` timed ones through the package's train step
-and loader (FuxiCTR's ``train_step``; loader, forward, backward, Adam), synchronized at the
-end; samples/s = steps x batch / seconds. Peak GPU memory is ``torch.cuda.max_memory_allocated``
-over the run. The loader section iterates ``MMCTRDataLoader`` alone (one assembly thread):
-host batches only; each copied to the GPU synchronously from pageable memory; and the loader's
-own CUDA path (pinned batches, copied one ahead on a side stream). The torchrun section runs
+in the first, whose seconds are printed, and again where a size turns out to change), then
+``--steps`` timed ones through the package's train step and loader (FuxiCTR's ``train_step``;
+loader, forward, backward, Adam), synchronized at the end; samples/s = steps x batch / seconds.
+Peak GPU memory is ``torch.cuda.max_memory_allocated`` over the run. The loader section
+iterates ``MMCTRDataLoader`` alone (one assembly thread): host batches only; each copied to the
+GPU synchronously from pageable memory; and the loader's own CUDA path (pinned batches, copied
+one ahead on a side stream). The evaluation line scores one set of bf16-trained weights as the
+package evaluates (eager float32) and under bf16 and fp16 autocast. The torchrun section runs
 ``bench/ddp.py``'s worker (one epoch of the slice) as a plain process and as the one rank of
-``torchrun --nproc_per_node 1``. The evaluation line scores one set of bf16-trained weights
-as the package evaluates (eager float32) and under bf16 and fp16 autocast. Run from the repository root; a sample that is missing is
+``torchrun --nproc_per_node 1``. Run from the repository root; a sample that is missing is
 generated first (``full``: about 2 minutes, 0.7 GB on disk).
 """
 from __future__ import annotations
@@ -233,8 +234,8 @@ def print_tables(args, rows, loaders, evals, runs, gpu, device, load, seconds) -
     pairs = [(a, b) for a, b in (("bf16", "fp32"), ("fp32+compile", "fp32"),
                                  ("bf16+compile", "bf16"), ("bf16+compile", "fp32"))
              if a in labels and b in labels]
-    print("| model | history | " + " | ".join(labels) + " | " +
-          " | ".join(f"{a} vs {b}" for a, b in pairs) + " |")
+    print("| model | history | " + " | ".join(labels + [f"{a} vs {b}" for a, b in pairs]) +
+          " |")
     print("| --- " * (2 + len(labels) + len(pairs)) + "|")
     for model in args.models:
         cells, rate = [], {}
@@ -250,9 +251,9 @@ def print_tables(args, rows, loaders, evals, runs, gpu, device, load, seconds) -
             if "compile" in label:
                 text += f", first step {row['first_step_s']:.0f} s"
             cells.append(text)
-        ratio = lambda a, b: f"{rate[a] / rate[b]:.2f}x" if a in rate and b in rate else "-"  # noqa: E731
-        print(f"| {model} | {args.histories[model]} | " + " | ".join(cells) + " | " +
-              " | ".join(ratio(a, b) for a, b in pairs) + " |")
+        ratios = [f"{rate[a] / rate[b]:.2f}x" if a in rate and b in rate else "-"
+                  for a, b in pairs]
+        print(f"| {model} | {args.histories[model]} | " + " | ".join(cells + ratios) + " |")
     shipped = {label: row["bytes_per_sample"] for (m, label), row in rows.items()
                if m == args.models[0] and "bytes_per_sample" in row}
     if shipped:

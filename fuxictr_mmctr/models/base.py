@@ -214,7 +214,9 @@ class MMCTRModel(BaseModel):
         return label.to(self.device, non_blocking=True).float().view(-1, 1)
 
     def get_group_id(self, inputs):
-        return inputs[0][self.feature_map.group_id]
+        """The metrics' group ids ``(B,)`` on the host (FuxiCTR calls ``.numpy()`` on them; a
+        loader feeding a GPU ships ``user_id`` there when it is also a model input)."""
+        return inputs[0][self.feature_map.group_id].cpu()
 
     # ------------------------------------------------------------------ embeddings
     def embed_row_features(self, X_dict: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:

@@ -325,3 +325,19 @@ def test_cuda_batches_are_the_cpu_batches_on_the_device(handmade, item_side):
             assert i_dev[key].is_cuda and torch.equal(i_dev[key].cpu(), i_host[key])
         for key in ("likes_level", "label"):
             assert b_dev[key].is_cuda and torch.equal(b_dev[key].cpu(), b_host[key])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_on_cuda_trains_and_evaluates_from_the_cuda_loader(handmade, tmp_path):
+    """user_id as a model input (shipped to the GPU) and the metrics' group id at once."""
+    feature_map = feature_map_for(user_as_feature=True)
+    feature_map.group_id = "user_id"
+    loader = MMCTRDataLoader(feature_map, handmade / "train.parquet", gpu=0, batch_size=8,
+                             item_info=handmade / "item_info.parquet", max_len=6)
+    precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    model = ready(build("DIN", tmp_path, seed=0, gpu=0, feature_map=feature_map,
+                        precision=precision, tf32=True), steps=len(loader))
+    for step, batch in enumerate(loader):
+        model._batch_index = step
+        assert torch.isfinite(model.train_step(batch))
+    assert np.isfinite(model.evaluate(loader)["AUC"])
