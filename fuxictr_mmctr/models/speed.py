@@ -1,12 +1,13 @@
 """How a model's train step runs fast: mixed precision, a compiled forward, TF32 matmuls.
 
-Three config keys of every model (:class:`~fuxictr_mmctr.models.base.MMCTRModel`), each off
-by default so that a config without them trains exactly as before:
+Config keys of every model (:class:`~fuxictr_mmctr.models.base.MMCTRModel`), each off by
+default so that a config without them trains exactly as before:
 
 * ``precision: fp32 | bf16 | fp16``: the train step's forward runs under ``torch.autocast``
   (:class:`MixedPrecision`); the weights, the optimizer, the loss and the gradients stay
   float32. ``fp16`` adds a ``torch.amp.GradScaler``. bf16 and fp16 autocast also run on the CPU.
-* ``compile: true`` with ``compile_mode``: the forward of training batches goes through
+* ``compile: true`` with ``compile_mode`` and ``compile_backend``: the forward of training
+  batches goes through
   ``torch.compile`` (:class:`CompiledForward`); a backend that cannot compile is reported once
   and the model runs eagerly. The module tree is not wrapped, so checkpoints keep their keys.
 * ``tf32: true``: float32 matmuls on TF32 tensor cores (CUDA devices that have them).
@@ -152,9 +153,10 @@ class CompiledForward:
     and prediction, and the last, smaller batch of an epoch (a second graph with a dynamic batch
     size would cost another compilation, more than that one batch saves).
 
-    If the backend fails (no C++ compiler, no Triton, an operation it cannot lower), a warning
-    names the error once and the model goes on eagerly. An error the eager forward raises too
-    is the model's, and propagates.
+    If compiling fails (no C++ compiler, no Triton, an operation the backend cannot lower: an
+    error of torch's compiler stack), a warning names the error once and the model goes on
+    eagerly. Other errors (out of memory, a bug in the model) propagate; an error the eager
+    forward raises too is the model's, and propagates as well.
 
     Args:
         eager: the eager forward, a bound method of the model.
@@ -214,11 +216,21 @@ class CompiledForward:
             return self.eager(inputs)
         try:
             out = self.compiled(inputs)
-        except Exception as exc:
+        except _compile_errors() as exc:
             self._fail(exc)
             return self.eager(inputs)
         self.compiled_calls += 1
         return out
+
+
+def _compile_errors() -> Tuple[type, ...]:
+    """The exceptions of torch's compiler stack: dynamo's (a failed backend arrives wrapped in
+    ``BackendCompilerFailed``) and inductor's C++ build. Imported when first needed: both
+    modules are heavy, and torch.compile has imported them by then."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import CppCompileError
+
+    return TorchDynamoException, CppCompileError
 
 
 def strip_compiled_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
