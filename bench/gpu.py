@@ -322,7 +322,7 @@ def main(argv=None) -> int:
     ensure_data(args.data_dir, "full" if on_gpu else "vocab")
     scratch = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
     try:
-        config_dir = prepare(args.data_dir, args.train_rows, scratch)
+        config_dir = prepare(args.data_dir, args.train_rows, scratch, expids=())
         import pyarrow.parquet as pq
 
         args.slice_rows = pq.ParquetFile(scratch / "data" / "MicroLens_1M_x1" /
