@@ -564,8 +564,7 @@ def pipeline_sections(work_dir: PathLike) -> List[Section]:
     """The sections of a pipeline work dir's page: summary, stages, models, blend, curves."""
     work_dir = Path(work_dir)
     data = read_pipeline_report(work_dir)
-    oracle = oracle_auc(_resolve(data.get("data_dir"), work_dir.resolve().parent)) \
-        if data.get("data_dir") else None
+    oracle = oracle_auc(data.get("data_dir"))  # as the pipeline wrote it
     hidden = data.get("hidden_test") if isinstance(data.get("hidden_test"), Mapping) else {}
     best = data.get("best") if isinstance(data.get("best"), Mapping) else {}
     blend = data.get("blend") if isinstance(data.get("blend"), Mapping) else {}
