@@ -383,12 +383,14 @@ def _legend(ax, colours: Mapping[str, str]) -> None:
 
 
 def _sweep_plot(runs: Sequence[RunSummary], key: str, metrics: Sequence[str]) -> Plot:
-    """Each metric against one swept setting: a point per run (coloured by dataset) and the
-    mean per value."""
+    """Each metric against one swept setting: a point per run, coloured by dataset. With one
+    dataset a bar marks the mean per value (joined where the values are numbers); with several,
+    each dataset's means are joined, so a setting's effect shows within each dataset."""
     colours = _series(runs)
     values = sorted({_key(r.params.get(key)) for r in runs},
                     key=lambda v: (not _numeric(v), _as_number(v), v))
     position = {v: i for i, v in enumerate(values)}
+    ordered = all(_numeric(v) for v in values)
 
     def draw(fig, axes):
         for ax, metric in zip(axes, metrics):
@@ -397,12 +399,17 @@ def _sweep_plot(runs: Sequence[RunSummary], key: str, metrics: Sequence[str]) ->
             for x, y, r in points:
                 offset = (list(colours).index(r.dataset_id) - (len(colours) - 1) / 2) * 0.06
                 ax.scatter(x + offset, y, color=colours[r.dataset_id], s=28, zorder=3)
-            means = defaultdict(list)
-            for x, y, _ in points:
-                means[x].append(y)
-            xs = sorted(means)
-            ax.plot(xs, [sum(means[x]) / len(means[x]) for x in xs], color="#555", linewidth=1.2,
-                    marker="_", markersize=14, zorder=2, label="mean")
+            groups = defaultdict(lambda: defaultdict(list))  # dataset (or all) -> x -> values
+            for x, y, r in points:
+                groups[r.dataset_id if len(colours) > 1 else ""][x].append(y)
+            for dataset, by_x in groups.items():
+                xs = sorted(by_x)
+                means = [sum(by_x[x]) / len(by_x[x]) for x in xs]
+                if len(colours) > 1:
+                    ax.plot(xs, means, color=colours[dataset], linewidth=1.0, alpha=0.7, zorder=2)
+                else:
+                    ax.plot(xs, means, color="#555", linewidth=1.2 if ordered else 0,
+                            marker="_", markersize=16, markeredgewidth=1.6, zorder=2)
             ax.set_xticks(range(len(values)), [_label(json.loads(v)) for v in values],
                           fontsize=8, rotation=20 if len(values) > 3 else 0)
             ax.set_xlim(-0.5, len(values) - 0.5)
@@ -505,6 +512,14 @@ def runs_section(runs: Sequence[RunSummary], title: str = "Runs") -> Section:
         section.blocks.append(Text(f"No log found for {', '.join(missing[:10])}"
                                    f"{' ...' if len(missing) > 10 else ''}: no curve."))
     return section
+
+
+def runs_page(groups: Mapping[str, Sequence[RunSummary]], title: str,
+              subtitle: str = "") -> Page:
+    """A page of runs with one :func:`runs_section` per group (a benchmark's tables, a tuner
+    each): what ``bench/models.py --html`` and ``bench/sweeps.py --html`` write."""
+    return Page(title, subtitle=subtitle,
+                sections=[runs_section(runs, title=name) for name, runs in groups.items()])
 
 
 # ---------------------------------------------------------------------------- a pipeline
