@@ -250,7 +250,9 @@ class MLflowTracker(Tracker):
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(self.experiment)
+            # MLflow 3's UI opens an experiment of this kind on its runs table, not on traces
+            return self.client.create_experiment(
+                self.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
         except mlflow.exceptions.MlflowException:
             found = self.client.get_experiment_by_name(self.experiment)  # a parallel trial won
             if found is None:
