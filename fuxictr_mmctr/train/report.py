@@ -165,8 +165,10 @@ def oracle_auc(data_root: Optional[PathLike]) -> Optional[float]:
         return None
 
 
-def _config_of(command: str, base: Path) -> Optional[Path]:
-    """The ``--config`` folder of a results row's command line, read from ``base``."""
+def _config_of(command: str, base: Path, csv_name: str = "") -> Optional[Path]:
+    """The ``--config`` folder of a results row's command line, read from ``base``. A tuner
+    file (a Ray driver's ``run_param_tuner.py --config X.yaml``) stands for the folder FuxiCTR
+    enumerated it into: ``X/`` or, for a grid over several datasets, ``X/<csv name>/``."""
     try:
         words = shlex.split(command)
     except ValueError:
@@ -178,8 +180,12 @@ def _config_of(command: str, base: Path) -> Optional[Path]:
         elif word.startswith("--config="):
             value = word.split("=", 1)[1]
         if value:
-            path = Path(value)
-            return path if path.is_absolute() else base / path
+            path = Path(value) if Path(value).is_absolute() else base / value
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                folder = path.with_suffix("")
+                return next((d for d in (folder / csv_name, folder) if csv_name and d.is_dir()),
+                            folder)
+            return path
     return None
 
 
@@ -219,7 +225,8 @@ def runs_from_results(csv: PathLike, config_dir: Optional[PathLike] = None) -> L
     base = csv.resolve().parent
     runs = []
     for expid, row in rows.items():
-        folder = Path(config_dir) if config_dir is not None else _config_of(row.command, base)
+        folder = Path(config_dir) if config_dir is not None else \
+            _config_of(row.command, base, csv.stem)
         params = _params(folder, expid)
         dataset = row.dataset_id or str(params.get("dataset_id", ""))
         model_root = _resolve(params.get("model_root", "./checkpoints/"), base)

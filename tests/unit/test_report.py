@@ -86,6 +86,19 @@ def test_runs_of_a_results_csv_find_their_configs_logs_and_oracle(sweep, monkeyp
     assert report.swept_keys(runs) == ["learning_rate"]
 
 
+def test_a_ray_drivers_tuner_file_stands_for_its_enumerated_folder(sweep):
+    run = sweep.parent
+    tuner = run / "config" / "tuners" / "t_tuner_config.yaml"
+    tuner.write_text("base_expid: E\n")
+    command = "run_param_tuner.py --config config/tuners/t_tuner_config.yaml --ray local " \
+              "(Ray trial E_001 on host)"
+    assert report._config_of(command, run, "t_tuner_config") == tuner.with_suffix("")
+    per_dataset = tuner.with_suffix("") / "t_tuner_config.ds"
+    per_dataset.mkdir()
+    assert report._config_of(command, run, "t_tuner_config.ds") == per_dataset
+    assert report._config_of("run_expid.py --config=cfg --expid E", run) == run / "cfg"
+
+
 def test_the_sweep_page_holds_every_run_and_one_image_per_plot(sweep, tmp_path, capsys):
     out = tmp_path / "out" / "sweep.html"
     assert cli.main(["report", str(sweep), "--out", str(out)]) == 0
