@@ -1,6 +1,6 @@
 """The ``tracking`` key and the tracker's logic without training: the config contract, what an
 evaluation turns into, missing libraries, a store that fails mid-run, the run's status.
-(Runs read back with TensorBoard's and MLflow's own readers: tests/e2e/test_tracking.py.)"""
+(Runs read back with TensorBoard's and MLflow's own readers: tests/e2e/test_watching_runs.py.)"""
 from __future__ import annotations
 
 import logging
