@@ -633,7 +633,10 @@ def pipeline_sections(work_dir: PathLike) -> List[Section]:
 
     if models:
         section = Section("Models")
-        ordered = sorted(models.items(), key=lambda kv: -(_auc(kv[1]) or -math.inf))
+        # each item side's models together, best first within a side
+        ordered = sorted(models.items(), key=lambda kv: (
+            str(kv[1].get("item_side", "")) if isinstance(kv[1], Mapping) else "",
+            -(_auc(kv[1]) or -math.inf)))
         header = ["expid", "model", "item side", "valid AUC", "valid logloss"]
         if oracle:
             header.append("AUC / oracle")
@@ -646,7 +649,10 @@ def pipeline_sections(work_dir: PathLike) -> List[Section]:
             if oracle:
                 row.append(number(_auc(entry) / oracle if _auc(entry) else None, 4))
             rows.append(row)
-        section.blocks.append(Table(header, rows, highlight=(0,)))
+        aucs = [_auc(entry) for _, entry in ordered]
+        top = max((a for a in aucs if a is not None), default=None)
+        section.blocks.append(Table(header, rows, highlight=[i for i, a in enumerate(aucs)
+                                                             if top is not None and a == top]))
         if any(_auc(e) is not None for e in models.values()):
             section.blocks.append(_models_plot(ordered))
         sections.append(section)
