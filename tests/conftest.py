@@ -101,7 +101,7 @@ def tiny_clip(tmp_path_factory):
     """A tiny random CLIP saved with save_pretrained, loaded back with from_pretrained."""
     folder = tmp_path_factory.mktemp("clip")
     texts = ["red cat video", "blue dog clip", "funny cooking show", "tags: tag_1 tag_2"] * 5
-    from fuxictr_mmctr.embeddings.student import build_tiny_clip
+    from fuxictr_mmctr.embeddings.tiny import build_tiny_clip
 
     build_tiny_clip(folder, texts, seed=0)
     return folder

@@ -92,7 +92,7 @@ def pretrained_layer(model):
 
 
 def linear_views(n=300, p=24, d=8, seed=0):
-    from fuxictr_mmctr.embeddings.teacher import l2_normalize
+    from fuxictr_mmctr.embeddings.vectors import l2_normalize
 
     rng = np.random.default_rng(seed)
     s = rng.normal(size=(n + 1, p)).astype(np.float32)

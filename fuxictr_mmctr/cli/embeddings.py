@@ -19,10 +19,11 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..embeddings.encoders.clip import DEFAULT_CLIP
 from ..embeddings.fusion import FUSIONS
 from ..embeddings.pipeline import BuildConfig, build_embeddings
 from ..embeddings.projector import ProjectorConfig
-from ..embeddings.student import DEFAULT_CLIP, StudentConfig
+from ..embeddings.student import StudentConfig
 from ..embeddings.teacher import TeacherConfig
 from ..process_group import configure_logging, session
 from .options import Command

@@ -18,11 +18,14 @@ from .data import CorpusStats, ItemSide, SequenceCorpus, read_item_side
 from .export import report_path_for, write_item_info, write_report
 from .fusion import FUSIONS, FusionConfig, FusionResult, SRC_STUDENT, fuse
 from .projector import ProjectorConfig, ProjectorResult, train_projector
+from .cache import FeatureCache, cache_fingerprint, image_file_stats
+from .device import rank_device
+from .encoders.clip import ClipEncoder, load_clip
+from .extract import extract_features
 from .shards import extract_across_ranks
-from .student import (FeatureCache, StudentConfig, StudentResult, build_tiny_clip,
-                      cache_fingerprint, clip_dim, extract_clip_features, image_file_stats,
-                      load_clip)
+from .student import StudentConfig, StudentResult
 from .teacher import IMPUTED, SEQUENCE, TeacherConfig, TeacherResult, train_teacher
+from .tiny import build_tiny_clip
 
 logger = logging.getLogger(__name__)
 
@@ -148,16 +151,6 @@ def _clip_source(cfg: BuildConfig, side: ItemSide, cluster=None) -> str:
     return str(folder)
 
 
-def _rank_device(device: str, cluster) -> str:
-    """Under torchrun, ``auto`` and ``cuda`` mean CUDA device ``LOCAL_RANK`` of this node."""
-    if cluster is None or not cluster.active or device not in ("auto", "cuda", "", None):
-        return device
-    import torch
-
-    return f"cuda:{cluster.local_rank}" if torch.cuda.is_available() else \
-        ("cpu" if device in ("auto", "", None) else device)
-
-
 def build_components(cfg: BuildConfig, need_teacher: bool = True, cluster=None) -> Components:
     """Read the inputs, extract (or resume) CLIP features, train teacher and projector.
 
@@ -176,22 +169,20 @@ def build_components(cfg: BuildConfig, need_teacher: bool = True, cluster=None) 
 
     t0 = time.perf_counter()
     clip = _clip_source(cfg, side, cluster if sharded else None)
-    model, processor = load_clip(clip, local_files_only=cfg.student.local_files_only)
+    encoder = ClipEncoder(*load_clip(clip, local_files_only=cfg.student.local_files_only),
+                          name=clip)
     image_dir = Path(cfg.item_images) if cfg.item_images is not None else None
     folder, rows = Path(cfg.work_dir) / "clip_cache", side.num_items + 1
     fingerprint = cache_fingerprint(clip, side.texts, image_dir, cfg.tiny_clip)
     if sharded:
-        student_cfg = replace(cfg.student, device=_rank_device(cfg.student.device, cluster),
+        student_cfg = replace(cfg.student, device=rank_device(cfg.student.device, cluster),
                               progress=cfg.student.progress and cluster.is_main)
-        stats = image_file_stats(image_dir, rows) if cluster.is_main else None
-        student = extract_across_ranks(model, processor, side.texts, image_dir, folder, rows,
-                                       clip_dim(model), fingerprint, student_cfg, cluster,
-                                       image_stats=stats)
+        student = extract_across_ranks(encoder, side.texts, image_dir, folder, rows,
+                                       fingerprint, student_cfg, cluster)
     else:
-        cache = FeatureCache(folder, rows, clip_dim(model), fingerprint)
+        cache = FeatureCache(folder, rows, encoder.dim, fingerprint, parts=encoder.parts)
         cache.refresh_images(image_file_stats(image_dir, rows))
-        student = extract_clip_features(model, processor, side.texts, image_dir, cache,
-                                        cfg.student)
+        student = extract_features(encoder, side.texts, image_dir, cache, cfg.student)
     seconds["clip"] = time.perf_counter() - t0
     comp = Components(side=side, student=student, clip=clip, seconds=seconds)
     if not student.complete or not need_teacher or (sharded and not cluster.is_main):

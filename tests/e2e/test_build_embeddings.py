@@ -15,8 +15,10 @@ from helpers import build_embeddings_cli, item_texts, linear_views, write_images
 from fuxictr_mmctr.cli.embeddings import BUILD_EMBEDDINGS as emb_cli
 from fuxictr_mmctr.embeddings.export import check_vectors, report_path_for
 from fuxictr_mmctr.embeddings.projector import ProjectorConfig, train_projector
-from fuxictr_mmctr.embeddings.student import (FeatureCache, StudentConfig,
-                                              cache_fingerprint, extract_clip_features, load_clip)
+from fuxictr_mmctr.embeddings.cache import FeatureCache, cache_fingerprint
+from fuxictr_mmctr.embeddings.encoders.clip import ClipEncoder, load_clip
+from fuxictr_mmctr.embeddings.extract import extract_features
+from fuxictr_mmctr.embeddings.student import StudentConfig
 from fuxictr_mmctr.embeddings.teacher import (IMPUTED, NONE, SEQUENCE, TeacherConfig,
                                               train_teacher)
 
@@ -92,31 +94,32 @@ def test_killed_run_resumes_without_re_encoding(tiny_clip, tmp_path):
     write_images(img, n)
     texts = item_texts(n)
     model, processor = load_clip(str(tiny_clip))
+    encoder = ClipEncoder(model, processor)
     fp = cache_fingerprint(str(tiny_clip), texts, img)
     cfg = StudentConfig(batch_size=4, num_workers=2, progress=False)
 
     calls = _counting(model)
-    first = extract_clip_features(model, processor, texts, img,
-                                  FeatureCache(tmp_path / "cache", n + 1, 512, fp),
-                                  StudentConfig(**{**cfg.__dict__, "max_batches": 3}))
+    first = extract_features(encoder, texts, img,
+                             FeatureCache(tmp_path / "cache", n + 1, 512, fp),
+                             StudentConfig(**{**cfg.__dict__, "max_batches": 3}))
     assert not first.complete and first.batches == 3 and calls == {"text": 3, "image": 3}
     assert first.done[1:].sum() == 12
 
     calls = _counting(model)                            # "rerun": a fresh cache object
-    second = extract_clip_features(model, processor, texts, img,
-                                   FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
+    second = extract_features(encoder, texts, img,
+                              FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
     assert second.complete and second.batches == 3 and calls == {"text": 3, "image": 3}
     both = np.concatenate([first.encoded_items, second.encoded_items])
     assert sorted(both) == list(range(1, n + 1))        # every item exactly once
 
-    full = extract_clip_features(model, processor, texts, img,
-                                 FeatureCache(tmp_path / "fresh", n + 1, 512, fp), cfg)
+    full = extract_features(encoder, texts, img,
+                            FeatureCache(tmp_path / "fresh", n + 1, 512, fp), cfg)
     np.testing.assert_allclose(second.text, full.text, atol=1e-3)
     np.testing.assert_allclose(second.image, full.image, atol=1e-3)
 
     calls = _counting(model)                            # nothing left to do
-    third = extract_clip_features(model, processor, texts, img,
-                                  FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
+    third = extract_features(encoder, texts, img,
+                             FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
     assert third.batches == 0 and calls == {"text": 0, "image": 0} and third.complete
 
     other = FeatureCache(tmp_path / "cache", n + 1, 512, dict(fp, texts_sha1="changed"))

@@ -18,13 +18,15 @@ from fuxictr_mmctr.embeddings.export import check_vectors, report_path_for, writ
 from fuxictr_mmctr.embeddings.fusion import (SRC_FUSED, SRC_STUDENT, SRC_TEACHER, FusionConfig,
                                              cosine_gate, fuse)
 from fuxictr_mmctr.embeddings.projector import ProjectorConfig, distill_loss, train_projector
-from fuxictr_mmctr.embeddings.student import (IMAGE_CORRUPT, IMAGE_MISSING, IMAGE_OK,
-                                              ClipUnavailableError, FastImageTransform,
-                                              FeatureCache, StudentConfig,
-                                              cache_fingerprint, clip_dim,
-                                              extract_clip_features, load_clip)
-from fuxictr_mmctr.embeddings.teacher import (TeacherConfig,
-                                              impute_from_tags, l2_normalize, train_teacher)
+from fuxictr_mmctr.embeddings.cache import FeatureCache, cache_fingerprint
+from fuxictr_mmctr.embeddings.encoders.clip import (ClipEncoder, ClipUnavailableError, clip_dim,
+                                                    load_clip)
+from fuxictr_mmctr.embeddings.extract import extract_features
+from fuxictr_mmctr.embeddings.images import (IMAGE_CORRUPT, IMAGE_MISSING, IMAGE_OK,
+                                             FastImageTransform)
+from fuxictr_mmctr.embeddings.student import StudentConfig
+from fuxictr_mmctr.embeddings.teacher import TeacherConfig, impute_from_tags, train_teacher
+from fuxictr_mmctr.embeddings.vectors import l2_normalize
 
 # ============================================================================ fixtures
 
@@ -202,6 +204,29 @@ def test_export_keeps_other_columns_and_checks_vectors(tmp_path):
         np.array(pq.read_table(src).column("item_emb_d128").to_pylist(), np.float32), vec)
 
 
+# ============================================================================ cache
+
+
+def test_feature_cache_reopens_read_only_as_written(tmp_path):
+    """What shards.merge_shards reads: the cache's own files through the cache, not by hand."""
+    rng = np.random.default_rng(0)
+    cache = FeatureCache(tmp_path / "c", 6, 4, {"model": "m"})
+    rows = np.array([2, 5])
+    parts = {"image": rng.normal(size=(2, 4)), "text": rng.normal(size=(2, 4))}
+    cache.write(rows, parts, np.array([IMAGE_OK, IMAGE_MISSING], np.int8))
+    cache.sync()
+    ro = FeatureCache.open_readonly(tmp_path / "c")
+    assert ro.meta == cache.meta and (ro.rows, ro.dim, ro.parts) == (6, 4, ("image", "text"))
+    assert list(np.flatnonzero(ro.done)) == [2, 5]
+    assert list(ro.image_status[rows]) == [IMAGE_OK, IMAGE_MISSING]
+    np.testing.assert_array_equal(ro.text[rows], parts["text"].astype(np.float16))
+    with pytest.raises(ValueError):
+        ro.image[0] = 1.0                                  # read-only memmap
+    (tmp_path / "c" / "done.npy").unlink()
+    with pytest.raises(OSError):
+        FeatureCache.open_readonly(tmp_path / "c")
+
+
 # ============================================================================ student
 
 
@@ -277,9 +302,9 @@ def test_bad_images_fall_back_to_text(tiny_clip, tmp_path, fast):
     model, processor = load_clip(str(tiny_clip))
     cache = FeatureCache(tmp_path / "cache", n + 1, clip_dim(model),
                          cache_fingerprint(str(tiny_clip), texts, img))
-    res = extract_clip_features(model, processor, texts, img, cache,
-                                StudentConfig(batch_size=4, num_workers=0, progress=False,
-                                              fast_preprocess=fast))
+    res = extract_features(ClipEncoder(model, processor), texts, img, cache,
+                           StudentConfig(batch_size=4, num_workers=0, progress=False,
+                                         fast_preprocess=fast))
     assert res.complete
     st = res.image_status
     assert list(st[1:4]) == [IMAGE_OK] * 3
@@ -299,8 +324,8 @@ def test_missing_image_folder_falls_back_to_text(tiny_clip, tmp_path):
     texts = item_texts(n)
     model, processor = load_clip(str(tiny_clip))
     cache = FeatureCache(tmp_path / "cache", n + 1, clip_dim(model), {"x": 1})
-    res = extract_clip_features(model, processor, texts, tmp_path / "no_images", cache,
-                                StudentConfig(batch_size=2, num_workers=0, progress=False))
+    res = extract_features(ClipEncoder(model, processor), texts, tmp_path / "no_images", cache,
+                           StudentConfig(batch_size=2, num_workers=0, progress=False))
     assert res.complete and res.counts()["image_missing"] == n
 
 
