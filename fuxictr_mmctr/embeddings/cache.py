@@ -204,12 +204,14 @@ def content_sha1(items: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def cache_fingerprint(clip: str, texts: Sequence[str], image_dir: Optional[Path],
-                      tiny: bool = False) -> dict:
-    """What the cached features depend on (see :class:`FeatureCache`)."""
-    clip_id = str(Path(clip).resolve()) if Path(clip).exists() else clip
-    return {"clip": clip_id, "tiny": bool(tiny), "texts_sha1": content_sha1(texts),
-            "image_dir": str(Path(image_dir).resolve()) if image_dir else None}
+def cache_fingerprint(model: str, texts: Sequence[str], image_dir: Optional[Path],
+                      tiny: bool = False, **settings) -> dict:
+    """What the cached features depend on (see :class:`FeatureCache`): the model (a folder by
+    its resolved path), a hash of the texts, the image folder, and the encoder's ``settings``
+    (kind, layer, pooling...)."""
+    model_id = str(Path(model).resolve()) if Path(model).exists() else model
+    return {"model": model_id, "tiny": bool(tiny), "texts_sha1": content_sha1(texts),
+            "image_dir": str(Path(image_dir).resolve()) if image_dir else None, **settings}
 
 
 def image_file_stats(image_dir: Optional[Path], rows: int) -> np.ndarray:

@@ -82,7 +82,8 @@ class _Pass:
     def log_errors(self, errors: Sequence[str]) -> None:
         for err in errors:
             if self.unreadable < MAX_LOGGED_ERRORS:
-                logger.warning("unreadable image, using the text feature: %s", err)
+                logger.warning("image not used (the item falls back to its text, or has no "
+                               "feature from an image-only model): %s", err)
             self.unreadable += 1
 
 
@@ -104,7 +105,8 @@ def _run_batches(encoder: Encoder, texts: Sequence[str], image_dir: Optional[Pat
     from tqdm.auto import tqdm
 
     transform = encoder.image_transform() if cfg.fast_preprocess else None
-    loader = DataLoader(ItemImages(pending, image_dir, transform), batch_size=cfg.batch_size,
+    loader = DataLoader(ItemImages(pending, image_dir, transform, cfg.image_limits),
+                        batch_size=cfg.batch_size,
                         shuffle=False, num_workers=cfg.num_workers,
                         collate_fn=_Collate(encoder.inputs_builder(texts, transform)),
                         pin_memory=device.startswith("cuda"), persistent_workers=False)
@@ -142,8 +144,8 @@ def extract_features(encoder: Encoder, texts: Sequence[str], image_dir: Optional
     Args:
         encoder: the model (e.g. :class:`~.encoders.clip.ClipEncoder`).
         texts: ``N + 1`` item texts (row 0 unused).
-        image_dir: folder of ``<item_id>.jpg``; None or a missing folder makes every item fall
-            back to its text feature (logged).
+        image_dir: folder of ``<item_id>.jpg``; None (a text model) or a missing folder
+            (logged) makes every image missing.
         cache: the feature cache (from the pipeline), ``rows == len(texts)``, with the
             encoder's parts.
         cfg: batch size, workers, device, ``max_batches``.
@@ -172,7 +174,7 @@ def extract_features(encoder: Encoder, texts: Sequence[str], image_dir: Optional
         with torch_threads(_cpu_threads(cfg, device)):
             _run_batches(encoder, texts, image_dir, cache, cfg, pending, device, run)
     if run.unreadable > MAX_LOGGED_ERRORS:
-        logger.warning("... %d unreadable images in all", run.unreadable)
+        logger.warning("... %d unusable images in all", run.unreadable)
     result = cache_result(
         cache, np.concatenate(run.encoded) if run.encoded else None, batches=run.batches,
         seconds=time.perf_counter() - start, wait_seconds=run.wait, encode_seconds=run.encode,

@@ -1,12 +1,14 @@
 """Item images for the student: decoding in DataLoader workers and CLIP-style preprocessing.
 
-An item's cover is ``<image_dir>/<item_id>.jpg``. A missing file, or one that cannot be decoded,
-is not an error: the item gets a status (:data:`IMAGE_MISSING`, :data:`IMAGE_CORRUPT`) and the
-student falls back to its text.
+An item's cover is ``<image_dir>/<item_id>.jpg``. A missing file, one that cannot be decoded, or
+one too large to decode safely is not an error: the item gets a status (:data:`IMAGE_MISSING`,
+:data:`IMAGE_CORRUPT`, :data:`IMAGE_REJECTED`), the reason is logged, and the student falls back
+to its text.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
@@ -15,7 +17,42 @@ import numpy as np
 from ..errors import ConfigError
 
 # values of an item's image status (FeatureCache.image_status, StudentResult.image_status)
-PENDING, IMAGE_OK, IMAGE_MISSING, IMAGE_CORRUPT = 0, 1, 2, 3
+PENDING, IMAGE_OK, IMAGE_MISSING, IMAGE_CORRUPT, IMAGE_REJECTED = 0, 1, 2, 3, 4
+STATUS_NAMES = {IMAGE_OK: "image_ok", IMAGE_MISSING: "image_missing",
+                IMAGE_CORRUPT: "image_corrupt", IMAGE_REJECTED: "image_rejected"}
+
+
+class ImageRejected(Exception):
+    """An image's header promises a size the decoder and the resize must not be asked for."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds on an image, checked from its header before it is decoded or resized.
+
+    A 1.25 KB PNG of 1 x 300,000 pixels decodes cheaply, but resizing its short side to 224
+    asks for a 224 x 67,200,000 image: such files are refused before any pixel is touched.
+
+    Args:
+        max_pixels: width x height at most this. Pillow's own decompression-bomb check only
+            warns below ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179M). Default: 40,000,000.
+        max_aspect: the long side at most this many times the short one. Default: 20.
+    """
+
+    max_pixels: int = 40_000_000
+    max_aspect: float = 20.0
+
+    def check(self, size: Tuple[int, int]) -> None:
+        """Raise :class:`ImageRejected` naming the bound ``size`` (width, height) breaks."""
+        w, h = int(size[0]), int(size[1])
+        if w < 1 or h < 1:
+            raise ImageRejected(f"empty image {w}x{h}")
+        if w * h > self.max_pixels:
+            raise ImageRejected(f"{w}x{h} is {w * h:,} pixels, over the limit of "
+                                f"{self.max_pixels:,}")
+        if max(w, h) > self.max_aspect * min(w, h):
+            raise ImageRejected(f"{w}x{h} has an aspect ratio of {max(w, h) / min(w, h):,.0f}:1, "
+                                f"over the limit of {self.max_aspect:g}:1")
 
 
 class DecodedItem(NamedTuple):
@@ -25,7 +62,7 @@ class DecodedItem(NamedTuple):
         item: the item id.
         image: the prepared image (``(H, W, 3)`` uint8 from :class:`FastImageTransform`, else
             an RGB PIL image), None when there is none.
-        status: ``IMAGE_OK``, ``IMAGE_MISSING`` or ``IMAGE_CORRUPT``.
+        status: ``IMAGE_OK``, ``IMAGE_MISSING``, ``IMAGE_CORRUPT`` or ``IMAGE_REJECTED``.
         error: why the image is unusable (empty when it is fine or missing).
         seconds: time spent decoding.
     """
@@ -106,21 +143,46 @@ class FastImageTransform:
         return torch.from_numpy(np.ascontiguousarray(x))
 
 
+class Downscale:
+    """An RGB PIL image whose long side is at most ``max_side`` (aspect ratio kept), for models
+    whose processor takes images of any size (a vision-language model's patches grow with it).
+    A large JPEG is decoded at a reduced scale (PIL's draft mode)."""
+
+    def __init__(self, max_side: int):
+        self.max_side = int(max_side)
+
+    def image(self, img):
+        from PIL import Image
+
+        if getattr(img, "format", None) == "JPEG":
+            img.draft("RGB", (self.max_side, self.max_side))
+        img = img.convert("RGB")
+        w, h = img.size
+        if max(w, h) > self.max_side:
+            scale = self.max_side / max(w, h)
+            img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                             resample=Image.Resampling.BICUBIC)
+        return img
+
+
 class ItemImages:
     """A map-style dataset: position -> :class:`DecodedItem` of ``items[position]``.
 
     Args:
         items: ``(P,)`` item ids in the order they are encoded.
         image_dir: folder of ``<item_id>.jpg``; None makes every image missing.
-        transform: resize and crop in the worker (:class:`FastImageTransform`); None hands the
-            RGB image on to the model's processor.
+        transform: what the worker does to a decoded image (``.image(img)``, e.g.
+            :class:`FastImageTransform` or :class:`Downscale`); None hands the RGB image on to
+            the model's processor.
+        limits: the sizes refused before decoding. Default: :class:`ImageLimits` ().
     """
 
-    def __init__(self, items: np.ndarray, image_dir: Optional[Path],
-                 transform: Optional[FastImageTransform] = None):
+    def __init__(self, items: np.ndarray, image_dir: Optional[Path], transform=None,
+                 limits: Optional[ImageLimits] = None):
         self.items = items
         self.image_dir = image_dir
         self.transform = transform
+        self.limits = limits or ImageLimits()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -135,6 +197,7 @@ class ItemImages:
         path = self.image_dir / f"{item}.jpg"
         try:
             with Image.open(path) as img:
+                self.limits.check(img.size)       # from the header: nothing decoded yet
                 if self.transform is not None:
                     rgb = self.transform.image(img)
                 else:
@@ -145,6 +208,9 @@ class ItemImages:
             return DecodedItem(item, rgb, IMAGE_OK, "", time.perf_counter() - t0)
         except FileNotFoundError:
             return DecodedItem(item, None, IMAGE_MISSING, "", time.perf_counter() - t0)
+        except (ImageRejected, Image.DecompressionBombError) as exc:
+            return DecodedItem(item, None, IMAGE_REJECTED, f"{path}: refused before decoding: "
+                               f"{exc}", time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001  (any unreadable file falls back to text)
             return DecodedItem(item, None, IMAGE_CORRUPT, f"{path}: {type(exc).__name__}: {exc}",
                                time.perf_counter() - t0)

@@ -1,17 +1,20 @@
-"""CLIP extraction across the ranks of a torchrun job, each rank writing its own shard.
+"""A model source's extraction across the ranks of a torchrun job, each rank writing its own
+shard.
 
 ::
 
     torchrun --nproc_per_node 8 -m fuxictr_mmctr.cli build-embeddings --data-dir data \\
-        --clip /models/clip-vit-base-patch32 --device cuda
+        --source clip:/models/clip-vit-base-patch32 --source vlm:/models/Qwen2.5-VL-7B-Instruct \\
+        --device cuda
 
-The items not yet in the cache (``<work-dir>/clip_cache``) are cut into the batches one process
-would encode (:func:`~.extract.pending_items` order, ``--batch-size`` items each) and rank ``r``
-takes batches ``r, r + N, r + 2N, ...`` (every batch is the one a single process would run, so
-the features are the same). Each rank writes only to its own :class:`~.cache.FeatureCache`
-in ``clip_cache/shards/rank<r>/``, done-mask included; no two ranks ever write one file. After
-a barrier rank 0 merges the shards into the cache and the rest of the pipeline (teacher,
-projector, fusion, export) runs on rank 0 alone while the other ranks leave.
+For each model source in turn, the items not yet in its cache (``<work-dir>/features/<slug>``)
+are cut into the batches one process would encode (:func:`~.extract.pending_items` order,
+``--batch-size`` items each) and rank ``r`` takes batches ``r, r + N, r + 2N, ...`` (every batch
+is the one a single process would run, so the features are the same). Each rank writes only to
+its own :class:`~.cache.FeatureCache` in ``<slug>/shards/rank<r>/``, done-mask included; no two
+ranks ever write one file. After a barrier rank 0 merges the shards into the cache; once every
+source is done the rest of the pipeline (columns, teacher, projector, fusion, export) runs on
+rank 0 alone while the other ranks leave.
 
 Resume: a run that was killed leaves shards behind; the next run, with any number of ranks,
 first merges them into the cache (rank 0, before anyone starts), so nothing encoded is lost and
@@ -108,7 +111,7 @@ def extract_across_ranks(encoder: Encoder, texts: Sequence[str], image_dir: Opti
 
     Args:
         encoder, texts, image_dir, cfg: as :func:`~.extract.extract_features`.
-        folder: the cache folder (``<work-dir>/clip_cache``), seen by every rank.
+        folder: the source's cache folder (``<work-dir>/features/<slug>``), seen by every rank.
         rows, fingerprint: as :class:`~.cache.FeatureCache` (the encoder gives dim and parts).
         cluster: the torchrun job (:class:`fuxictr_mmctr.process_group.Cluster`).
 

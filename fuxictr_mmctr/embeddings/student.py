@@ -6,23 +6,23 @@ ranks in :mod:`.shards`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 import numpy as np
 
 from .encoders.clip import DEFAULT_CLIP
-from .images import IMAGE_CORRUPT, IMAGE_MISSING, IMAGE_OK
+from .images import IMAGE_OK, STATUS_NAMES, ImageLimits
 from .vectors import l2_normalize
 
 
 @dataclass
 class StudentConfig:
-    """CLIP feature-extraction settings.
+    """Feature-extraction settings, shared by every model source.
 
     Args:
-        clip: Hugging Face model name or local folder for ``CLIPModel``/``CLIPProcessor``.
-            Default: ``openai/clip-vit-base-patch32``.
+        clip: Hugging Face model name or local folder of the ``clip`` source that names no
+            model. Default: ``openai/clip-vit-base-patch32``.
         batch_size: items per batch. Default: 64.
         num_workers: DataLoader workers decoding images; 0 decodes in the main process.
             Default: 2.
@@ -39,6 +39,9 @@ class StudentConfig:
             normalise the whole batch at once, instead of the Hugging Face image processor
             image by image; same steps and settings, read from the processor. Falls back to the
             processor when its settings are not the CLIP ones. Default: True.
+        image_limits: image sizes refused before decoding (a decompression bomb, an extreme
+            aspect ratio): the item falls back as for a corrupt image. Default:
+            :class:`~.images.ImageLimits` ().
     """
 
     clip: str = DEFAULT_CLIP
@@ -51,6 +54,7 @@ class StudentConfig:
     progress: bool = True
     cpu_threads: Optional[int] = None
     fast_preprocess: bool = True
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
 
 
 @dataclass
@@ -61,7 +65,7 @@ class StudentResult:
         parts: part name -> ``(N + 1, P)`` float32 features; CLIP gives ``image`` (zeros where
             the image failed) and ``text``.
         image_status: ``(N + 1,)`` int8: ``IMAGE_OK``, ``IMAGE_MISSING``, ``IMAGE_CORRUPT``,
-            ``PENDING`` (not encoded yet; row 0 always).
+            ``IMAGE_REJECTED``, ``PENDING`` (not encoded yet; row 0 always).
         done: ``(N + 1,)`` bool, True where the item is encoded (row 0 False).
         encoded_items: item ids encoded by this call, in order.
         batches: batches encoded by this call.
@@ -97,17 +101,34 @@ class StudentResult:
         return int(next(iter(self.parts.values())).shape[1])
 
     def features(self) -> np.ndarray:
-        """One content vector per item: ``normalize(normalize(image) + normalize(text))``;
-        the text feature alone where the image is missing or corrupt. Row 0 is zeros."""
-        text = l2_normalize(self.text)
-        image = l2_normalize(self.image)
+        """One unit content vector per item, zeros where it has none (row 0 too).
+
+        Image and text (CLIP): ``normalize(normalize(image) + normalize(text))``, the text
+        feature alone where the image is missing, corrupt or rejected. An image alone: its
+        feature where the image was usable. Any other part (text, a VLM's hidden states): that
+        part, normalised.
+        """
         ok = (self.image_status == IMAGE_OK)[:, None]
-        out = l2_normalize(np.where(ok, text + image, text))
-        out[~self.done] = 0.0
+        if "image" in self.parts and "text" in self.parts:
+            text = l2_normalize(self.text)
+            image = l2_normalize(self.image)
+            out = l2_normalize(np.where(ok, text + image, text))
+        elif "image" in self.parts:
+            out = np.where(ok, l2_normalize(self.image), 0.0).astype(np.float32)
+        else:
+            out = l2_normalize(next(iter(self.parts.values())))
+        out[~self.feature_mask()] = 0.0
         return out
+
+    def feature_mask(self) -> np.ndarray:
+        """``(N + 1,)`` bool: the items :meth:`features` gives a vector (encoded; for an image
+        alone, with a usable image)."""
+        if "image" in self.parts and "text" not in self.parts:
+            return self.done & (self.image_status == IMAGE_OK)
+        return self.done.copy()
 
     def counts(self) -> Dict[str, int]:
         st = self.image_status[1:]
-        return {"encoded": int(self.done[1:].sum()), "image_ok": int((st == IMAGE_OK).sum()),
-                "image_missing": int((st == IMAGE_MISSING).sum()),
-                "image_corrupt": int((st == IMAGE_CORRUPT).sum())}
+        out = {"encoded": int(self.done[1:].sum())}
+        out.update({name: int((st == code).sum()) for code, name in STATUS_NAMES.items()})
+        return out

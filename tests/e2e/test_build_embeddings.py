@@ -201,3 +201,51 @@ def test_runs_as_mmctr_build_embeddings(sample_copy, tmp_path):
     assert rc == 0
     _, vec = _read_vectors(out)
     check_vectors(vec, out)
+
+
+def test_every_source_family_through_the_command_line(tiny_sample, tiny_models, tmp_path):
+    """Columns, BERT, a sentence-transformers folder (reduced to 16 by PCA), a ViT, SigLIP's
+    image tower, a LLaVA-style VLM and the tiny CLIP in one item_info, gated with the teacher;
+    the rerun encodes nothing and writes the same bytes."""
+    import hashlib
+
+    m = {k: str(v) for k, v in tiny_models.items()}
+    sources = ["columns", f"text:{m['bert']}", f"text:{m['st']}:dim=16",
+               f"image:{m['vit']}:pooling=mean", f"image:{m['siglip']}",
+               f"vlm:{m['vlm']}:layer=-2,max_side=64,batch_size=32", "clip"]
+    out, work = tmp_path / "item_info.parquet", tmp_path / "work"
+    argv = ["--data-dir", tiny_sample, "--tiny-clip", "--w2v-epochs", 1, "--projector-epochs",
+            2, "--num-workers", 0, "--no-progress", "--out", out, "--work-dir", work]
+    for spec in sources:
+        argv += ["--source", spec]
+    assert emb_cli.run(_args(*argv)) == 0
+    rep = json.loads(report_path_for(out).read_text())
+    kinds = [(e["kind"], e["dim"]) for e in rep["encoders"]]
+    assert kinds == [("columns", 768), ("columns", 1024), ("text", 32), ("text", 32),
+                     ("image", 32), ("image", 32), ("vlm", 32), ("clip", 512)]
+    assert rep["content_dim"] == 768 + 1024 + 32 + 16 + 32 + 32 + 32 + 512
+    models = [e for e in rep["encoders"] if e["kind"] != "columns"]
+    assert all(e["encoded_this_run"] == 400 and e["items_per_second"] > 0 for e in models)
+    assert all(e["items_with_feature"] == 400 for e in rep["encoders"])
+    assert len(list((work / "features").iterdir())) == 6          # one cache per model source
+    _, vec = _read_vectors(out)
+    check_vectors(vec, out)
+    first = hashlib.sha256(out.read_bytes()).hexdigest()
+
+    assert emb_cli.run(_args(*argv)) == 0                          # resumed: nothing to encode
+    rep = json.loads(report_path_for(out).read_text())
+    assert all(e["encoded_this_run"] == 0 for e in rep["encoders"] if e["kind"] != "columns")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == first
+
+
+def test_an_item_no_source_covers_is_named(sample_copy, tiny_models, tmp_path, caplog):
+    """An image-only model gives no feature where the image is missing; with PCA nothing else
+    covers the item: exit 2 naming it, nothing written."""
+    (sample_copy / "item_images" / "7.jpg").unlink()
+    out = tmp_path / "out.parquet"
+    assert build_embeddings_cli("--data-dir", sample_copy, "--source",
+                                f"image:{tiny_models['vit']}", "--fusion", "pca",
+                                "--num-workers", 0, "--no-progress", "--out", out) == 2
+    assert "1 item(s) (e.g. [7]) have no vector" in caplog.text
+    assert "fusion 'pca' does not use the teacher" in caplog.text
+    assert not out.exists()
