@@ -23,7 +23,7 @@ from .data import (CorpusStats, ItemSide, SequenceCorpus, check_vector_column, r
                    read_vector_column)
 from .device import rank_device, resolve_device
 from .encoders import Encoder, load_encoder
-from .encoders.vlm import DEFAULT_PROMPT
+from .encoders.vlm import DEFAULT_PROMPT, check_prompt
 from .export import report_path_for, write_item_info, write_report
 from .extract import extract_features
 from .fusion import FUSIONS, FusionConfig, FusionResult, SRC_STUDENT, fuse
@@ -110,6 +110,8 @@ class BuildConfig:
         cfg.item_feature = pick(self.item_feature, "item_feature.parquet", "--item-feature")
         cfg.out, cfg.work_dir = out, work
         cfg.sources = parse_sources(self.sources or DEFAULT_SOURCES)
+        if any(spec.kind == "vlm" for spec in cfg.sources):
+            check_prompt(cfg.vlm_prompt)
         if cfg.fusion not in FUSIONS:
             raise ConfigError(f"unknown fusion {cfg.fusion!r}; choose one of {FUSIONS}")
         if out.resolve() == item_info.resolve() and not cfg.overwrite_input:

@@ -15,7 +15,13 @@ from typing import Sequence
 HIDDEN, LAYERS, IMAGE, PATCH = 32, 2, 32, 8
 
 
-def _bpe(texts: Sequence[str], specials: Sequence[str], vocab_size: int):
+def _blocks(**more) -> dict:
+    """The tiny transformer stack every builder uses: 2 layers of width 32, 2 heads."""
+    return dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
+                num_attention_heads=2, **more)
+
+
+def bpe_tokenizer(texts: Sequence[str], specials: Sequence[str], vocab_size: int):
     """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -48,7 +54,7 @@ def build_tiny_clip(out_dir, texts: Sequence[str], seed: int = 0, hidden_size: i
 
     out_dir = _folder(out_dir)
     bos, eos = "<|startoftext|>", "<|endoftext|>"
-    tok = _bpe(texts, [bos, eos], vocab_size)
+    tok = bpe_tokenizer(texts, [bos, eos], vocab_size)
     bos_id, eos_id = tok.token_to_id(bos), tok.token_to_id(eos)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}", special_tokens=[(bos, bos_id), (eos, eos_id)])
@@ -82,19 +88,15 @@ def build_tiny_siglip(out_dir, texts: Sequence[str], seed: int = 0) -> Path:
 
     out_dir = _folder(out_dir)
     pad, eos, unk = "<pad>", "</s>", "<unk>"
-    tok = _bpe(texts, [pad, eos, unk], 400)
+    tok = bpe_tokenizer(texts, [pad, eos, unk], 400)
     max_len = 16
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, eos_token=eos,
                                    unk_token=unk, model_max_length=max_len)
     config = SiglipConfig(
-        text_config=dict(vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN,
-                         intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
-                         num_attention_heads=2, max_position_embeddings=max_len,
-                         pad_token_id=tok.token_to_id(pad), bos_token_id=tok.token_to_id(eos),
-                         eos_token_id=tok.token_to_id(eos)),
-        vision_config=dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
-                           num_hidden_layers=LAYERS, num_attention_heads=2,
-                           image_size=IMAGE, patch_size=PATCH))
+        text_config=_blocks(vocab_size=tok.get_vocab_size(), max_position_embeddings=max_len,
+                            pad_token_id=tok.token_to_id(pad), bos_token_id=tok.token_to_id(eos),
+                            eos_token_id=tok.token_to_id(eos)),
+        vision_config=_blocks(image_size=IMAGE, patch_size=PATCH))
     torch.manual_seed(seed)
     model = SiglipModel(config).eval()
     image_processor = SiglipImageProcessor(size={"height": IMAGE, "width": IMAGE})
@@ -128,9 +130,7 @@ def build_tiny_bert(out_dir, texts: Sequence[str], seed: int = 0,
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
                                    model_max_length=64)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN,
-                        num_hidden_layers=LAYERS, num_attention_heads=2,
-                        intermediate_size=2 * HIDDEN, max_position_embeddings=64)
+    config = BertConfig(**_blocks(vocab_size=tok.get_vocab_size(), max_position_embeddings=64))
     torch.manual_seed(seed)
     BertModel(config).eval().save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
@@ -162,8 +162,7 @@ def build_tiny_vit(out_dir, seed: int = 0) -> Path:
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
     out_dir = _folder(out_dir)
-    config = ViTConfig(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-                       intermediate_size=2 * HIDDEN, image_size=IMAGE, patch_size=PATCH)
+    config = ViTConfig(**_blocks(image_size=IMAGE, patch_size=PATCH))
     torch.manual_seed(seed)
     ViTModel(config).eval().save_pretrained(out_dir)
     ViTImageProcessor(size={"height": IMAGE, "width": IMAGE}).save_pretrained(out_dir)
@@ -188,13 +187,12 @@ def build_tiny_vlm(out_dir, texts: Sequence[str], seed: int = 0, text_layers: in
 
     out_dir = _folder(out_dir)
     specials = ["<pad>", "<s>", "</s>", "<image>"]
-    tok = _bpe(texts, specials, 400)
+    tok = bpe_tokenizer(texts, specials, 400)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", model_max_length=256)
     config = LlavaConfig(
-        vision_config=dict(model_type="clip_vision_model", hidden_size=HIDDEN,
-                           intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
-                           num_attention_heads=2, image_size=IMAGE, patch_size=PATCH),
+        vision_config=_blocks(model_type="clip_vision_model", image_size=IMAGE,
+                              patch_size=PATCH),
         text_config=dict(model_type="qwen2", vocab_size=tok.get_vocab_size(), hidden_size=HIDDEN,
                          intermediate_size=2 * HIDDEN, num_hidden_layers=text_layers,
                          num_attention_heads=4, num_key_value_heads=2,

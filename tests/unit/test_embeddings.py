@@ -421,6 +421,11 @@ def test_source_specs_parse_and_name_what_is_wrong():
         assert "option --source" in str(err.value)
     with pytest.raises(ConfigError, match="given twice"):
         parse_sources(["columns:txt_emb_BERT", "columns"])
+    from fuxictr_mmctr.embeddings.pipeline import BuildConfig
+
+    with pytest.raises(ConfigError, match="option --vlm-prompt: .* only {text} .*'title'"):
+        BuildConfig(data_dir="d", sources=["vlm:/m"], vlm_prompt="{title}: {text}").resolved()
+    assert BuildConfig(data_dir="d").resolved().sources == (SourceSpec("clip"),)
 
 
 def _item_feature(path, ids, vectors, column="txt_emb_BERT"):
@@ -604,3 +609,48 @@ def test_vlm_mean_of_a_chosen_layer_over_an_image_and_text_prompt(tiny_models, t
                            res.parts["hidden"][3])
     with pytest.raises(ConfigError, match="layer -9: the model has 4 hidden states"):
         load_encoder("vlm", str(tiny_models["vlm"]), {"layer": -9})
+
+
+def test_vlm_encoder_runs_a_qwen2_5_vl_as_the_task1_winner_did(tmp_path):
+    """The winner's family (windowed vision tower, multimodal rotary positions) through
+    ``VlmEncoder.encode``, loaded with ``AutoModelForImageTextToText``: layer -2, mean over the
+    prompt, the same vector for an item alone or in a batch, with or without its image."""
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+    from helpers import build_tiny_qwen_vl
+
+    from fuxictr_mmctr.embeddings.encoders.vlm import VlmEncoder
+
+    folder = build_tiny_qwen_vl(tmp_path / "qwen", ["a red cat", "funny dog video"])
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pixels = AutoImageProcessor.from_pretrained(folder)(
+        images=[Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3),
+                                                                  dtype=np.uint8))],
+        return_tensors="pt")
+    image_tokens = int(pixels["image_grid_thw"][0].prod()) // 4
+
+    def prompt(text, image):
+        vision = "<|vision_start|>" + "<|image_pad|>" * image_tokens + "<|vision_end|>"
+        return f"<|im_start|>user\n{vision if image else ''}{text}<|im_end|>\n"
+
+    def inputs(prompts, image):
+        out = dict(tokenizer(prompts, padding=True, return_tensors="pt"))
+        return {**out, **pixels} if image else out
+
+    class Processor:                       # what VlmEncoder reads of a processor here
+        chat_template = None
+
+    tokenizer.padding_side = "right"
+    enc = VlmEncoder(model, Processor(), name="tiny-qwen2.5-vl")
+    enc.place("cpu", fp16=False)
+    assert enc.dim == 32 and enc.keep_one_logit
+    both = enc.encode(inputs([prompt("a red cat", True), prompt("funny dog", False)], True),
+                      np.array([IMAGE_OK, IMAGE_MISSING], np.int8))["hidden"]
+    alone = enc.encode(inputs([prompt("a red cat", True)], True),
+                       np.array([IMAGE_OK], np.int8))["hidden"]
+    text_only = enc.encode(inputs([prompt("funny dog", False)], False),
+                           np.array([IMAGE_MISSING], np.int8))["hidden"]
+    np.testing.assert_allclose(both, np.concatenate([alone, text_only]), atol=1e-5)
+    assert not np.allclose(both[0], both[1])

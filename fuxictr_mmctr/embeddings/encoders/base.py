@@ -99,9 +99,18 @@ class Encoder:
         """
         raise NotImplementedError
 
+    model = None
+    device: str = "cpu"
+    half: bool = False
+
     def place(self, device: str, fp16: bool) -> None:
-        """Move the model to ``device`` (half precision with ``fp16``), in eval mode."""
-        raise NotImplementedError
+        """Move ``self.model`` to ``device`` (half precision with ``fp16`` on a GPU), in eval
+        mode."""
+        self.device, self.half = device, fp16 and device.startswith("cuda")
+        self.model = self.model.to(device)
+        if self.half:
+            self.model = self.model.half()
+        self.model.eval()
 
     def encode(self, inputs: dict, status: np.ndarray) -> Dict[str, np.ndarray]:
         """One batch's features: part -> ``(B, dim)`` float32, zeros where a part is absent

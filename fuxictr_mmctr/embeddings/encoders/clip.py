@@ -144,7 +144,6 @@ class ClipEncoder(Encoder):
         self.dim = dims.pop()
         self.uses_images, self.uses_texts = "image" in towers, "text" in towers
         self.label = "CLIP features" if towers == TOWERS else f"{'/'.join(towers)} features"
-        self.device, self.half = "cpu", False
 
     def settings(self) -> dict:
         return {} if self.towers == TOWERS else {"towers": list(self.towers)}
@@ -156,13 +155,6 @@ class ClipEncoder(Encoder):
         return ClipInputs(self.processor, texts, text_max_length(self.model), transform,
                           self.towers, "max_length" if pads_to_max_length(self.model)
                           else "longest")
-
-    def place(self, device: str, fp16: bool) -> None:
-        self.device, self.half = device, fp16 and device.startswith("cuda")
-        self.model = self.model.to(device)
-        if self.half:
-            self.model = self.model.half()
-        self.model.eval()
 
     def encode(self, inputs: dict, status: np.ndarray) -> Dict[str, np.ndarray]:
         import torch

@@ -170,7 +170,6 @@ class TextEncoder(Encoder):
                               or min(int(x) for x in limits if x))
         self.sentence_transformers = layout is not None
         self.dim = int(model.config.hidden_size)
-        self.device, self.half = "cpu", False
         if tokenizer.pad_token is None:             # decoder-style tokenizers ship without one
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
 
@@ -179,13 +178,6 @@ class TextEncoder(Encoder):
 
     def inputs_builder(self, texts, transform):
         return TextInputs(self.tokenizer, texts, self.max_length)
-
-    def place(self, device: str, fp16: bool) -> None:
-        self.device, self.half = device, fp16 and device.startswith("cuda")
-        self.model = self.model.to(device)
-        if self.half:
-            self.model = self.model.half()
-        self.model.eval()
 
     def encode(self, inputs: dict, status: np.ndarray) -> Dict[str, np.ndarray]:
         import torch

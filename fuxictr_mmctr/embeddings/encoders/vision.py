@@ -65,7 +65,6 @@ class VisionEncoder(Encoder):
             raise ConfigError(f"image pooling {pooling!r}: choose one of {VISION_POOLINGS}",
                               option="--source")
         self.model, self.image_processor, self.name = model, image_processor, name
-        self.device, self.half = "cpu", False
         self.pooling = pooling
         probe = self._probe_pixels()
         if pooling == "pooled" and self._forward(probe).get("pooler_output") is None:
@@ -100,13 +99,6 @@ class VisionEncoder(Encoder):
 
     def inputs_builder(self, texts, transform):
         return VisionInputs(self.image_processor, transform)
-
-    def place(self, device: str, fp16: bool) -> None:
-        self.device, self.half = device, fp16 and device.startswith("cuda")
-        self.model = self.model.to(device)
-        if self.half:
-            self.model = self.model.half()
-        self.model.eval()
 
     def encode(self, inputs: dict, status: np.ndarray) -> Dict[str, np.ndarray]:
         import torch

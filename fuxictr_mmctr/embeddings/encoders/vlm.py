@@ -61,6 +61,19 @@ def load_vlm(name_or_path: str, local_files_only: bool = False, dtype=None):
     return model.eval(), processor
 
 
+def check_prompt(prompt: str) -> str:
+    """A prompt template with ``{text}`` and no other field, or :class:`ConfigError`."""
+    try:
+        filled = prompt.format(text="\0")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"the VLM prompt {prompt!r} is not a template with only {{text}} "
+                          f"({type(exc).__name__}: {exc}); write literal braces as {{{{ }}}}",
+                          option="--vlm-prompt") from None
+    if "\0" not in filled:
+        raise ConfigError(f"the VLM prompt {prompt!r} has no {{text}}", option="--vlm-prompt")
+    return prompt
+
+
 def hidden_size(model) -> int:
     return int(text_config(model).hidden_size)
 
@@ -143,13 +156,11 @@ class VlmEncoder(Encoder):
 
     def __init__(self, model, processor, name: str = "", layer: int = DEFAULT_LAYER,
                  max_side: int = DEFAULT_MAX_SIDE, prompt: str = DEFAULT_PROMPT):
-        if "{text}" not in prompt:
-            raise ConfigError(f"the VLM prompt {prompt!r} has no {{text}}", option="--vlm-prompt")
+        check_prompt(prompt)
         check_layer(model, layer)
         self.model, self.processor, self.name = model, processor, name
         self.layer, self.max_side, self.prompt = int(layer), int(max_side), prompt
         self.dim = hidden_size(model)
-        self.device = "cpu"
         self.keep_one_logit = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     def settings(self) -> dict:
