@@ -9,7 +9,9 @@ A variant is a set of student sources (``mmctr build-embeddings --source`` specs
 the precomputed columns of ``item_feature.parquet`` alone (no model), the Word2Vec teacher
 alone, and fusions of both. ``--variant`` adds one, e.g.
 ``--variant qwen=pca:vlm:/models/Qwen2.5-VL-7B-Instruct:layer=-2`` or
-``--variant bert+siglip=gate:text:/models/bert+image:/models/siglip``. The sources and the
+``--variant bert+siglip=gate:text:/models/bert+image:/models/siglip``; ``--tiny-models`` adds
+one per tiny random model family (meaningless features: their extraction throughput). The
+sources and the
 teacher are built once and shared by the variants (one cache per model source in
 ``<work-dir>/cache/features/``), one item_info is written per variant, and the challenge's Task-1
 DIN is trained on each through ``python run_expid.py --config DIR --expid ID --gpu -1`` on a
