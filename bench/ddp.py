@@ -43,7 +43,6 @@ def worker(args) -> None:
     import torch
 
     from fuxictr.pytorch.torch_utils import seed_everything
-    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
     from fuxictr_mmctr import process_group
     from fuxictr_mmctr.train import distributed, experiment
@@ -64,14 +63,9 @@ def worker(args) -> None:
             model = experiment.build_model(feature_map, params)
             train_gen, _ = experiment.make_loaders(params, feature_map, "train")
             parallel = distributed.attach(model, cluster, train_gen, seed=params["seed"])
-            counter = {"bytes": 0, "buckets": 0}
+            counter = distributed.AllReduceCounter()
             if parallel is not None:
-                def count(state, bucket):
-                    buffer = bucket.buffer()
-                    state["bytes"] += buffer.numel() * buffer.element_size()
-                    state["buckets"] += 1
-                    return allreduce_hook(None, bucket)
-                parallel.ddp.register_comm_hook(counter, count)
+                counter.attach(parallel)
             # what BaseModel.fit sets up before its first epoch, without evaluation
             model._max_gradient_norm = params.get("max_gradient_norm", 10.0)
             model._steps_per_epoch = len(train_gen)
@@ -84,7 +78,7 @@ def worker(args) -> None:
                 if index + 1 == args.warmup:
                     break
             model._batch_index = 0
-            counter.update(bytes=0, buckets=0)
+            counter.reset()
             cluster.barrier()
             start = time.perf_counter()
             model.train_epoch(train_gen)
@@ -97,8 +91,8 @@ def worker(args) -> None:
                             if p.requires_grad)
             results[expid] = {"samples": train_gen.num_samples, "seconds": seconds,
                               "steps": steps, "trainable_bytes": trainable,
-                              "allreduce_bytes_per_step": counter["bytes"] / steps,
-                              "buckets_per_step": counter["buckets"] / steps,
+                              "allreduce_bytes_per_step": counter.bytes / steps,
+                              "buckets_per_step": counter.buckets / steps,
                               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                               / 1e6}
             shutil.rmtree(scratch, ignore_errors=True)
@@ -112,10 +106,12 @@ def worker(args) -> None:
 
 # ---------------------------------------------------------------------------- driver
 
-def prepare(data_dir: Path, train_rows: int, scratch: Path) -> Path:
-    """A config dir whose sample datasets read the first ``train_rows`` train rows."""
+def prepare(data_dir: Path, train_rows: int, scratch: Path, expids) -> Path:
+    """A config dir (bench/models.py's :func:`bench_config`) whose sample datasets read the
+    first ``train_rows`` train rows of the sample at ``data_dir``."""
     import pyarrow.parquet as pq
-    import yaml
+
+    from models import bench_config  # bench/models.py
 
     split = data_dir / "MicroLens_1M_x1"
     if not (split / "train.parquet").exists():
@@ -129,17 +125,8 @@ def prepare(data_dir: Path, train_rows: int, scratch: Path) -> Path:
     pq.write_table(table.slice(0, min(train_rows, table.num_rows)), data / "train.parquet")
     for name in ("valid", "test", "item_info"):
         (data / f"{name}.parquet").symlink_to((split / f"{name}.parquet").resolve())
-    shutil.copytree(ROOT / "config", scratch / "config")
-    config_dir = scratch / "config" / "mmctr_config"
-    path = config_dir / "dataset_config.yaml"
-    path.write_text(path.read_text().replace("./data/sample/", f"{scratch / 'data'}/"))
-    for path in (config_dir / "model_config").glob("*.yaml"):
-        config = yaml.safe_load(path.read_text())
-        for expid, params in config.items():
-            if expid.endswith("_sample"):
-                params["num_workers"] = 1
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return config_dir
+    return bench_config(ROOT / "config" / "mmctr_config", scratch / "config" / "mmctr_config",
+                        scratch / "data", scratch / "checkpoints", {"num_workers": 1}, expids)
 
 
 def measure(label, cmd, out: Path, env) -> dict:
@@ -177,8 +164,8 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="bench_ddp_"))
     try:
-        config_dir = prepare(args.data_dir, args.train_rows, scratch)
         expids = [f"{m}_sample" for m in args.models]
+        config_dir = prepare(args.data_dir, args.train_rows, scratch, expids)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         base = [sys.executable, __file__, "--worker", "--config", config_dir, "--gpu", args.gpu,
                 "--expids", *expids]

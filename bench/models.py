@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import yaml
 
+from fuxictr_mmctr.resources import point_at_sample
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
 
@@ -93,8 +94,7 @@ def bench_config(src: Path, dst: Path, sample_root: Path, model_root: Path, budg
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
-    data_cfg = dst / "dataset_config.yaml"
-    data_cfg.write_text(data_cfg.read_text().replace("./data/sample/", f"{sample_root}/"))
+    point_at_sample(dst, sample_root)
     base = dst / "model_config" / "Base.yaml"
     base_cfg = yaml.safe_load(base.read_text())
     base_cfg["Base"]["model_root"] = str(model_root) + "/"

@@ -6,9 +6,9 @@ imported on first access, so commands that need neither torch nor FuxiCTR start 
 """
 import importlib
 
-from . import compat  # noqa: F401  (NumPy 2 aliases FuxiCTR 2.3.7 needs; cheap)
+__version__ = "0.1.0"  # before compat, which records it in every versions line
 
-__version__ = "0.1.0"
+from . import compat  # noqa: E402,F401  (NumPy 2 aliases FuxiCTR 2.3.7 needs; cheap)
 
 _FROM_MODELS = ("get_model", "MODELS", "MMCTRModel")
 

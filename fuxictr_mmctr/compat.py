@@ -17,9 +17,12 @@ working side by side with the newest NumPy, scikit-learn and pandas.
 """
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Dict, Optional
 
 import numpy as np
+
+from . import __version__
 
 
 # NumPy 1 names removed in 2.0 that FuxiCTR 2.3.7 (``np.Inf`` in ``BaseModel.fit``) and its
@@ -37,26 +40,20 @@ def patch_numpy() -> None:
 patch_numpy()
 
 
-def _pandas_major() -> int:
-    from importlib import metadata
-
-    try:
-        return int(metadata.version("pandas").split(".")[0])
-    except (metadata.PackageNotFoundError, ValueError):  # pragma: no cover
-        return 0
-
-
-# ``pd.read_csv(..., **EXACT_FLOATS_CSV)`` reads floats back bit for bit on pandas 2 and 3.
-EXACT_FLOATS_CSV = {"float_precision": "round_trip"} if _pandas_major() < 3 else {}
-
-
 def _installed_version(distribution: str) -> str:
-    from importlib import metadata
-
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "absent"
+
+
+def _pandas_major() -> int:
+    major = _installed_version("pandas").split(".")[0]
+    return int(major) if major.isdigit() else 0
+
+
+# ``pd.read_csv(..., **EXACT_FLOATS_CSV)`` reads floats back bit for bit on pandas 2 and 3.
+EXACT_FLOATS_CSV = {"float_precision": "round_trip"} if _pandas_major() < 3 else {}
 
 
 def versions() -> Dict[str, str]:
@@ -65,8 +62,6 @@ def versions() -> Dict[str, str]:
     Read from the installed distributions' metadata (no heavy import): ``fuxictr_mmctr``,
     ``fuxictr``, ``torch``, ``numpy``, ``pandas``.
     """
-    from . import __version__
-
     found = {"fuxictr_mmctr": __version__}
     for name in ("fuxictr", "torch", "numpy", "pandas"):
         found[name] = _installed_version(name)
@@ -77,6 +72,15 @@ def versions_line() -> str:
     """``fuxictr_mmctr 0.1.0 fuxictr 2.3.7 torch 2.13.0 ...``: one field, no commas (FuxiCTR's
     results file is comma-separated)."""
     return " ".join(f"{name} {version}" for name, version in versions().items())
+
+
+def stored_width(col: dict) -> Optional[int]:
+    """The width of a ``type: embedding`` column as its spec states it: ``pretrain_dim``, else
+    the official config's ``embedding_dim`` (see :func:`fill_pretrain_dim`); None if neither."""
+    for key in ("pretrain_dim", "embedding_dim"):
+        if col.get(key) is not None:
+            return int(col[key])
+    return None
 
 
 def fill_pretrain_dim(col: dict, width: Optional[int] = None) -> dict:
@@ -96,10 +100,9 @@ def fill_pretrain_dim(col: dict, width: Optional[int] = None) -> dict:
     """
     if col.get("type") != "embedding" or col.get("pretrain_dim") is not None:
         return col
-    if col.get("embedding_dim") is not None:
-        col["pretrain_dim"] = int(col["embedding_dim"])
-    elif width is not None:
-        col["pretrain_dim"] = int(width)
+    stated = stored_width(col)
+    if stated is not None or width is not None:
+        col["pretrain_dim"] = stated if stated is not None else int(width)
     return col
 
 
@@ -124,7 +127,7 @@ def patch_fuxictr_metrics() -> None:
     in 1.5. ``fuxictr.metrics.log_loss`` is replaced by a wrapper that clips to ``eps`` and
     calls scikit-learn without it: the same value as before on every version.
     """
-    import fuxictr.metrics as metrics
+    import fuxictr.metrics as metrics  # FuxiCTR imports torch: only when a model is built
 
     if not getattr(metrics.log_loss, "_mmctr_bridge", False):
         metrics.log_loss = _log_loss_clipping_eps(metrics.log_loss)
@@ -136,7 +139,7 @@ def rank_data_loaders(feature_map, stage: str, **params):
     Returns what ``make_iterator()`` returns in 2.3.7: ``(train_gen, valid_gen)`` for
     ``train``, ``test_gen`` for ``test``, all three for ``both``.
     """
-    from fuxictr.pytorch.dataloaders import RankDataLoader
+    from fuxictr.pytorch.dataloaders import RankDataLoader  # torch: only when loaders are built
 
     result = RankDataLoader(feature_map, stage=stage, **params)
     if hasattr(result, "make_iterator"):  # fuxictr <= 2.3.7

@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import sys
 from typing import Callable, Optional
@@ -93,8 +94,6 @@ class MissingDependencyError(MMCTRError, ImportError):
 
 def require(module: str, extra: str, purpose: str):
     """Import ``module`` or raise :class:`MissingDependencyError` naming ``extra``."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:

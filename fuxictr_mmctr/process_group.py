@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterator, List, Optional
 
+import torch
+import torch.distributed as dist
+
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -55,8 +58,6 @@ class Cluster:
 
     def barrier(self) -> None:
         if self.active:
-            import torch.distributed as dist
-
             dist.barrier()
 
 
@@ -96,9 +97,6 @@ def session(gpu: int = -1, timeout_s: Optional[float] = None, backend: Optional[
     if not launched_by_torchrun():
         yield Cluster()
         return
-    import torch
-    import torch.distributed as dist
-
     timeout_s = float(timeout_s or DEFAULT_TIMEOUT_S)
     world, rank, local_rank = _env_int("WORLD_SIZE"), _env_int("RANK"), _env_int("LOCAL_RANK")
     backend = backend or ("nccl" if gpu >= 0 else "gloo")
@@ -134,9 +132,6 @@ def configure_logging(cluster: Cluster) -> None:
 # ---------------------------------------------------------------------------- collectives
 
 def _collective_device():
-    import torch
-    import torch.distributed as dist
-
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -144,8 +139,6 @@ def _collective_device():
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s picklable ``obj`` on every rank."""
-    import torch.distributed as dist
-
     box = [obj]
     dist.broadcast_object_list(box, src=src, device=_collective_device())
     return box[0]
@@ -153,8 +146,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 def all_gather_objects(obj: Any) -> List[Any]:
     """Every rank's picklable ``obj``, in rank order, on every rank."""
-    import torch.distributed as dist
-
     out: List[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out

@@ -35,6 +35,8 @@ CONFIG_NAME = "mmctr_config"
 TUNERS = "tuners"
 # What the shipped tuner configs name as their base config (relative to the working dir).
 _TUNER_BASE = "./config/mmctr_config/"
+# Where the shipped sample datasets read their files (relative to the working dir).
+SAMPLE_ROOT = "./data/sample/"
 
 
 def config_root() -> Path:
@@ -64,6 +66,16 @@ def default_config_dir() -> Path:
     return packaged_config_dir()
 
 
+def point_at_sample(config_dir: PathLike, sample_root: PathLike) -> Path:
+    """Make the sample datasets of the FuxiCTR config dir ``config_dir`` (those reading
+    ``./data/sample/``) read the sample at ``sample_root`` instead; returns ``config_dir``.
+    The real-data datasets are left alone."""
+    path = Path(config_dir) / "dataset_config.yaml"
+    text = path.read_text()
+    path.write_text(text.replace(SAMPLE_ROOT, f"{str(sample_root).rstrip('/')}/"))
+    return Path(config_dir)
+
+
 def _shipped_files() -> List[Path]:
     root = config_root()
     packaged_config_dir()  # fail clearly when the package data is missing
@@ -73,7 +85,8 @@ def _shipped_files() -> List[Path]:
     return sorted({p.relative_to(root) for pattern in patterns for p in root.glob(pattern)})
 
 
-def write_config(dest: PathLike, force: bool = False) -> List[Path]:
+def write_config(dest: PathLike, force: bool = False,
+                 sample_root: PathLike = None) -> List[Path]:
     """Copy the package's configs to ``dest`` (``dest/mmctr_config``, ``dest/tuners``).
 
     The tuner configs' ``base_config`` is pointed at ``dest/mmctr_config`` (as ``dest`` was
@@ -83,6 +96,8 @@ def write_config(dest: PathLike, force: bool = False) -> List[Path]:
         dest: the folder to write.
         force: rewrite the shipped files in an existing non-empty ``dest``; other files there
             are kept. Default: False.
+        sample_root: where the sample datasets read their files (:func:`point_at_sample`).
+            Default: None (``./data/sample/``, relative to where you run).
 
     Returns:
         The files written, under ``dest``.
@@ -114,6 +129,8 @@ def write_config(dest: PathLike, force: bool = False) -> List[Path]:
             if rel.parts[0] == TUNERS:
                 text = text.replace(f"base_config: {_TUNER_BASE}", f"base_config: {base}")
             target.write_text(text)
+        if sample_root is not None:
+            point_at_sample(staging / CONFIG_NAME, sample_root)
         os.chmod(staging, 0o755)  # mkdtemp makes 0700 folders
         if dest.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))

@@ -57,9 +57,9 @@ ITEM_TYPES = {"item_emb_d128": pa.list_(pa.float32())}
 
 def point_config_at(config_dir: Path, data_root: Path) -> Path:
     """Rewrite the sample datasets of a copied config/ to read from ``data_root``."""
-    path = Path(config_dir) / "mmctr_config" / "dataset_config.yaml"
-    path.write_text(path.read_text().replace("./data/sample/", f"{data_root}/"))
-    return Path(config_dir) / "mmctr_config"
+    from fuxictr_mmctr.resources import point_at_sample
+
+    return point_at_sample(Path(config_dir) / "mmctr_config", data_root)
 
 
 FAST = {"epochs": 2, "batch_size": 512, "verbose": 0}
@@ -140,6 +140,37 @@ def feature_map_for(item_dim=128, user_as_feature=False):
         "item_emb_d128": {"type": "embedding", "source": "item", "embedding_dim": item_dim},
     }
     return fm
+
+
+# Each model at a size that builds and runs in milliseconds (the rest: its signature's defaults).
+TINY_MODELS = {
+    "DIN": dict(dnn_hidden_units=[16, 8], attention_hidden_units=[8]),
+    "DCNv2": dict(parallel_dnn_hidden_units=[16, 8], stacked_dnn_hidden_units=[16, 8],
+                  num_cross_layers=2),
+    "TransformerDCN": dict(dcn_hidden_units=[16, 8], mlp_hidden_units=[8], dcn_cross_layers=2,
+                           transformer_layers=1, dim_feedforward=16, first_k_cols=2),
+    "DIN_DCN": dict(parallel_dnn_hidden_units=[16, 8], attention_hidden_units=[8],
+                    num_cross_layers=2),
+    "FiBiNET": dict(dnn_hidden_units=[16, 8]),
+}
+
+
+def tiny_model(name, model_root, seed=None, feature_map=None, **overrides):
+    """Model ``name`` built on :func:`feature_map_for` (or ``feature_map``) at the size of
+    :data:`TINY_MODELS`, embedding 4, learning rate 1e-2; ``overrides`` win. ``seed`` seeds
+    torch first (two builds with one seed start from the same weights)."""
+    import torch
+
+    from fuxictr_mmctr.models import get_model
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    params = dict(model_root=str(model_root), metrics=["AUC", "logloss"], verbose=0,
+                  optimizer="adam", loss="binary_crossentropy", embedding_dim=4,
+                  learning_rate=1.0e-2, **TINY_MODELS.get(name, {}))
+    params.update(overrides)
+    return get_model(name)(feature_map if feature_map is not None else feature_map_for(),
+                           **params)
 
 
 def within(seconds: float, job):

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from ..submit.submission import TASK_COLUMNS
 from ..train import experiment, sweep
+from ..train.ray_sweep import tune_on_ray
 from ..train.results import metric_line
 from .options import Command, add_experiment_options
 
@@ -65,8 +66,6 @@ def _run_tune(args: argparse.Namespace) -> int:
     if args.ray is None:
         failed = sweep.tune(args.config, args.gpu, args.tag)
     else:
-        from ..train.ray_sweep import tune_on_ray  # imports ray (an optional extra) on use
-
         failed = tune_on_ray(args.config, args.ray, args.gpu, args.tag,
                              cpus_per_trial=args.cpus_per_trial)
     if failed:

@@ -38,6 +38,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import h5py
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import compat
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
@@ -368,8 +369,6 @@ _SPARSE_VOCAB_ROWS, _SPARSE_VOCAB_FILL = 100_000, 0.05
 def _warn_if_sparse(name: str, vocab_size: int, files, root) -> None:
     if vocab_size < _SPARSE_VOCAB_ROWS:
         return
-    import pyarrow.compute as pc
-
     distinct = set()
     for f in files:
         path = _locate(root, f)

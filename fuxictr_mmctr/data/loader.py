@@ -38,10 +38,12 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataValidationError
+from .. import compat
+from ..config_contract import check_value
+from ..errors import ConfigError
 from .features import feature_sides
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
-                     read_item_info, read_split)
+                     check_item_table, read_item_info, read_split)
 
 logger = logging.getLogger(__name__)
 
@@ -94,28 +96,12 @@ def _item_expectations(feature_map, columns):
     for name in columns:
         spec = feature_map.features[name]
         if spec.get("type") == "embedding":
-            dim = spec.get("pretrain_dim", spec.get("embedding_dim"))
+            dim = compat.stored_width(spec)
             if dim is not None:
-                widths[name] = int(dim)
+                widths[name] = dim
         elif spec.get("type") in ("categorical", "sequence") and "vocab_size" in spec:
             vocab[name] = int(spec["vocab_size"])
     return widths, vocab
-
-
-def check_item_table(table: ItemTable, widths, vocab) -> None:
-    """Check an already read item table against another config's declared widths and
-    vocabularies (see :func:`_item_expectations`)."""
-    for name, width in widths.items():
-        values = table.columns.get(name)
-        if values is not None and values.ndim == 2 and values.shape[1] != width:
-            raise DataValidationError(table.path, f"list length {values.shape[1]}, the config "
-                                      f"declares {width}", column=name, row=0)
-    for name, size in vocab.items():
-        values = table.columns.get(name)
-        if values is not None and values.size and int(values.max()) >= size:
-            row = int(np.flatnonzero((values >= size).reshape(len(values), -1).any(axis=1))[0])
-            raise DataValidationError(table.path, f"id {int(values.max())} outside the declared "
-                                      f"vocabulary of size {size}", column=name, row=row)
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
@@ -207,8 +193,7 @@ class MMCTRDataLoader:
         if item_info is None:
             raise ConfigError("MMCTRDataLoader needs `item_info` (path of item_info.parquet) "
                               "in the dataset config")
-        if item_side not in ("features", "ids"):
-            raise ConfigError(f"item_side={item_side!r}: expected 'features' or 'ids'")
+        check_value("item_side", item_side)
         data_path = str(data_path)
         if not data_path.endswith(".parquet"):
             data_path += ".parquet"

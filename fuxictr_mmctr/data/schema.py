@@ -341,13 +341,12 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
             path, f"item_id {item_id[row]} at row {row}: item_info must list item_id 0..n in "
                   "order (row index == item_id, row 0 = padding)", column="item_id", row=row)
     out = {"item_id": item_id.astype(narrowest_int_dtype(len(item_id) - 1))}
-    widths = dict(list_widths or {})
     for name in wanted:
         typ = schema.field(name).type
         array = table.column(name).combine_chunks()
         if is_list_type(typ):
             _kind(path, name, typ, "number", list_of=True)
-            values = list_column_values(path, name, array, 0, widths.get(name))
+            values = list_column_values(path, name, array, 0, None)
             if pa.types.is_floating(typ.value_type):
                 values = values.astype(np.float32, copy=False)
                 check_finite_rows(path, name, values)
@@ -355,9 +354,6 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
                 if values.size and values.min() < 0:
                     raise DataValidationError(path, "negative id", column=name,
                                               row=_first((values < 0).any(axis=1)))
-                if name in (vocab_sizes or {}):
-                    _check_range(path, name, values, 0, int(vocab_sizes[name]) - 1, 0,
-                                 f"the declared vocabulary of size {vocab_sizes[name]}")
                 values = values.astype(narrowest_int_dtype(int(values.max(initial=0))))
                 if values[0].any():
                     raise DataValidationError(path, "padding row 0 must be all zeros",
@@ -370,7 +366,32 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
                 values = values.astype(narrowest_int_dtype(int(values.max()), int(values.min())))
         out[name] = values
     logger.info("Read %s: %d items, columns %s", path, len(item_id) - 1, list(out))
-    return ItemTable(path=path, columns=out)
+    table = ItemTable(path=path, columns=out)
+    check_item_table(table, list_widths or {}, vocab_sizes or {})
+    return table
+
+
+def check_item_table(table: ItemTable, widths: Mapping[str, int],
+                     vocab_sizes: Mapping[str, int]) -> None:
+    """Check an item table against what a config declares: the width of each list column
+    (``{"item_emb_d128": 128}``) and the vocabulary of each id column (ids in
+    ``[0, vocab_size - 1]``, list or scalar). Run on every read of item_info, and again when a
+    table read for one config serves another.
+
+    Raises:
+        DataValidationError: naming the file, the column and the first bad row.
+    """
+    for name, width in widths.items():
+        values = table.columns.get(name)
+        if values is not None and values.ndim == 2 and values.shape[1] != int(width):
+            raise DataValidationError(table.path, f"list length {values.shape[1]}, expected "
+                                      f"{width} (the width the config declares)", column=name,
+                                      row=0)
+    for name, size in vocab_sizes.items():
+        values = table.columns.get(name)
+        if values is not None and np.issubdtype(values.dtype, np.integer):
+            _check_range(table.path, name, values, 0, int(size) - 1, 0,
+                         f"the declared vocabulary of size {size}")
 
 
 # --------------------------------------------------------------------------- splits

@@ -52,8 +52,11 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from .. import __version__
+from ..data.features import resolve_feature_cols
 from ..errors import ConfigError, DataFileNotFound
 from ..io import PathLike, atomic_path
+from ..models import MODELS
+from ..resources import packaged_config_dir
 
 logger = logging.getLogger(__name__)
 
@@ -112,13 +115,6 @@ class DropInResult:
 # --------------------------------------------------------------------------------------------
 # Where things are
 # --------------------------------------------------------------------------------------------
-def default_config_dir() -> Path:
-    """This package's config folder (``configs/mmctr_config``, package data of the install)."""
-    from ..resources import packaged_config_dir
-
-    return packaged_config_dir()
-
-
 def check_official_repo(path: PathLike) -> Path:
     """``path`` resolved; ConfigError if it is not laid out like the official repository."""
     repo = Path(path).expanduser().resolve()
@@ -193,8 +189,6 @@ def explicit_dataset(repo: Path, dataset_id: str, spec: dict, jobs: list) -> dic
     Raises:
         _Skip: a file the spec needs is not under ``repo``.
     """
-    from ..data.features import resolve_feature_cols
-
     spec = copy.deepcopy(spec)
     try:
         resolved = resolve_feature_cols(
@@ -344,7 +338,7 @@ def drop_in(path: PathLike, config_dir: Optional[PathLike] = None) -> DropInResu
     Args:
         path: the checkout (holds ``run_expid.py`` and ``src/``).
         config_dir: this package's config folder to copy. Default: ``None``
-            (:func:`default_config_dir`).
+            (:func:`fuxictr_mmctr.resources.packaged_config_dir`).
 
     Returns:
         A :class:`DropInResult`.
@@ -354,10 +348,8 @@ def drop_in(path: PathLike, config_dir: Optional[PathLike] = None) -> DropInResu
             earlier drop-in in a way that makes the backup ambiguous.
         DataValidationError: a data file the configs need is malformed.
     """
-    from ..models import MODELS
-
     repo = check_official_repo(path)
-    source = Path(config_dir) if config_dir is not None else default_config_dir()
+    source = Path(config_dir) if config_dir is not None else packaged_config_dir()
     if not (source / "dataset_config.yaml").is_file():
         raise ConfigError(f"--config {source}: no dataset_config.yaml")
     src, backup = repo / "src", repo / BACKUP_DIR
@@ -487,5 +479,5 @@ def undo(path: PathLike) -> List[str]:
     return done
 
 
-__all__ = ["DropInResult", "check_official_repo", "default_config_dir", "drop_in",
+__all__ = ["DropInResult", "check_official_repo", "drop_in",
            "explicit_dataset", "undo"]

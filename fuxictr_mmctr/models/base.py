@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .. import compat
+from ..config_contract import check_value
 from ..data.features import feature_sides
 from ..data.loader import item_table
 from ..data.schema import TARGET_COLUMN
@@ -77,10 +78,8 @@ class MMCTRModel(BaseModel):
         super().__init__(feature_map, model_id=model_id, gpu=gpu,
                          embedding_regularizer=embedding_regularizer,
                          net_regularizer=net_regularizer, **kwargs)
-        if int(accumulation_steps) < 1:
-            raise ConfigError(f"accumulation_steps={accumulation_steps} must be >= 1")
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ConfigError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+        check_value("accumulation_steps", accumulation_steps)
+        check_value("label_smoothing", label_smoothing)
         self.embedding_dim = embedding_dim
         self.accumulation_steps = int(accumulation_steps)
         self.label_smoothing = float(label_smoothing)
@@ -90,9 +89,7 @@ class MMCTRModel(BaseModel):
         self.item_features: List[str] = list(sides.item_inputs)
         self.item_info_dim = sum(self._feature_dim(name) for name in self.item_features)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
-        if item_side not in ("features", "ids"):
-            raise ConfigError(f"item_side={item_side!r}: expected 'features' or 'ids'")
-        self.item_side = item_side
+        self.item_side = check_value("item_side", item_side)
         self.item_tables: List[str] = []
         if item_side == "ids":
             self._register_item_tables(item_info)

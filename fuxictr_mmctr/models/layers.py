@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from ..config_contract import check_value
 from ..errors import ConfigError
 
 import torch
@@ -48,18 +49,9 @@ def resolve_activations(activation, hidden_units: Sequence[int]):
         return [Dice(units) for units in hidden_units]
     return activation
 
-POSITION_ENCODINGS = ("none", "learned")
-
-
 def history_ages(seq_len: int, device=None) -> torch.Tensor:
     """``(L,)`` age of each position of a left-padded, right-aligned history: ``L-1 .. 0``."""
     return torch.arange(seq_len - 1, -1, -1, device=device)
-
-
-def check_position_encoding(value: str) -> str:
-    if value not in POSITION_ENCODINGS:
-        raise ConfigError(f"position_encoding {value!r}: expected one of {POSITION_ENCODINGS}")
-    return value
 
 
 class MaskedHistoryPooling(nn.Module):
@@ -163,7 +155,7 @@ class TargetAttention(DIN_Attention):
                          hidden_activations=hidden_activations,
                          output_activation=output_activation, dropout_rate=dropout_rate,
                          batch_norm=batch_norm, use_softmax=use_softmax)
-        check_position_encoding(position_encoding)
+        check_value("position_encoding", position_encoding)
         self.positions = (HistoryPositionEncoding(max_len, embedding_dim)
                           if position_encoding == "learned" else None)
         self.recency = nn.Parameter(torch.zeros(int(max_len))) if recency_bias else None
@@ -231,7 +223,7 @@ class MultiInterestPooling(nn.Module):
         hidden = int(hidden_units or min(4 * dim, 128))
         self.w1 = nn.Linear(dim, hidden, bias=False)
         self.w2 = nn.Linear(hidden, int(num_interests), bias=False)
-        check_position_encoding(position_encoding)
+        check_value("position_encoding", position_encoding)
         self.positions = (HistoryPositionEncoding(max_len, dim)
                           if position_encoding == "learned" else None)
         self.scale = dim ** -0.5
@@ -259,6 +251,7 @@ def history_pooling_layer(mode: str, dim: int, num_interests: int = 4, max_len: 
                           position_encoding: str = "none") -> nn.Module:
     """``mean``/``sum``/``max`` (:class:`MaskedHistoryPooling`) or ``multi_interest``
     (:class:`MultiInterestPooling`); all are called ``(history, mask, target=...)``."""
+    check_value("history_pooling", mode)
     if mode == "multi_interest":
         return MultiInterestPooling(dim, num_interests=num_interests, max_len=max_len,
                                     position_encoding=position_encoding)
@@ -283,14 +276,10 @@ class CrossNetwork(nn.Module):
     Shapes: ``(B, input_dim)`` -> ``(B, input_dim)``.
     """
 
-    TYPES = ("matrix", "mix", "vector")
-
     def __init__(self, input_dim: int, num_layers: int = 3, cross_type: str = "matrix",
                  low_rank: int = 32, num_experts: int = 4):
         super().__init__()
-        if cross_type not in self.TYPES:
-            raise ConfigError(f"cross_type {cross_type!r}: expected one of {self.TYPES}")
-        self.cross_type = cross_type
+        self.cross_type = check_value("cross_type", cross_type)
         if cross_type == "matrix":
             self.cross = CrossNetV2(input_dim, num_layers)
         elif cross_type == "mix":
@@ -328,8 +317,6 @@ class DCNHead(nn.Module):
     Shapes: ``(B, input_dim)`` -> ``(B, 1)``.
     """
 
-    STRUCTURES = ("parallel", "stacked", "stacked_parallel", "crossnet_only")
-
     def __init__(self, input_dim: int, num_cross_layers: int = 3, cross_type: str = "matrix",
                  low_rank: int = 32, num_experts: int = 4, model_structure: str = "parallel",
                  parallel_dnn_hidden_units: Sequence[int] = (512, 256),
@@ -338,10 +325,7 @@ class DCNHead(nn.Module):
                  net_dropout: float = 0.0, batch_norm: bool = False,
                  output_activation: Optional[nn.Module] = None):
         super().__init__()
-        if model_structure not in self.STRUCTURES:
-            raise ConfigError(f"model_structure {model_structure!r}: expected one of "
-                             f"{self.STRUCTURES}")
-        self.model_structure = model_structure
+        self.model_structure = check_value("model_structure", model_structure)
         self.crossnet = CrossNetwork(input_dim, num_cross_layers, cross_type, low_rank,
                                      num_experts)
 
@@ -422,7 +406,7 @@ class TransformerHistoryEncoder(nn.Module):
                  position_encoding: str = "none"):
         super().__init__()
         d_model = 2 * item_dim
-        check_position_encoding(position_encoding)
+        check_value("position_encoding", position_encoding)
         self.positions = (HistoryPositionEncoding(max_len, item_dim)
                           if position_encoding == "learned" else None)
         if d_model % num_heads:

@@ -165,7 +165,7 @@ def expid_lock(params: dict) -> Iterator[Path]:
     Raises:
         ConfigError: another process holds the lock (the same expid is already training).
     """
-    import fcntl
+    import fcntl  # POSIX only: imported where the lock is taken, so the module loads anywhere
 
     folder = model_dir(params)
     folder.mkdir(parents=True, exist_ok=True)

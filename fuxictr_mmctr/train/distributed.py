@@ -39,14 +39,24 @@ on the CPU with gloo. What is done so that N processes train the model one proce
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
+import torch
+import torch.distributed as dist
+from fuxictr.features import FeatureMap
+from fuxictr.pytorch.models import BaseModel
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
+from ..data.loader import batch_share
 from ..process_group import Cluster, all_gather_objects, broadcast_object
 from .artifacts import FEATURE_MAP_JSON
 from .results import metric_line
@@ -70,8 +80,6 @@ def share_feature_map(cluster: Cluster, feature_map, params: dict):
     """
     if not cluster.active:
         return feature_map
-    from fuxictr.features import FeatureMap
-
     folder = broadcast_object(str(Path(feature_map.data_dir).resolve())
                               if cluster.is_main else None)
     visible = _sees(folder)
@@ -115,10 +123,6 @@ def release_feature_map(feature_map) -> None:
 def _ddp_kwargs() -> Dict[str, Any]:
     """Buffers are not broadcast at every forward (``forward_sync_buffers`` in torch >= 2.13,
     ``broadcast_buffers`` before)."""
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel
-
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
         return {"forward_sync_buffers": False}
     return {"broadcast_buffers": False}
@@ -133,9 +137,6 @@ class DataParallel:
     """
 
     def __init__(self, model, cluster: Cluster):
-        import torch
-        from torch.nn.parallel import DistributedDataParallel
-
         self.cluster = cluster
         device_ids = [model.device.index] if model.device.type == "cuda" else None
         # Buffers outside the checkpoint (the item tables of `item_side: ids`) are read from
@@ -145,7 +146,6 @@ class DataParallel:
         local = [name for name, _ in model.named_buffers() if name not in saved]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, local)
         self.ddp = DistributedDataParallel(model, device_ids=device_ids, **_ddp_kwargs())
-        self._torch = torch
 
     # ------------------------------------------------------------------ training
     def forward_backward(self, model, batch, sync: bool):
@@ -186,9 +186,6 @@ class DataParallel:
     def sync_buffers(self, model) -> None:
         """Average the floating-point buffers of the checkpoint (batch-norm running
         statistics) across ranks, so every rank scores with the same model."""
-        torch = self._torch
-        import torch.distributed as dist
-
         saved = set(model.state_dict().keys())
         buffers = [b for name, b in model.named_buffers()
                    if name in saved and torch.is_floating_point(b)]
@@ -209,11 +206,6 @@ class DataParallel:
         computes the metrics, and rank 0's values are returned on every rank, so early
         stopping and reduce-on-plateau take the same decision everywhere.
         """
-        import sys
-
-        torch = self._torch
-        from tqdm import tqdm
-
         model.eval()
         self.sync_buffers(model)
         y_pred, y_true, group_id = [], [], []
@@ -244,14 +236,42 @@ class DataParallel:
     def load_weights(self, model, checkpoint) -> None:
         """Rank 0 reads the checkpoint and broadcasts the weights (other ranks may not see
         rank 0's files)."""
-        import torch.distributed as dist
-
-        from fuxictr.pytorch.models import BaseModel
-
         if self.cluster.is_main:
             BaseModel.load_weights(model, checkpoint)
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)
+
+
+class AllReduceCounter:
+    """What DDP all-reduces, counted: a communication hook that does what DDP's default hook
+    does (:func:`allreduce_hook`) and adds up the bytes and buckets it hands over.
+
+    ``AllReduceCounter().attach(model._dist)``; read :attr:`bytes` and :attr:`buckets`, and
+    :meth:`reset` between measurements (benchmarks and tests of what one step sends).
+    """
+
+    def __init__(self):
+        self.bytes = 0
+        self.buckets = 0
+
+    def reset(self) -> None:
+        self.bytes = self.buckets = 0
+
+    def attach(self, parallel: "DataParallel") -> "AllReduceCounter":
+        parallel.ddp.register_comm_hook(self, AllReduceCounter._hook)
+        return self
+
+    @staticmethod
+    def _hook(state: "AllReduceCounter", bucket):
+        buffer = bucket.buffer()
+        state.bytes += buffer.numel() * buffer.element_size()
+        state.buckets += 1
+        return allreduce_hook(None, bucket)
+
+
+def share_sizes(rows: int, world_size: int):
+    """Rows of each rank's share of a global batch of ``rows`` (:func:`batch_share`)."""
+    return [len(batch_share(np.arange(rows), rank, world_size)) for rank in range(world_size)]
 
 
 def attach(model, cluster: Cluster, train_gen=None, seed: Optional[int] = None):
@@ -266,8 +286,6 @@ def attach(model, cluster: Cluster, train_gen=None, seed: Optional[int] = None):
     """
     if not cluster.active:
         return None
-    import torch
-
     parallel = DataParallel(model, cluster)
     model._dist = parallel
     if not cluster.is_main:
@@ -279,11 +297,11 @@ def attach(model, cluster: Cluster, train_gen=None, seed: Optional[int] = None):
                  model.device, cluster.timeout_s)
     if train_gen is not None:
         batch = int(train_gen.batch_size)
-        shares = [len(s) for s in np.array_split(np.arange(batch), cluster.world_size)]
+        shares = share_sizes(batch, cluster.world_size)
         last = train_gen.num_samples % batch
         last_note = ""
         if last:
-            last_shares = [len(s) for s in np.array_split(np.arange(last), cluster.world_size)]
+            last_shares = share_sizes(last, cluster.world_size)
             last_note = f"; the last batch of {last} rows: {last_shares}"
             if min(last_shares) == 0:
                 last_note += " (an empty share runs one stand-in row with weight 0)"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+import torch
 import yaml
 from fuxictr.features import FeatureMap
 from fuxictr.preprocess import build_dataset
@@ -26,8 +27,8 @@ from ..data.loader import MMCTRDataLoader
 from ..errors import ConfigError
 from ..models import get_model
 from ..submit.submission import count_rows, write_submission
-from . import artifacts, checks, distributed, results
-from .config_keys import warn_unknown_keys
+from . import artifacts, distributed, results
+from .config_keys import check_params, warn_unknown_keys
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_dir}: a config file is not valid YAML ({exc})") from None
     params["gpu"] = gpu
-    checks.check_device(gpu)
-    checks.check_params(params, where=f"{config_dir} (expid {expid})")
+    check_device(gpu)
+    check_params(params, where=f"{config_dir} (expid {expid})")
     missing = [k for k in REQUIRED_KEYS if k not in params]
     if missing:
         raise ConfigError(f"expid {expid!r} in {config_dir}: missing key(s) {missing}")
@@ -102,6 +103,20 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     if check_keys:
         warn_unknown_keys(params)
     return params
+
+
+def check_device(gpu: int) -> None:
+    """Refuse ``--gpu N`` (N >= 0) on a machine where torch sees no CUDA device N."""
+    if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < -1:
+        raise ConfigError(f"{gpu!r}: expected -1 (CPU) or a CUDA device index", option="--gpu")
+    if gpu < 0:
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{gpu}: CUDA is not available on this machine (torch "
+                          f"{torch.__version__}); use --gpu -1 for the CPU", option="--gpu")
+    if gpu >= torch.cuda.device_count():
+        raise ConfigError(f"{gpu}: this machine has {torch.cuda.device_count()} CUDA "
+                          "device(s)", option="--gpu")
 
 
 def require_files(params: dict, keys: Sequence[str]) -> None:
@@ -129,10 +144,19 @@ def _expid_error(config_dir: str, expid: str) -> ConfigError:
     return ConfigError(f"expid {expid!r} not found{hint}", path=config_dir, option="--expid")
 
 
+def use_threads(params: dict) -> int:
+    """Apply ``num_threads`` (torch's intra-op threads; unset: what torch picks) and return the
+    number this process computes with. The thread count moves results in the third decimal on
+    the CPU (other summation orders), so a config can pin it and every log states it."""
+    if params.get("num_threads"):
+        torch.set_num_threads(int(params["num_threads"]))
+    return torch.get_num_threads()
+
+
 def _set_logger(params: dict, job: str = "") -> None:
     """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run)."""
     set_logger(dict(params, model_id=params["model_id"] + (f".{job}" if job else "")))
-    logging.info("Versions: %s", compat.versions_line())
+    logging.info("Versions: %s; torch threads: %d", compat.versions_line(), use_threads(params))
     logging.info("Params: %s", {k: params[k] for k in sorted(params) if k != "feature_cols"})
 
 
@@ -223,6 +247,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
                 warn_unknown_keys(params)  # now also in the log file
             else:
                 process_group.configure_logging(cluster)
+            use_threads(params)
             seed_everything(seed=params.get("seed", 2024))
             feature_map = model = None
             if cluster.is_main:
@@ -302,6 +327,7 @@ def load_trained_model(config_dir, expid: str, gpu: int = -1, splits: Sequence[s
         raise ConfigError(f"split(s) {unknown}: expected one of {list(SPLITS)}")
     params = load_params(config_dir, expid, gpu,
                          needs=("item_info", *(f"{s}_data" for s in splits)))
+    use_threads(params)
     feature_map, model = _restore(params)
     return params, feature_map, model
 

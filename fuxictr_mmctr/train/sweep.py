@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import yaml
+from fuxictr import autotuner
 
 from ..errors import ConfigError
 from .results import finished_expids
@@ -85,8 +86,6 @@ def sweep_plan(config_file, tag: Optional[str] = None) -> SweepPlan:
     Raises:
         ConfigError: the tuner file is unreadable, or ``tag`` matches no expid.
     """
-    from fuxictr import autotuner
-
     trials: List[Trial] = []
     todo: List[Trial] = []
     for path in tuner_files(config_file):

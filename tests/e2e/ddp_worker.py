@@ -42,15 +42,7 @@ def gradient_check(config_dir: str, expid: str, rank: int, world: int, scratch: 
     model = experiment.build_model(feature_map, params)
     cluster = process_group.Cluster(rank=rank, world_size=world, local_rank=rank, backend="gloo")
     distributed.attach(model, cluster)          # rank 0's weights on every rank
-    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-
-    buckets = {"all_reduced": 0}
-
-    def counting_hook(state, bucket):          # bytes handed to the all-reduce
-        state["all_reduced"] += bucket.buffer().numel() * bucket.buffer().element_size()
-        return allreduce_hook(None, bucket)
-
-    model._dist.ddp.register_comm_hook(buckets, counting_hook)
+    counter = distributed.AllReduceCounter().attach(model._dist)   # bytes all-reduced
 
     def loader(rank_, world_):
         return MMCTRDataLoader(feature_map, params["train_data"], item_info=params["item_info"],
@@ -82,28 +74,28 @@ def gradient_check(config_dir: str, expid: str, rank: int, world: int, scratch: 
     for name, index in (("first", 0), ("last", -1)):
         model.train()
         model.zero_grad(set_to_none=True)
-        buckets["all_reduced"] = 0
+        counter.reset()
         model._dist.forward_backward(model, shares[index], sync=True)
         grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
                  if p.requires_grad}
         if rank == 0:
             out[name] = dict(compare(grads, [whole[index]]), rows=int(shares[index].rows),
                              global_rows=int(shares[index].global_rows),
-                             all_reduced=buckets["all_reduced"])
+                             all_reduced=counter.bytes)
     # accumulation_steps 2: the first micro-batch runs under no_sync() (no all-reduce at all),
     # the second all-reduces the summed gradients once
     model.accumulation_steps = 2
     model.zero_grad(set_to_none=True)
-    buckets["all_reduced"] = 0
+    counter.reset()
     model._dist.forward_backward(model, shares[0], sync=False)
-    after_first = buckets["all_reduced"]
+    after_first = counter.bytes
     model._dist.forward_backward(model, shares[1], sync=True)
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     if rank == 0:
         trainable = sum(p.numel() * p.element_size() for p in model.parameters()
                         if p.requires_grad)
         out["accumulated"] = dict(compare(grads, whole[:2]), all_reduced_first=after_first,
-                                  all_reduced_second=buckets["all_reduced"] - after_first,
+                                  all_reduced_second=counter.bytes - after_first,
                                   trainable_bytes=trainable)
     return out
 

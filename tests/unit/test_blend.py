@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fuxictr_mmctr.submit.blend import (BlendError, blend_predictions, fit_blend_weights,
-                                 normalised_rank, simplex_grid)
+                                        normalised_rank, select_members, simplex_grid)
+from fuxictr_mmctr.submit.metrics import auc
 
 
 # ------------------------------------------------------------------ arrays
@@ -87,3 +88,18 @@ def test_logloss_objective_and_rank_do_not_mix():
 # ------------------------------------------------------------------ trained experiments
 
 
+
+
+def test_ensemble_selection_adds_only_members_that_help():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000).astype(float)
+    signal = y + rng.normal(0, 1.0, y.size)
+    a = signal + rng.normal(0, 1.0, y.size)          # two views of the signal with their own noise
+    b = signal + rng.normal(0, 1.0, y.size)
+    noise = rng.normal(0, 1.0, y.size)                 # a candidate that knows nothing
+    w = select_members([a, b, noise], y, method="rank")
+    assert w[2] == 0 and w[0] > 0 and w[1] > 0 and abs(w.sum() - 1) < 1e-12
+    blended = blend_predictions([a, b, noise], method="rank", weights=w)
+    assert auc(y, blended) > max(auc(y, a), auc(y, b)) + 0.01
+    # one useful candidate: it alone, whatever else is offered
+    np.testing.assert_array_equal(select_members([a, noise], y), [1.0, 0.0])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from helpers import tiny_model
 
 from fuxictr_mmctr.errors import ConfigError
-from fuxictr_mmctr.train import checks, experiment
+from fuxictr_mmctr.train import experiment
+from fuxictr_mmctr.train.config_keys import check_params
 
 
 def _with(config_dir, expid="DIN_sample", **values):
@@ -31,6 +33,12 @@ def _with(config_dir, expid="DIN_sample", **values):
     ("dnn_hidden_units", [256, 0], "list of positive integers"),
     ("item_side", "both", "must be one of"),
     ("embedding_regularizer", -1, "must be >= 0"),
+    # no declared rule: the type of the default in DIN's signature says it
+    ("batch_norm", "yes", "must be True or False"),
+    ("din_use_softmax", 1, "must be True or False"),
+    ("attention_dropout", "0.1", "is a string, not a number"),
+    ("position_encoding", "sinusoid", "must be one of"),
+    ("num_threads", 0, "must be >= 1"),
 ])
 def test_bad_values_are_refused_with_the_key(repo_config, key, value, message):
     expid = _with(repo_config, **{key: value})
@@ -40,9 +48,9 @@ def test_bad_values_are_refused_with_the_key(repo_config, key, value, message):
 
 
 def test_good_values_pass_including_fuxictr_regularizer_strings():
-    checks.check_params({"learning_rate": 1.0e-3, "batch_size": 8, "max_len": 100,
-                         "embedding_regularizer": "l2(1.0e-5)", "net_regularizer": 0,
-                         "dnn_hidden_units": [], "item_side": "ids", "shuffle": False})
+    check_params({"learning_rate": 1.0e-3, "batch_size": 8, "max_len": 100,
+                  "embedding_regularizer": "l2(1.0e-5)", "net_regularizer": 0,
+                  "dnn_hidden_units": [], "item_side": "ids", "shuffle": False})
 
 
 def test_every_shipped_expid_passes(repo_config):
@@ -52,7 +60,7 @@ def test_every_shipped_expid_passes(repo_config):
     for path in glob.glob(str(config / "model_config" / "*.yaml")):
         for expid in yaml.safe_load(open(path)):
             if expid != "Base":
-                checks.check_params(experiment.load_params(config, expid, needs=()))
+                check_params(experiment.load_params(config, expid, needs=()))
 
 
 def test_gpu_without_cuda_is_refused():
@@ -61,9 +69,9 @@ def test_gpu_without_cuda_is_refused():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="CUDA is not available") as info:
-        checks.check_device(0)
+        experiment.check_device(0)
     assert info.value.option == "--gpu"
-    checks.check_device(-1)
+    experiment.check_device(-1)
 
 
 def test_missing_dataset_id_is_not_reported_as_a_missing_expid(repo_config):
@@ -73,3 +81,16 @@ def test_missing_dataset_id_is_not_reported_as_a_missing_expid(repo_config):
         experiment.load_params(repo_config / "mmctr_config", "DIN_nodata", needs=())
     with pytest.raises(ConfigError, match="not found; did you mean DIN_sample"):
         experiment.load_params(repo_config / "mmctr_config", "DIN_sampel", needs=())
+
+
+def test_a_component_built_without_a_config_keeps_the_same_rule(tmp_path):
+    """The constructors check their own arguments against the contract, naming the key."""
+    with pytest.raises(ConfigError, match="must be one of") as info:
+        tiny_model("DIN", tmp_path, item_side="both")
+    assert info.value.option == "item_side"
+    with pytest.raises(ConfigError, match="must be one of") as info:
+        tiny_model("DCNv2", tmp_path, cross_type="diagonal")
+    assert info.value.option == "cross_type"
+    with pytest.raises(ConfigError, match="must be >= 1") as info:
+        tiny_model("DIN", tmp_path, accumulation_steps=0)
+    assert info.value.option == "accumulation_steps"

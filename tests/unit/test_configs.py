@@ -19,13 +19,6 @@ MODEL_CONFIGS = [p for p in YAMLS if p.name == "model_config.yaml" or p.parent.n
 DATASET_CONFIGS = [p for p in YAMLS if p.name == "dataset_config.yaml"]
 TUNER_CONFIGS = [p for p in YAMLS if "tuner_config" in p.name]
 
-FLOAT_KEYS = {"learning_rate", "net_dropout", "attention_dropout", "label_smoothing",
-              "weight_decay", "embedding_dropout", "transformer_dropout", "max_gradient_norm"}
-INT_KEYS = {"batch_size", "embedding_dim", "epochs", "max_len", "seed",
-            "early_stop_patience", "accumulation_steps", "num_workers"}
-INT_LIST_KEYS = {"dnn_hidden_units", "attention_hidden_units", "mlp_hidden_units"}
-REGULARIZER_KEYS = {"embedding_regularizer", "net_regularizer"}
-
 
 def load(path):
     with open(path) as fh:
@@ -63,19 +56,10 @@ def test_shipped_expid_loads_with_known_keys_only(expid, caplog, capsys, monkeyp
 
 
 def _check_types(where, params):
-    for key, value in params.items():
-        if key in FLOAT_KEYS:
-            assert isinstance(value, (int, float)) and not isinstance(value, bool), \
-                f"{where}: {key}={value!r} is not a number (write 1.0e-3, not 1e-3)"
-        if key in INT_KEYS:
-            assert isinstance(value, int) and not isinstance(value, bool), f"{where}: {key}"
-        if key in INT_LIST_KEYS:
-            assert isinstance(value, list) and all(isinstance(v, int) for v in value), \
-                f"{where}: {key}={value!r}"
-        if key in REGULARIZER_KEYS:
-            assert isinstance(value, (int, float)) or (
-                isinstance(value, str) and value[:3] in ("l1(", "l2(", "l1_")), \
-                f"{where}: {key}={value!r} is neither a number nor l1(..)/l2(..)"
+    """The values of one YAML entry keep the config contract (the rules the jobs check)."""
+    from fuxictr_mmctr.train.config_keys import check_params
+
+    check_params(params, where=where)
 
 
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: str(p.relative_to(CONFIG)))

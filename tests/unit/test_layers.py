@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fuxictr_mmctr.config_contract import RULES
 from fuxictr_mmctr.models.layers import (CrossNetwork, DCNHead, FieldProjector, MaskedHistoryPooling,
                                   TransformerHistoryEncoder)
 
@@ -51,7 +52,7 @@ def test_pooling_rejects_unknown_mode():
 
 # ------------------------------------------------------------------ cross network / DCN head
 
-@pytest.mark.parametrize("cross_type", CrossNetwork.TYPES)
+@pytest.mark.parametrize("cross_type", RULES["cross_type"].choices)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_cross_network_shapes(cross_type, batch):
     net = CrossNetwork(7, num_layers=2, cross_type=cross_type, low_rank=3, num_experts=2)
@@ -64,7 +65,7 @@ def test_matrix_cross_network_is_fuxictr_crossnetv2():
     assert isinstance(CrossNetwork(7, 2).cross, CrossNetV2)
 
 
-@pytest.mark.parametrize("structure", DCNHead.STRUCTURES)
+@pytest.mark.parametrize("structure", RULES["model_structure"].choices)
 @pytest.mark.parametrize("mlp", [(), (4,)])
 def test_dcn_head_structures(structure, mlp):
     head = DCNHead(9, num_cross_layers=2, model_structure=structure,

@@ -1,5 +1,6 @@
-"""One smoke test per registered model: build from its sample config, train one epoch on the
-tiny sample, predict the test split, and beat chance on its hidden labels."""
+"""Each model's shipped variant expids build and score a batch of the tiny sample: the pretrained
+route (``<Model>_sample_pretrained``, ids-only loader) and ``user_id`` as a learned categorical
+feature (``<Model>_sample_userid``). No training: that is tests/e2e/test_model_training.py."""
 from __future__ import annotations
 
 
@@ -9,9 +10,7 @@ import torch
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
 
-# Smaller batches than the sample configs (1024): the tiny train split is 6,000 rows, and one
-# epoch of 6 steps is too few to leave chance; the last 8 history items keep it fast. Everything
-# else (architecture, learning rate, seed) comes from <Model>_sample.
+# The last 8 history items keep the forward pass fast; everything else comes from the expid.
 OVERRIDES = dict(verbose=0, epochs=1, batch_size=256, max_len=8)
 
 

@@ -3,31 +3,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_dataloader import feature_map_for
+from helpers import feature_map_for, tiny_model
 
 import fuxictr_mmctr
 from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.models import MODELS, get_model
 from fuxictr_mmctr.models.base import MMCTRModel
 
-SMALL = {
-    "DIN": dict(dnn_hidden_units=[16, 8], attention_hidden_units=[8]),
-    "DCNv2": dict(parallel_dnn_hidden_units=[16, 8], stacked_dnn_hidden_units=[16, 8],
-                  num_cross_layers=2),
-    "TransformerDCN": dict(dcn_hidden_units=[16, 8], mlp_hidden_units=[8], dcn_cross_layers=2,
-                           transformer_layers=1, dim_feedforward=16, first_k_cols=2),
-    "DIN_DCN": dict(parallel_dnn_hidden_units=[16, 8], attention_hidden_units=[8],
-                    num_cross_layers=2),
-    "FiBiNET": dict(dnn_hidden_units=[16, 8]),
-}
-
-
 def build(name, tmp_path, **overrides):
-    params = dict(model_root=str(tmp_path), metrics=["AUC", "logloss"], verbose=0,
-                  optimizer="adam", loss="binary_crossentropy", embedding_dim=4,
-                  learning_rate=1.0e-2, **SMALL.get(name, {}))
-    params.update(overrides)
-    return get_model(name)(feature_map_for(), **params)
+    return tiny_model(name, tmp_path, **overrides)
 
 
 def test_registry_lists_names_on_unknown_model():

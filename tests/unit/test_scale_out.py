@@ -11,7 +11,7 @@ import torch
 
 from helpers import feature_map_for
 
-from fuxictr_mmctr.data.loader import MMCTRDataLoader, Share, batch_share
+from fuxictr_mmctr.data.loader import MMCTRDataLoader, Share, batch_share, epoch_order
 from fuxictr_mmctr.errors import ConfigError, MissingDependencyError
 from fuxictr_mmctr import process_group
 from fuxictr_mmctr.train import distributed
@@ -41,12 +41,18 @@ def _loader(handmade, split="train", **kwargs):
                            item_info=handmade / "item_info.parquet", max_len=6, **kwargs)
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("world", [2, 3])
-def test_train_shares_of_every_rank_make_the_single_process_batches(handmade, world):
-    # 40 rows in batches of 13: 13, 13, 13 and a last batch of 1 row, smaller than the world
-    whole = list(_loader(handmade, batch_size=13))
-    per_rank = [list(_loader(handmade, batch_size=13, rank=r, world_size=world))
-                for r in range(world)]
+def test_train_shares_of_every_rank_make_the_single_process_batches(handmade, world, shuffle):
+    # 40 rows in batches of 13: 13, 13, 13 and a last batch of 1 row, smaller than the world.
+    # Shuffled: every rank draws the order one process draws, whatever the global RNGs hold.
+    np.random.seed(1)
+    whole = list(_loader(handmade, batch_size=13, shuffle=shuffle))
+    per_rank = []
+    for r in range(world):
+        np.random.seed(100 + r)
+        per_rank.append(list(_loader(handmade, batch_size=13, rank=r, world_size=world,
+                                     shuffle=shuffle)))
     assert [len(b) for b in per_rank] == [4] * world  # the same number of steps on every rank
     for step, batch in enumerate(whole):
         shares = [ranks[step] for ranks in per_rank]
@@ -64,6 +70,24 @@ def test_train_shares_of_every_rank_make_the_single_process_batches(handmade, wo
     for stand_in in last[1:]:                 # one row, the batch's first, with no weight
         assert stand_in[2].shape[0] == 1
         torch.testing.assert_close(stand_in[0]["user_id"], last[0][0]["user_id"])
+
+
+def test_the_shuffled_order_is_a_function_of_seed_and_epoch(handmade):
+    def users(loader):
+        return torch.cat([b[0]["user_id"] for b in loader])
+
+    loader = _loader(handmade, batch_size=7, shuffle=True, seed=5)
+    epochs = [users(loader) for _ in range(3)]
+    assert loader.epoch == 3
+    assert not torch.equal(epochs[0], epochs[1])                 # a new order each epoch
+    other = _loader(handmade, batch_size=7, shuffle=True, seed=5)
+    other.set_epoch(2)                                           # a run resumed at epoch 2
+    np.random.seed(12345)                                        # the global RNG plays no part
+    torch.testing.assert_close(users(other), epochs[2])
+    assert not torch.equal(users(_loader(handmade, batch_size=7, shuffle=True, seed=6)),
+                           epochs[0])
+    rows = epoch_order(40, seed=5, epoch=1)
+    assert sorted(rows.tolist()) == list(range(40))
 
 
 def test_a_share_unpacks_like_the_official_batch(handmade):

@@ -12,11 +12,10 @@ import pytest
 import torch
 from fuxictr.pytorch.layers import DIN_Attention
 from helpers import (ITEM_TYPES, feature_map_for, make_item_info_columns, make_split_columns,
-                     write_table)
+                     tiny_model, write_table)
 
 from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import ConfigError
-from fuxictr_mmctr.models import get_model
 from fuxictr_mmctr.models.layers import (HistoryPositionEncoding, MultiInterestPooling,
                                          TargetAttention, TransformerHistoryEncoder,
                                          history_pooling_layer)
@@ -140,15 +139,6 @@ def test_multi_interest_pooling(seq):
 
 # --------------------------------------------------------------------------- models
 
-SMALL = {
-    "DIN": dict(dnn_hidden_units=[16, 8], attention_hidden_units=[8]),
-    "DIN_DCN": dict(parallel_dnn_hidden_units=[16, 8], attention_hidden_units=[8],
-                    num_cross_layers=2),
-    "TransformerDCN": dict(dcn_hidden_units=[16, 8], mlp_hidden_units=[8], dcn_cross_layers=2,
-                           transformer_layers=1, dim_feedforward=16, first_k_cols=2),
-    "DCNv2": dict(parallel_dnn_hidden_units=[16, 8], num_cross_layers=2),
-    "FiBiNET": dict(dnn_hidden_units=[16, 8]),
-}
 OPTIONS = [
     ("DIN", dict(position_encoding="learned"), ["positions.table"]),
     ("DIN", dict(recency_bias=True), ["recency"]),
@@ -163,12 +153,7 @@ OPTIONS = [
 
 
 def build(name, tmp_path, **overrides):
-    torch.manual_seed(11)
-    params = dict(model_root=str(tmp_path), metrics=["AUC", "logloss"], verbose=0,
-                  optimizer="adam", loss="binary_crossentropy", embedding_dim=4,
-                  learning_rate=1.0e-2, max_len=10, **SMALL[name])
-    params.update(overrides)
-    return get_model(name)(feature_map_for(), **params).eval()
+    return tiny_model(name, tmp_path, seed=11, **dict(dict(max_len=10), **overrides)).eval()
 
 
 @pytest.fixture
