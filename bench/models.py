@@ -74,6 +74,14 @@ def ensure_sample(data_root: Path, preset: str, variant: str, seed: int):
                        variant=variant, images=False, item_vectors=False)
 
 
+def save_rows(out: Path, rows) -> None:
+    """Write ``{"machine": ..., "rows": rows}`` to ``out`` (JSON), replacing it atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
+    os.replace(tmp, out)
+
+
 def _expid_name(model: str, route: str) -> str:
     """The expid of a row: ``<Model>_sample[_pretrained]``, ``DIN_official[_pretrained]``, or
     any other expid of the config given as is (column route only)."""
@@ -329,9 +337,7 @@ def main(argv=None) -> int:
                                oracle_logloss=oracle["logloss"], **run_one(config_dir, expid))
                     rows.append(row)
                     logger.info("%s", row)
-                    tmp = out.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
-                    os.replace(tmp, out)
+                    save_rows(out, rows)
     # --report prints the machine the rows were measured on, not this one
     print(f"\nMachine: {saved.get('machine') if args.report else machine()}")
     print(f"Samples: preset {args.preset}, variants {args.variants}, seeds {args.seeds}; "

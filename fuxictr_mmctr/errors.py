@@ -100,9 +100,23 @@ def require(module: str, extra: str, purpose: str):
         raise MissingDependencyError(module.split(".")[0], extra, purpose) from None
 
 
-# OSErrors a user causes (and can fix): a missing or unreadable input, a read-only or full disk.
+# OSErrors a user causes (and can fix): a missing or unreadable input, a read-only or full disk,
+# a file past the file system's or the shell's (ulimit -f) size limit, a name too long.
 USER_OS_ERRORS = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
-                  errno.EDQUOT, errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+                  errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR,
+                  errno.EEXIST)
+
+
+def user_os_error(exc: BaseException) -> Optional[OSError]:
+    """The OSError a user can fix behind ``exc``: ``exc`` itself, or the one a library's
+    ``RuntimeError`` was raised from or while handling (torch wraps a failed write of
+    ``torch.save`` so), else None. Only that one wrapper: any other error raised while an
+    OSError was handled is a bug, and keeps its traceback."""
+    if isinstance(exc, RuntimeError):
+        exc = exc.__cause__ or exc.__context__
+    if isinstance(exc, OSError) and exc.errno in USER_OS_ERRORS:
+        return exc
+    return None
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -115,17 +129,18 @@ def run_guarded(job: Callable[[], Optional[int]], prog: str = "mmctr") -> int:
     """Run ``job``; a user error becomes one line on stderr (and in the log) and exit code 2.
 
     ``MMCTRError`` and file-system errors a user can fix (missing file, permission, read-only
-    or full disk) are user errors; any other exception is a bug and propagates with its
-    traceback.
+    or full disk, a file too large), also when a library wrapped them in its own error, are
+    user errors; any other exception is a bug and propagates with its traceback.
     """
     try:
         return int(job() or 0)
     except MMCTRError as exc:
         message = str(exc)
-    except OSError as exc:
-        if exc.errno not in USER_OS_ERRORS:
+    except Exception as exc:  # noqa: BLE001  re-raised unless a user-fixable OSError is behind it
+        cause = user_os_error(exc)
+        if cause is None:
             raise
-        message = describe_os_error(exc)
+        message = describe_os_error(cause)
     logger.error("%s", message)
     if not logs_to_stderr():
         print(f"{prog}: error: {message}", file=sys.stderr)

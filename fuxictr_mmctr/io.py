@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -36,7 +37,37 @@ def atomic_path(target: PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            exc.filename = str(target)  # a failed write names the file it was for
         raise
+
+
+# (resolved path, size, mtime_ns, inode) -> sha256: each file is hashed once per process until
+# it changes (a file replaced in place gets a new inode or mtime, so it is hashed again).
+_DIGESTS: dict = {}
+
+
+def file_digest(path: PathLike) -> str:
+    """The sha256 of a file's *contents* (hex), hashed once per process per file version.
+
+    A 47 MB item table takes about 0.1 s; later calls for the same unchanged file are free.
+    Keyed on the contents, not on the path and mtime: a file rewritten in place with other
+    bytes (``build-embeddings --overwrite-input``) gets another digest, a copy the same one.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    cached = _DIGESTS.get(key)
+    if cached is None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        cached = _DIGESTS[key] = digest.hexdigest()
+    return cached

@@ -55,19 +55,29 @@ def _add_tune_arguments(parser: argparse.ArgumentParser) -> None:
                         "with --ray: any index means one GPU per trial, chosen by Ray)")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="run the trials as Ray tasks on the cluster at ADDRESS (host:port, "
-                        "e.g. from `ray start --head`), or `local` for a private one; needs "
+                        "e.g. from `ray start --head`; `auto`: the one running on this "
+                        "machine), or `local` for a private one; needs "
                         "pip install 'fuxictr_mmctr[ray]'")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0,
                         help="with --ray: CPUs reserved for each trial (default 1)")
+    parser.add_argument("--ray-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="with --ray ADDRESS: give up reaching the cluster after this many "
+                        "seconds (default 60)")
 
 
 def _run_tune(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.ray is None:
-        failed = sweep.tune(args.config, args.gpu, args.tag)
-    else:
-        failed = tune_on_ray(args.config, args.ray, args.gpu, args.tag,
-                             cpus_per_trial=args.cpus_per_trial)
+    try:
+        if args.ray is None:
+            failed = sweep.tune(args.config, args.gpu, args.tag)
+        else:
+            failed = tune_on_ray(args.config, args.ray, args.gpu, args.tag,
+                                 cpus_per_trial=args.cpus_per_trial,
+                                 connect_timeout=args.ray_timeout)
+    except sweep.Stopped as stopped:
+        logger.error("sweep %s; the trials it was running were ended and recorded nothing: "
+                     "rerun the same command to resume", stopped)
+        return stopped.exit_code
     if failed:
         logger.error("%d experiment(s) failed: %s", len(failed), failed)
         return 1

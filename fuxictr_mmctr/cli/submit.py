@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.schema import count_rows
 from ..submit.blend import METHODS, OBJECTIVES
 from ..submit.popularity import run_popularity
 from ..submit.submission import (TASK_COLUMNS, check_submission_zip, load_predictions,
-                                 write_submission)
+                                 test_rows, write_submission)
 from ..train.blend import run_blend
 from .options import Command, add_gpu_option
 
@@ -34,10 +33,11 @@ def _add_task_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, type=Path,
-                        help="predictions, one per test row in test order (.npy, .csv, .parquet)")
+                        help="predictions, one per test row (.npy, .csv, .parquet): in test order, or "
+                             "a table with an ID column (aligned by it)")
     parser.add_argument("--pred-column", default=None,
-                        help="column of a csv/parquet predictions file "
-                             "(default: the first float column)")
+                        help="column of a csv/parquet predictions file (default: the --task "
+                             "column if there is one, else the first float column but ID)")
     parser.add_argument("--test", required=True, type=Path,
                         help="test.parquet of the data set (for the row count)")
     _add_task_options(parser)
@@ -45,8 +45,9 @@ def _add_submit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    n_rows = count_rows(args.test)
-    values = load_predictions(args.pred, column=args.pred_column)
+    n_rows = test_rows(args.test)
+    values = load_predictions(args.pred, column=args.pred_column, n_rows=n_rows,
+                              prefer=args.task)
     path = write_submission({args.task: values}, zip_path=args.out, n_rows=n_rows,
                             all_columns=args.all_columns, source=str(args.pred))
     print(f"wrote {path} ({n_rows} rows, task {args.task})")

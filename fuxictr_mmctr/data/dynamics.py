@@ -1,6 +1,6 @@
 """The ``dynamic`` variant of the sample: clicks that depend on how the history unfolds.
 
-In the ``static`` sample (:mod:`fuxictr_mmctr.data.sample`) the label is a fixed taste match
+In the ``static`` sample (:mod:`fuxictr_mmctr.data.sample_static`) the label is a fixed taste match
 and every history is drawn from that same taste, so the mean of the history is a sufficient
 statistic. Here each row gets its own history from a per-user process with the mechanisms of
 a short-video log, and the true click probability depends on the *order* of that history:
@@ -41,21 +41,19 @@ training code) and the oracle's AUC and logloss per split go into the manifest.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import ConfigError
+from .sample_world import (ItemView, ItemWorld, Rows, SamplePreset, build_items,
+                           calibrate_offset, jitter_levels, lognormal_lengths, sigmoid,
+                           stream_rng)
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = ("static", "dynamic")
-
-# Stream ids of the dynamic stages (the static ones are 0..13 in sample.py).
+# Stream ids of the dynamic stages (sample_world's table).
 _D_USERS, _D_CALIB, _D_TRAIN, _D_VALID, _D_TEST, _D_SEQ, _D_SEQ_USERS = range(20, 27)
 SPLIT_STREAMS = {"train": _D_TRAIN, "valid": _D_VALID, "test": _D_TEST}
 
@@ -81,7 +79,6 @@ _A_HISTORY, _G_INTENT, _R_REPEAT, _B_QUALITY, _C_USER, _D_LIKES, _P_POP = (
     1.0, 1.5, 1.5, 0.5, 0.5, 0.25, 0.3)
 _QUALITY_IN_EMBEDDING = 1.5  # weight of the quality column appended to the latent for the views
 _CALIBRATION_ROWS = 40_000
-_TARGET_POSITIVE_RATE = 0.25
 
 
 @dataclass(frozen=True)
@@ -121,21 +118,7 @@ class Dynamics:
 
 # ============================================================================ helpers
 
-def _sample_mod():
-    from . import sample  # sample imports this module lazily; no cycle at import time
-
-    return sample
-
-
-def _rng(seed: int, stream: int, chunk: int = 0) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, chunk)))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
-
-
-def items_preset(preset, dyn: Dynamics):
+def items_preset(preset: SamplePreset, dyn: Dynamics) -> SamplePreset:
     """The preset with the dynamic popularity skew (the item world is the static builder's)."""
     return replace(preset, zipf_exponent=_ZIPF * dyn.popularity)
 
@@ -159,15 +142,13 @@ class DynamicUsers:
     activity_cdf: np.ndarray
 
 
-def build_users(world, dyn: Dynamics, n_users: int, stream: int = _D_USERS) -> DynamicUsers:
+def build_users(world: ItemWorld, dyn: Dynamics, n_users: int,
+                stream: int = _D_USERS) -> DynamicUsers:
     """Interests, weights, biases and activity of ``n_users`` users."""
-    rng = _rng(world.seed, stream)
-    k = len(world.cluster_weights)
+    rng = stream_rng(world.seed, stream)
     p_extra = min(0.5 * dyn.multi_interest, 1.0)
     n_int = 1 + rng.binomial(_MAX_INTERESTS - 1, p_extra, size=n_users)  # (U,)
-    clusters = np.minimum(np.searchsorted(np.cumsum(world.cluster_weights),
-                                          rng.random((n_users, _MAX_INTERESTS)), side="right"),
-                          k - 1)
+    clusters = world.taste_clusters(rng, n_users, _MAX_INTERESTS)
     vectors = (world.centers[clusters]
                + _INTEREST_SPREAD * rng.standard_normal(clusters.shape + (world.centers.shape[1],)))
     used = np.arange(_MAX_INTERESTS)[None, :] < n_int[:, None]
@@ -187,7 +168,7 @@ def _pick_interest(rng: np.random.Generator, cumw: np.ndarray) -> np.ndarray:
     return np.minimum((rng.random(len(cumw))[:, None] > cumw).sum(axis=1), cumw.shape[1] - 1)
 
 
-def _items_near(world, rng: np.random.Generator, clusters: np.ndarray,
+def _items_near(world: ItemWorld, rng: np.random.Generator, clusters: np.ndarray,
                 intent: np.ndarray) -> np.ndarray:
     """One item per row: ``_CANDIDATES`` popularity draws from the row's cluster, the one
     nearest the row's ``intent`` ``(n, d)`` winning a softmax choice."""
@@ -214,8 +195,9 @@ class Histories:
     interest: np.ndarray
 
 
-def draw_histories(world, dyn: Dynamics, users: DynamicUsers, rng: np.random.Generator,
-                   rows: np.ndarray, lengths: np.ndarray, width: int) -> Histories:
+def draw_histories(world: ItemWorld, dyn: Dynamics, users: DynamicUsers,
+                   rng: np.random.Generator, rows: np.ndarray, lengths: np.ndarray,
+                   width: int) -> Histories:
     """Run the session process for each row and keep its last ``lengths[r]`` items.
 
     Args:
@@ -265,8 +247,8 @@ def _ages(width: int) -> np.ndarray:
     return np.arange(width - 1, -1, -1, dtype=np.float64)                 # (L,) 0 = last
 
 
-def history_score(world, dyn: Dynamics, history: np.ndarray, targets: np.ndarray,
-                  chunk: int = 65_536) -> Tuple[np.ndarray, np.ndarray]:
+def history_score(world: ItemWorld, dyn: Dynamics, history: np.ndarray,
+                  targets: np.ndarray, chunk: int = 65_536) -> Tuple[np.ndarray, np.ndarray]:
     """The order-aware history terms of the click logit.
 
     Args:
@@ -324,7 +306,7 @@ class LabelModel:
     offset: float = 0.0
 
 
-def true_logit(world, dyn: Dynamics, users: DynamicUsers, model: LabelModel,
+def true_logit(world: ItemWorld, dyn: Dynamics, users: DynamicUsers, model: LabelModel,
                user_rows: np.ndarray, history: np.ndarray, intent: np.ndarray,
                targets: np.ndarray, likes: np.ndarray) -> np.ndarray:
     """The true click logit of rows (the module docstring's formula, offset included).
@@ -354,14 +336,13 @@ def true_logit(world, dyn: Dynamics, users: DynamicUsers, model: LabelModel,
             + model.offset)
 
 
-def draw_rows(world, dyn: Dynamics, users: DynamicUsers, rng: np.random.Generator,
-              n: int) -> Dict[str, np.ndarray]:
+def draw_rows(world: ItemWorld, dyn: Dynamics, users: DynamicUsers,
+              rng: np.random.Generator, n: int) -> Dict[str, np.ndarray]:
     """``n`` rows: user, history, target, likes/views levels and the hidden intent."""
-    s = _sample_mod()
     p = world.preset
     rows = np.minimum(np.searchsorted(users.activity_cdf, rng.random(n), side="right"),
                       len(users.bias) - 1)
-    lengths = s._lognormal_lengths(rng, n, p.hist_median, 0.7, 3, p.seq_len)
+    lengths = lognormal_lengths(rng, n, p.hist_median, 0.7, 3, p.seq_len)
     hist = draw_histories(world, dyn, users, rng, rows, lengths, p.seq_len)
     # Targets: a re-watch of a history item, an item near the current intent, an item of one
     # of the user's interests, or a popular item.
@@ -387,17 +368,18 @@ def draw_rows(world, dyn: Dynamics, users: DynamicUsers, rng: np.random.Generato
         age = rng.geometric(0.15, size=len(idx)) - 1                      # 0 = the last item
         age = np.minimum(age, lengths[idx] - 1)
         targets[idx] = hist.items[idx, p.seq_len - 1 - age]
-    likes = s._jitter_levels(rng, world.item_likes[targets])
-    views = s._jitter_levels(rng, world.item_views[targets])
+    world.topic_impressions(rng, targets, users.clusters[rows], users.cumw[rows])
+    likes = jitter_levels(rng, world.item_likes[targets])
+    views = jitter_levels(rng, world.item_views[targets])
     return {"users": rows, "items": targets, "likes": likes, "views": views,
             "history": hist.items, "intent": hist.intent}
 
 
-def calibrate(world, dyn: Dynamics, users: DynamicUsers) -> LabelModel:
+def calibrate(world: ItemWorld, dyn: Dynamics, users: DynamicUsers) -> LabelModel:
     """Standardise the history, intent and popularity terms and set the offset for ~25%
     positives, on calibration rows of their own stream."""
     n = min(_CALIBRATION_ROWS, max(world.preset.n_train, 5_000))
-    rows = draw_rows(world, dyn, users, _rng(world.seed, _D_CALIB), n)
+    rows = draw_rows(world, dyn, users, stream_rng(world.seed, _D_CALIB), n)
     d = world.item_latent.shape[1]
     score, _ = history_score(world, dyn, rows["history"], rows["items"])
     inten = np.einsum("nd,nd->n", rows["intent"], world.item_latent[rows["items"]],
@@ -408,146 +390,71 @@ def calibrate(world, dyn: Dynamics, users: DynamicUsers) -> LabelModel:
                        pop_mean=float(logpop.mean()), pop_std=float(logpop.std()) or 1.0)
     z = true_logit(world, dyn, users, model, rows["users"], rows["history"], rows["intent"],
                    rows["items"], rows["likes"])
-    low, high = -20.0, 20.0
-    for _ in range(60):
-        mid = 0.5 * (low + high)
-        if _sigmoid(z + mid).mean() > _TARGET_POSITIVE_RATE:
-            high = mid
-        else:
-            low = mid
-    model.offset = 0.5 * (low + high)
+    model.offset = calibrate_offset(z)
     logger.debug("dynamic calibration: %s", model)
     return model
 
 
-# ============================================================================ the generator
+# ============================================================================ the variant
 
 @dataclass
-class DynamicWorld:
-    """Everything the dynamic writers need: the static item world plus users and labels."""
+class DynamicVariant:
+    """The dynamic variant (:class:`~fuxictr_mmctr.data.sample_world.Variant`): the item world
+    (built with the dynamic popularity skew), its users and the calibrated label model."""
 
-    world: object
+    world: ItemWorld
     dyn: Dynamics
     users: DynamicUsers
     labels: LabelModel
+    _pool: Optional[DynamicUsers] = field(default=None, init=False, repr=False)
+
+    name = "dynamic"
+    split_streams = SPLIT_STREAMS
+    seq_stream = _D_SEQ
+
+    @property
+    def view_noise(self) -> float:
+        return self.dyn.multimodal_noise
+
+    def knobs(self) -> Dict[str, float]:
+        return self.dyn.to_dict()
+
+    def view_latent(self) -> np.ndarray:
+        """``(n, d + 1)`` what the multimodal views see: the item's content (its latent vector
+        in the classic world) and its quality."""
+        w = self.world
+        return np.c_[w.content[1:], _QUALITY_IN_EMBEDDING * w.item_quality[1:]].astype(
+            np.float32)
+
+    def draw(self, gen: np.random.Generator, n: int) -> Rows:
+        rows = draw_rows(self.world, self.dyn, self.users, gen, n)
+        prob = sigmoid(true_logit(self.world, self.dyn, self.users, self.labels, rows["users"],
+                                  rows["history"], rows["intent"], rows["items"],
+                                  rows["likes"]))
+        return Rows(users=rows["users"], history=rows["history"], likes=rows["likes"],
+                    views=rows["views"], items=rows["items"], prob=prob)
+
+    def sequences(self, gen: np.random.Generator, owners: np.ndarray,
+                  lengths: np.ndarray) -> np.ndarray:
+        """The same session process, for the CTR users and as many others."""
+        if self._pool is None:
+            others = build_users(self.world, self.dyn, self.world.preset.n_users,
+                                 stream=_D_SEQ_USERS)
+            self._pool = DynamicUsers(
+                clusters=np.concatenate([self.users.clusters, others.clusters]),
+                vectors=np.concatenate([self.users.vectors, others.vectors]),
+                cumw=np.concatenate([self.users.cumw, others.cumw]),
+                bias=np.concatenate([self.users.bias, others.bias]),
+                activity_cdf=np.zeros(len(self.users.bias) + len(others.bias)))
+        return draw_histories(self.world, self.dyn, self._pool, gen, owners, lengths,
+                              self.world.preset.seq_len).items
 
 
-def build(preset, seed: int, dyn: Dynamics) -> DynamicWorld:
-    """Items (the static builder with the dynamic popularity skew), users and calibration."""
-    s = _sample_mod()
-    world = s._build_items(items_preset(preset, dyn), seed)
+def build(preset: SamplePreset, seed: int, dyn: Dynamics,
+          view: Optional[ItemView] = None) -> DynamicVariant:
+    """Items (the static builder with the dynamic popularity skew, seen through ``view``, if
+    any), users and calibration."""
+    world = build_items(items_preset(preset, dyn), seed, view)
     users = build_users(world, dyn, preset.n_users)
     labels = calibrate(world, dyn, users)
-    return DynamicWorld(world=world, dyn=dyn, users=users, labels=labels)
-
-
-def write_split(dw: DynamicWorld, path: Path, n_rows: int, split: str, with_label: bool,
-                truth_path: Path, labels_path: Optional[Path] = None) -> Tuple[int, int]:
-    """Write one split and its truth file; return (rows, positives).
-
-    ``truth_path`` gets ``item_id``, ``click_prob`` (the true probability) and ``label`` per
-    row, in the split's order; ``labels_path`` (test) gets the hidden labels alone, as in the
-    static sample.
-    """
-    s = _sample_mod()
-    schema = s._SPLIT_SCHEMA
-    if not with_label:
-        schema = schema.remove(schema.get_field_index("label"))
-    positives = 0
-    probs, labels, items = [], [], []
-    with pq.ParquetWriter(path, schema) as writer:
-        for c, start in enumerate(range(0, n_rows, s._ROW_CHUNK)):
-            m = min(s._ROW_CHUNK, n_rows - start)
-            rng = _rng(dw.world.seed, SPLIT_STREAMS[split], c)
-            rows = draw_rows(dw.world, dw.dyn, dw.users, rng, m)
-            prob = _sigmoid(true_logit(dw.world, dw.dyn, dw.users, dw.labels, rows["users"],
-                                       rows["history"], rows["intent"], rows["items"],
-                                       rows["likes"]))
-            label = (rng.random(m) < prob).astype(np.int64)
-            positives += int(label.sum())
-            arrays = [pa.array(rows["users"] + 1, type=pa.int64()),
-                      s._fixed_list(rows["history"], pa.int64()),
-                      pa.array(rows["likes"], type=pa.int64()),
-                      pa.array(rows["views"], type=pa.int64()),
-                      pa.array(rows["items"], type=pa.int64())]
-            if with_label:
-                arrays.append(pa.array(label, type=pa.int64()))
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema),
-                               row_group_size=s._ROW_CHUNK)
-            probs.append(prob)
-            labels.append(label)
-            items.append(rows["items"])
-    write_truth(truth_path, np.concatenate(items), np.concatenate(probs),
-                np.concatenate(labels))
-    if labels_path is not None:
-        pq.write_table(pa.table({"label": pa.array(np.concatenate(labels), type=pa.int64())}),
-                       labels_path)
-    return n_rows, positives
-
-
-def write_truth(path: Path, items: np.ndarray, prob: np.ndarray, label: np.ndarray) -> None:
-    """``truth/<split>.parquet``: ``item_id``, ``click_prob`` and ``label`` per row."""
-    pq.write_table(pa.table({"item_id": pa.array(items, type=pa.int64()),
-                             "click_prob": pa.array(prob, type=pa.float64()),
-                             "label": pa.array(label, type=pa.int64())}), path)
-
-
-def write_item_seq(dw: DynamicWorld, path: Path) -> int:
-    """item_seq.parquet from the same session process: the CTR users' and as many others'."""
-    s = _sample_mod()
-    world, p = dw.world, dw.world.preset
-    others = build_users(world, dw.dyn, p.n_users, stream=_D_SEQ_USERS)
-    pool = DynamicUsers(
-        clusters=np.concatenate([dw.users.clusters, others.clusters]),
-        vectors=np.concatenate([dw.users.vectors, others.vectors]),
-        cumw=np.concatenate([dw.users.cumw, others.cumw]),
-        bias=np.concatenate([dw.users.bias, others.bias]),
-        activity_cdf=np.zeros(2 * p.n_users))
-    owners = np.sort(_rng(world.seed, _D_SEQ).integers(0, 2 * p.n_users, size=p.n_seq))
-    schema = pa.schema([("user_id", pa.int64()), ("item_seq", pa.list_(pa.int64()))])
-    with pq.ParquetWriter(path, schema) as writer:
-        for c, start in enumerate(range(0, p.n_seq, s._ROW_CHUNK)):
-            rows = owners[start:start + s._ROW_CHUNK]
-            rng = _rng(world.seed, _D_SEQ, c + 1)
-            lengths = s._lognormal_lengths(rng, len(rows), p.seq_median, 0.6, 3, p.seq_len)
-            hist = draw_histories(world, dw.dyn, pool, rng, rows, lengths, p.seq_len)
-            writer.write_table(pa.Table.from_arrays(
-                [pa.array(rows + 1, type=pa.int64()), s._fixed_list(hist.items, pa.int64())],
-                schema=schema), row_group_size=s._ROW_CHUNK)
-    return p.n_seq
-
-
-def multimodal_latent(dw: DynamicWorld) -> np.ndarray:
-    """``(n, d + 1)`` what the multimodal views see: the item latent and its quality."""
-    w = dw.world
-    return np.c_[w.item_latent[1:], _QUALITY_IN_EMBEDDING * w.item_quality[1:]].astype(
-        np.float32)
-
-
-# ============================================================================ oracle
-
-def roc_auc(label: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC by the rank-sum formula, tied scores sharing their average rank (NaN when one
-    class is missing)."""
-    label = np.asarray(label)
-    n_pos = int(label.sum())
-    n_neg = len(label) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    return float((ranks[label == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def oracle_metrics(prob: np.ndarray, label: np.ndarray) -> Dict[str, float]:
-    """AUC and logloss of the true probabilities against the drawn labels."""
-    p = np.clip(prob, 1e-7, 1 - 1e-7)
-    logloss = float(-np.mean(label * np.log(p) + (1 - label) * np.log(1 - p)))
-    return {"AUC": round(roc_auc(label, prob), 6), "logloss": round(logloss, 6),
-            "positive_rate": round(float(label.mean()), 6), "rows": int(len(label))}
-
-
-def read_truth(sample_root, split: str):
-    """``(click_prob, label)`` of one split of a sample, from ``truth/<split>.parquet``."""
-    table = pq.read_table(Path(sample_root) / "truth" / f"{split}.parquet")
-    return table.column("click_prob").to_numpy(), table.column("label").to_numpy()
+    return DynamicVariant(world=world, dyn=dyn, users=users, labels=labels)

@@ -44,7 +44,7 @@ from .. import compat
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, check_finite_rows, column_max,
-                     is_list_type, list_column_values, open_parquet)
+                     is_list_type, list_column_values, open_parquet, warn_if_constant)
 
 from fuxictr.preprocess import FeatureProcessor
 from fuxictr.preprocess.tokenizer import load_pretrain_emb
@@ -113,6 +113,7 @@ def read_embedding_table(path, column: str, dim: Optional[int] = None,
     if present[0] and np.any(full[0] != 0):
         raise DataValidationError(path, "padding row (item_id 0) must be all zeros",
                                   column=column, row=int(np.flatnonzero(keys == 0)[0]))
+    warn_if_constant(path, column, full)
     return np.arange(n + 1, dtype=np.int64), full
 
 

@@ -285,6 +285,25 @@ def check_finite_rows(path, column: str, vectors: np.ndarray) -> None:
                                         "in the model would overflow)", column=column, row=row)
 
 
+def warn_if_constant(path, column: str, vectors: np.ndarray) -> bool:
+    """Warn when every item (rows 1..n of ``(n+1, D)`` ``vectors``; row 0 is the padding) has
+    the same vector: an all-zero or constant embedding column (or tag list) tells a model
+    nothing about the items, and it trains to what the other features give without a word
+    otherwise.
+
+    Returns:
+        True when the column is constant (and a warning was logged).
+    """
+    items = vectors[1:]
+    if len(items) < 2 or not (items == items[0]).all():
+        return False
+    what = "all zeros" if not items[0].any() else "the same vector for every item"
+    logger.warning("%s, column '%s': %s (%d items x %d): it carries no information about "
+                   "items, so a model learns from the other features only; was the column "
+                   "exported correctly?", path, column, what, len(items), items.shape[1])
+    return True
+
+
 def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[int],
                  offset: int, what: str) -> None:
     """Values must lie in ``[low, high]`` (``high=None``: no upper bound)."""
@@ -350,6 +369,7 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
             if pa.types.is_floating(typ.value_type):
                 values = values.astype(np.float32, copy=False)
                 check_finite_rows(path, name, values)
+                warn_if_constant(path, name, values)
             else:
                 if values.size and values.min() < 0:
                     raise DataValidationError(path, "negative id", column=name,
@@ -358,6 +378,7 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
                 if values[0].any():
                     raise DataValidationError(path, "padding row 0 must be all zeros",
                                               column=name, row=0)
+                warn_if_constant(path, name, values)
         else:
             _kind(path, name, typ, "number")
             _check_no_nulls(path, name, array, 0)

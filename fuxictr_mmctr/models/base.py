@@ -11,8 +11,11 @@ A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
   embedding column) are gathered here from tables held on the model's device;
 * the optimizer over trainable parameters only (a frozen pretrained table is not in it), with
   optional weight decay (``Adam``/``AdamW``);
-* the train step: gradient accumulation, gradient clipping, optional label smoothing;
-* checkpoints written atomically (temp file, then rename), with a recorder the trainer sets.
+* the train step: gradient accumulation, gradient clipping, optional label smoothing, and
+  what makes it fast (:mod:`.speed`): autocast in ``precision: bf16 | fp16`` (with a gradient
+  scaler for fp16), a ``torch.compile``d forward (``compile: true``), TF32 matmuls (``tf32``);
+* checkpoints written atomically (temp file, then rename), with a recorder the trainer sets;
+  a checkpoint saved from a ``torch.compile`` wrapper (``_orig_mod.`` keys) loads too.
 
 Under ``torchrun`` the model is wrapped by :func:`fuxictr_mmctr.train.distributed.attach`: the
 DDP side lives at ``model._dist`` (not a submodule: ``state_dict`` keys are unchanged), and the
@@ -26,15 +29,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from .. import compat
-from ..config_contract import check_value
+from ..config_contract import check_value, rule_from_default
 from ..data.features import feature_sides
 from ..data.loader import item_table
 from ..data.schema import TARGET_COLUMN
 from ..errors import ConfigError
 from ..io import atomic_path
+from .speed import (CompiledForward, FloatSigmoid, MixedPrecision, check_compile_backend,
+                    check_compile_mode, set_tf32, strip_compiled_prefix)
 
 from fuxictr.pytorch.layers import FeatureEmbedding
 from fuxictr.pytorch.models import BaseModel
@@ -63,6 +67,18 @@ class MMCTRModel(BaseModel):
             Must match the loader's setting (both read the same config key). Default:
             ``"features"``.
         item_info: path of ``item_info.parquet``; read for the device tables with ``ids``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``: the train step's forward under
+            ``torch.autocast`` in that dtype (weights, loss and optimizer stay float32; fp16
+            adds a gradient scaler). Evaluation runs in float32. Default: ``"fp32"``.
+        compile: run the forward of training batches through ``torch.compile`` (falls back to
+            eager, with a warning, where the backend cannot compile). Default: False.
+        compile_mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (CUDA
+            graphs), ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``. Default:
+            ``"default"``.
+        compile_backend: ``torch.compile``'s backend (``torch.compiler.list_backends()``):
+            ``"inductor"`` generates kernels; ``"aot_eager"`` only captures the graph (a
+            quick check that a model compiles). Default: ``"inductor"``.
+        tf32: float32 matmuls on TF32 tensor cores (CUDA; process-wide). Default: False.
         embedding_regularizer, net_regularizer: FuxiCTR regularizer specs. Default: None.
         **kwargs: the rest of FuxiCTR's ``BaseModel`` arguments (``model_root``, ``metrics``,
             ``optimizer``, ``loss``, ``verbose``, ...).
@@ -74,6 +90,9 @@ class MMCTRModel(BaseModel):
                  embedding_dim: int = 64, accumulation_steps: int = 1,
                  label_smoothing: float = 0.0, weight_decay: float = 0.0,
                  item_side: str = "features", item_info: Optional[str] = None,
+                 precision: str = "fp32", compile: bool = False,  # noqa: A002 (the config key)
+                 compile_mode: str = "default", compile_backend: str = "inductor",
+                 tf32: bool = False,
                  embedding_regularizer=None, net_regularizer=None, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu,
                          embedding_regularizer=embedding_regularizer,
@@ -96,6 +115,12 @@ class MMCTRModel(BaseModel):
         self._dist = None  # train.distributed.DataParallel under torchrun (not a submodule)
         # Called as recorder(checkpoint, written_file) before each checkpoint's rename.
         self.checkpoint_recorder: Optional[Callable[[str, Path], None]] = None
+        self.precision = MixedPrecision(precision, self.device)
+        check_value("compile", compile, rule_from_default(False))
+        self._compile_mode = check_compile_mode(compile_mode) if compile else None
+        self._compile_backend = check_compile_backend(compile_backend) if compile else None
+        self.tf32 = bool(check_value("tf32", tf32, rule_from_default(False)))
+        self.compiled_forward: Optional[CompiledForward] = None  # set by finish_init
 
     def _register_item_tables(self, item_info) -> None:
         """Hold every item column but ``item_id`` as a ``(n_items+1, ...)`` device buffer.
@@ -134,11 +159,31 @@ class MMCTRModel(BaseModel):
                                                     weight_decay=self.weight_decay)
         self.loss_fn = get_loss(loss)
 
+    def get_output_activation(self, task):
+        """FuxiCTR's output activation; the sigmoid computed in float32 (under autocast too)."""
+        if task == "binary_classification":
+            return FloatSigmoid()
+        return super().get_output_activation(task)
+
     def finish_init(self, optimizer, loss, learning_rate: float) -> None:
-        """Compile, initialise and move to the device: the last lines of every ``__init__``."""
+        """Compile, initialise and move to the device: the last lines of every ``__init__``.
+
+        Then, with ``compile: true``, the forward is wrapped by ``torch.compile`` (the module
+        tree is left alone), and the log states how the train step runs.
+        """
         self.compile(optimizer, loss, learning_rate)
         self.reset_parameters()
         self.model_to_device()
+        set_tf32(self.tf32, self.device)
+        if self._compile_mode is not None:
+            self.compiled_forward = CompiledForward.install(self, mode=self._compile_mode,
+                                                            backend=self._compile_backend)
+        logger.info("Train step: precision %s, %s, tf32 %s (device %s; evaluation in fp32, "
+                    "eager)", self.precision.describe(),
+                    f"compiled (torch.compile, backend {self._compile_backend}, mode "
+                    f"{self._compile_mode})"
+                    if self.compiled_forward is not None else "eager",
+                    "on" if self.tf32 and self.device.type == "cuda" else "off", self.device)
 
     # ------------------------------------------------------------------ batch
     def get_inputs(self, inputs, feature_source=None):
@@ -158,16 +203,20 @@ class MMCTRModel(BaseModel):
                 continue
             if feature_source and spec.get("source") not in feature_source:
                 continue
-            X_dict[name] = value.to(self.device)
-        item_dict = {name: value.to(self.device) for name, value in item_dict.items()}
-        return X_dict, item_dict, mask.to(self.device)
+            X_dict[name] = value.to(self.device, non_blocking=True)
+        item_dict = {name: value.to(self.device, non_blocking=True)
+                     for name, value in item_dict.items()}
+        return X_dict, item_dict, mask.to(self.device, non_blocking=True)
 
     def get_labels(self, inputs) -> torch.Tensor:
         """Labels ``(B, 1)`` float."""
-        return inputs[0][self.feature_map.labels[0]].to(self.device).float().view(-1, 1)
+        label = inputs[0][self.feature_map.labels[0]]
+        return label.to(self.device, non_blocking=True).float().view(-1, 1)
 
     def get_group_id(self, inputs):
-        return inputs[0][self.feature_map.group_id]
+        """The metrics' group ids ``(B,)`` on the host (FuxiCTR calls ``.numpy()`` on them; a
+        loader feeding a GPU ships ``user_id`` there when it is also a model input)."""
+        return inputs[0][self.feature_map.group_id].cpu()
 
     # ------------------------------------------------------------------ embeddings
     def embed_row_features(self, X_dict: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
@@ -214,15 +263,18 @@ class MMCTRModel(BaseModel):
 
     # ------------------------------------------------------------------ training
     def add_loss(self, return_dict, y_true):
+        """The task loss in float32 (whatever dtype autocast left ``y_pred`` in)."""
         if self.training and self.label_smoothing > 0:
             y_true = y_true * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return self.loss_fn(return_dict["y_pred"], y_true, reduction="mean")
+        return self.loss_fn(return_dict["y_pred"].float(), y_true, reduction="mean")
 
     def train_step(self, batch_data):
         """Forward, backward, and an optimizer step every ``accumulation_steps`` batches
         (and at the end of an epoch), with gradients clipped to ``max_gradient_norm``.
 
-        Under torchrun the forward and backward go through the DDP wrapper
+        The forward runs under the ``precision``'s autocast (and compiled with ``compile:
+        true``); the loss is computed in float32 outside autocast, scaled before the backward
+        with fp16. Under torchrun the forward and backward go through the DDP wrapper
         (:meth:`~fuxictr_mmctr.train.distributed.DataParallel.forward_backward`), gradients
         being all-reduced only on the batch that steps the optimizer."""
         step = self._batch_index + 1
@@ -230,14 +282,13 @@ class MMCTRModel(BaseModel):
         if self._dist is not None:
             loss = self._dist.forward_backward(self, batch_data, sync=optimizer_step)
         else:
-            return_dict = self.forward(batch_data)
+            with self.precision.autocast():
+                return_dict = self.forward(batch_data)
             y_true = self.get_labels(batch_data)
             loss = self.compute_loss(return_dict, y_true)
-            (loss / self.accumulation_steps).backward()
+            self.precision.backward(loss / self.accumulation_steps)
         if optimizer_step:
-            nn.utils.clip_grad_norm_(self.parameters(), self._max_gradient_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
+            self.precision.step(self.optimizer, self.parameters(), self._max_gradient_norm)
         return loss
 
     def evaluate(self, data_generator, metrics=None):
@@ -251,7 +302,14 @@ class MMCTRModel(BaseModel):
         """FuxiCTR's ``load_weights``; under torchrun rank 0 reads and broadcasts."""
         if self._dist is not None:
             return self._dist.load_weights(self, checkpoint)
-        return super().load_weights(checkpoint)
+        return self.read_weights(checkpoint)
+
+    def read_weights(self, checkpoint) -> None:
+        """Load a checkpoint file in this process: FuxiCTR's ``load_weights``, and keys saved
+        from a ``torch.compile`` wrapper (``_orig_mod.``) are taken as the plain model's."""
+        self.to(self.device)
+        state_dict = torch.load(checkpoint, map_location="cpu")
+        self.load_state_dict(strip_compiled_prefix(state_dict))
 
     def save_weights(self, checkpoint):
         """Write the checkpoint atomically: a crash never leaves a truncated best model.
@@ -264,6 +322,12 @@ class MMCTRModel(BaseModel):
         if self._dist is not None and not self._dist.cluster.is_main:
             return
         with atomic_path(checkpoint) as tmp:
-            torch.save(self.state_dict(), tmp)
+            with open(tmp, "wb") as fh:  # a Python file: a failed write is an OSError we see
+                try:
+                    torch.save(self.state_dict(), fh)
+                except RuntimeError as exc:  # torch's wrapper of a failed write (disk full...)
+                    if isinstance(exc.__context__, OSError):
+                        raise exc.__context__ from None
+                    raise
             if self.checkpoint_recorder is not None:
                 self.checkpoint_recorder(checkpoint, tmp)

@@ -30,7 +30,7 @@ from ..data.schema import LABEL_COLUMN, TARGET_COLUMN, open_parquet, read_split_
 from ..errors import ConfigError, DataValidationError
 from ..io import PathLike
 from .metrics import auc
-from .submission import TASK_COLUMNS, write_submission
+from .submission import TASK_COLUMNS, test_rows, write_submission
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,7 @@ def run_popularity(data_dir: PathLike, out_zip: PathLike, include_valid: bool = 
     train, valid, test = (data_dir / f"{split}.parquet" for split in ("train", "valid", "test"))
     for path in (train, valid, test):
         open_parquet(path)  # every file there and readable before any work
+    n_test = test_rows(test)  # and the test file's IDs, if it has some, in row order
 
     item_ctr = fit_item_ctr(train)
     valid_auc = validation_auc(item_ctr, valid)
@@ -221,6 +222,6 @@ def run_popularity(data_dir: PathLike, out_zip: PathLike, include_valid: bool = 
     logger.info("test: %d rows, %.2f%% of them on items unseen in %s (global CTR used)",
                 len(test_ids), 100.0 * unseen, " + ".join(fitted_on))
     zip_path = write_submission({task: predict(item_ctr, test_ids)}, zip_path=out_zip,
-                                n_rows=len(test_ids), all_columns=all_columns)
+                                n_rows=n_test, all_columns=all_columns)
     return PopularityResult(valid_auc=valid_auc, fitted_on=fitted_on, n_test_rows=len(test_ids),
                             zip_path=Path(zip_path), item_ctr=item_ctr)

@@ -127,15 +127,32 @@ def build_submission(predictions: Mapping[str, np.ndarray], n_rows: int,
             if values.shape[0] != n_rows:
                 raise SubmissionError(source, f"{values.shape[0]} predictions for {n_rows} test "
                                               "rows", column=name)
-            if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
-                raise SubmissionError(source, f"predictions are not numeric (dtype {values.dtype})",
-                                      column=name)
+            check_real_dtype(values.dtype, source, column=name)
             data[name] = values.astype(np.float64, copy=False)
         elif all_columns:
             data[name] = np.zeros(n_rows, dtype=np.float64)
     df = pd.DataFrame(data)
     validate_submission(df, n_rows=n_rows, source=source)
     return df
+
+
+def check_real_dtype(dtype, source, column: Optional[str] = None) -> None:
+    """Refuse predictions that are not real numbers: complex (casting drops the imaginary part
+    silently), boolean (hard labels, not probabilities), strings, objects, dates.
+
+    Raises:
+        SubmissionError: naming ``source``, ``column`` and the dtype.
+    """
+    dtype = np.dtype(dtype) if not isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise SubmissionError(source, f"boolean predictions (dtype {dtype}); write probabilities "
+                                      "in [0, 1]", column=column)
+    if pd.api.types.is_complex_dtype(dtype):
+        raise SubmissionError(source, f"complex predictions (dtype {dtype}); write real "
+                                      "probabilities in [0, 1]", column=column)
+    if not (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)):
+        raise SubmissionError(source, f"predictions are not numeric (dtype {dtype})",
+                              column=column)
 
 
 def _plain(value):
@@ -202,6 +219,9 @@ def validate_submission(df: pd.DataFrame, n_rows: int, source: str = CSV_NAME) -
         if pd.api.types.is_bool_dtype(col.dtype):
             raise SubmissionError(source, "boolean values; write probabilities in [0, 1]",
                                   column=name)
+        if pd.api.types.is_complex_dtype(col.dtype):
+            raise SubmissionError(source, f"complex values (dtype {col.dtype}); write real "
+                                          "probabilities in [0, 1]", column=name)
         if not pd.api.types.is_numeric_dtype(col.dtype):
             numeric = pd.to_numeric(col, errors="coerce")
             bad = numeric.isna() & col.notna()
@@ -313,7 +333,7 @@ def check_submission_zip(zip_path: PathLike, test_parquet: PathLike) -> Submissi
         SubmissionError: the first problem found, naming the archive member, column and row.
     """
     zip_path = Path(zip_path)
-    n_rows = count_rows(test_parquet)
+    n_rows = test_rows(test_parquet)
     if not zip_path.is_file():
         raise SubmissionError(zip_path, "submission archive not found")
     if not zipfile.is_zipfile(zip_path):
@@ -393,21 +413,116 @@ def _parse_prediction_csv(payload: bytes, source: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Prediction files for the CLI
+# The test file's row order, and prediction files for the CLI
 # --------------------------------------------------------------------------------------------
-def load_predictions(path: PathLike, column: Optional[str] = None) -> np.ndarray:
+def _id_column(columns) -> Optional[str]:
+    """The column of ``columns`` that holds row IDs (``ID``, any case), or None."""
+    found = [c for c in columns if str(c).lower() == ID_COLUMN.lower()]
+    return found[0] if found else None
+
+
+def test_rows(test_parquet: PathLike) -> int:
+    """Rows of ``test.parquet``: the submission's IDs are its row order, ``0..n-1``.
+
+    The distributed test file has no ID column. When a test file does carry one (``ID``, any
+    case), it must say the same thing as the row order; otherwise every prediction would be
+    filed under another row's ID.
+
+    Raises:
+        SubmissionError: the test file's ID column is not ``0..n-1`` in row order (naming the
+            file, the column and the first row that disagrees).
+    """
+    parquet = open_parquet(test_parquet)
+    n_rows = int(parquet.metadata.num_rows)
+    column = _id_column(parquet.schema_arrow.names)
+    if column is not None:
+        ids = parquet.read(columns=[column]).column(column).to_numpy(zero_copy_only=False)
+        if not np.issubdtype(np.asarray(ids).dtype, np.number) or len(ids) != n_rows:
+            raise SubmissionError(test_parquet, f"ID column of dtype {np.asarray(ids).dtype}; "
+                                                "expected integers 0..n-1", column=column)
+        wrong = np.asarray(ids) != np.arange(n_rows)
+        if wrong.any():
+            row = _first_true(wrong)
+            raise SubmissionError(test_parquet, f"the test file's IDs are not its row order "
+                                                f"(row {row} holds ID {_plain(ids[row])!r}); "
+                                                "the submission IDs are the row order: sort the "
+                                                "file by ID", column=column, row=row)
+    return n_rows
+
+
+def align_by_id(ids, values: np.ndarray, n_rows: Optional[int], source,
+                column: str = ID_COLUMN) -> np.ndarray:
+    """``values`` reordered so that position ``i`` holds the value of ID ``i``.
+
+    Args:
+        ids: the ID of each row of ``values``.
+        values: one prediction per row.
+        n_rows: the number of test rows; None: ``len(ids)``.
+        source: the file, for messages.
+        column: the ID column's name, for messages. Default: ``"ID"``.
+
+    Raises:
+        SubmissionError: IDs that are not whole numbers, repeated, outside ``0..n_rows-1`` or
+            missing (naming the first such ID and its row).
+    """
+    ids = pd.Series(ids)
+    n = len(ids) if n_rows is None else int(n_rows)
+    if pd.api.types.is_bool_dtype(ids.dtype) or not pd.api.types.is_numeric_dtype(ids.dtype) \
+            or pd.api.types.is_complex_dtype(ids.dtype):
+        bad = _first_non_integer(ids)
+        raise SubmissionError(source, f"IDs must be integers, got dtype {ids.dtype}",
+                              column=column, row=bad)
+    numeric = ids.to_numpy(dtype=np.float64, na_value=np.nan)
+    whole = np.isfinite(numeric) & (numeric == np.round(numeric))
+    if not whole.all():
+        row = _first_true(~whole)
+        raise SubmissionError(source, f"ID {_plain(ids.iloc[row])!r} is not a whole number",
+                              column=column, row=row)
+    as_int = numeric.astype(np.int64)
+    outside = (as_int < 0) | (as_int >= n)
+    if outside.any():
+        row = _first_true(outside)
+        raise SubmissionError(source, f"ID {as_int[row]} outside 0..{n - 1} (the test file has "
+                                      f"{n} rows)", column=column, row=row)
+    order = np.argsort(as_int, kind="stable")
+    repeated = np.flatnonzero(np.diff(as_int[order]) == 0)
+    if repeated.size:
+        first, second = sorted(order[repeated[0]:repeated[0] + 2].tolist())
+        raise SubmissionError(source, f"ID {as_int[first]} appears more than once (rows {first} "
+                                      f"and {second})", column=column, row=second)
+    if len(as_int) != n:
+        missing = np.setdiff1d(np.arange(n), as_int)
+        raise SubmissionError(source, f"{len(missing)} of the {n} test IDs have no prediction "
+                                      f"(first: ID {int(missing[0])})", column=column)
+    if (order != np.arange(n)).any():
+        logger.info("%s: rows are not in ID order; predictions aligned by %s", source, column)
+    return np.asarray(values)[order]
+
+
+def load_predictions(path: PathLike, column: Optional[str] = None,
+                     n_rows: Optional[int] = None, prefer: Optional[str] = None) -> np.ndarray:
     """Read one probability per test row from a ``.npy``, ``.csv`` or ``.parquet`` file.
+
+    A table with an ``ID`` column (any case) is aligned by it: row ``i`` of the result is the
+    prediction of ID ``i`` whatever the order of the file's rows; IDs that are not a
+    permutation of ``0..n_rows-1`` are refused. A table without one (and a ``.npy``) is taken in
+    row order.
 
     Args:
         path: the predictions file. A ``.npy`` holds a 1-d array (or ``(n, 1)``); a csv or
             parquet file holds a table.
-        column: the table column to use. Default: ``None`` (the first float column).
+        column: the table column to use. Default: ``None``: ``prefer`` when the table has
+            it, else the first float column that is not the ID column.
+        n_rows: the number of test rows the IDs must cover. Default: ``None`` (the table's).
+        prefer: the column to use when ``column`` is not given and the table has it (the
+            submission's task, e.g. ``Task2``). Default: ``None``.
 
     Returns:
-        A float64 1-d array.
+        A float64 1-d array, in ID order.
 
     Raises:
-        SubmissionError: missing file, unknown format, missing column or non-numeric data.
+        SubmissionError: missing file, unknown format, missing column, data that are not real
+            numbers (complex, boolean, text), or IDs that are not ``0..n_rows-1``.
     """
     path = Path(path)
     if not path.is_file():
@@ -416,14 +531,13 @@ def load_predictions(path: PathLike, column: Optional[str] = None) -> np.ndarray
     if suffix == ".npy":
         try:
             values = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:
             raise SubmissionError(path, f"cannot read the .npy file ({exc})") from exc
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]
         if values.ndim != 1:
             raise SubmissionError(path, f"expected a 1-d array, got shape {values.shape}")
-        if not np.issubdtype(values.dtype, np.number):
-            raise SubmissionError(path, f"predictions are not numeric (dtype {values.dtype})")
+        check_real_dtype(values.dtype, path)
         return values.astype(np.float64, copy=False)
     if suffix == ".csv":
         try:
@@ -434,24 +548,33 @@ def load_predictions(path: PathLike, column: Optional[str] = None) -> np.ndarray
         table = open_parquet(path).read().to_pandas()
     else:
         raise SubmissionError(path, "unknown predictions format; use .npy, .csv or .parquet")
+    id_column = _id_column(table.columns)
     if column is None:
-        floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c].dtype)]
-        if not floats:
-            raise SubmissionError(path, f"no float column among {list(table.columns)}; "
-                                        "name one with --pred-column")
-        column = floats[0]
+        if prefer is not None and prefer in table.columns:
+            column = prefer
+        else:
+            floats = [c for c in table.columns if c != id_column and
+                      pd.api.types.is_float_dtype(table[c].dtype)]
+            if not floats:
+                raise SubmissionError(path, f"no float column among {list(table.columns)}; "
+                                            "name one with --pred-column")
+            column = floats[0]
         logger.info("using column '%s' of %s", column, path)
     if column not in table.columns:
         raise SubmissionError(path, f"no such column; columns are {list(table.columns)}",
                               column=column)
+    if column == id_column:
+        raise SubmissionError(path, "this is the ID column, not predictions", column=column)
     values = table[column]
-    if not pd.api.types.is_numeric_dtype(values.dtype):
-        raise SubmissionError(path, f"column is not numeric (dtype {values.dtype})", column=column)
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    check_real_dtype(values.dtype, path, column=column)
+    values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if id_column is not None:
+        values = align_by_id(table[id_column], values, n_rows, path, column=id_column)
+    return values
 
 
 __all__ = [
     "TASK_COLUMNS", "SubmissionError", "SubmissionReport", "count_rows", "build_submission",
     "validate_submission", "write_submission_zip", "write_submission", "check_submission_zip",
-    "load_predictions",
+    "load_predictions", "align_by_id", "check_real_dtype", "test_rows",
 ]

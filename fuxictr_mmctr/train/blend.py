@@ -6,9 +6,11 @@ weights) and the test blend is written as a checked Codabench zip. The validatio
 input and of the blend is reported.
 
 Predictions are cached beside the checkpoint, ``<model_root>/<dataset_id>/<expid>.valid.npy``
-and ``.test.npy``, with ``<expid>.predictions.json`` recording the checkpoint and data file
-(path, size, modification time) they came from: retraining the experiment, or changing the
-split file, invalidates them.
+and ``.test.npy``, with ``<expid>.predictions.json`` recording what they came from: the
+checkpoint's digest, what it was trained on (:func:`fuxictr_mmctr.train.artifacts.model_inputs`,
+the definition prediction checks too), the package version and the split file's digest.
+Retraining, another split file or package invalidates them; an unreadable cache file is
+recomputed.
 
 Command line::
 
@@ -18,7 +20,6 @@ Command line::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -29,41 +30,52 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from ..data.schema import count_rows
+from ..data.schema import (LABEL_COLUMN, TARGET_COLUMN, USER_COLUMN, count_rows,
+                            read_split_columns)
 from ..errors import ConfigError
-from ..io import PathLike, atomic_path
+from ..io import PathLike, atomic_path, file_digest
 from ..submit.blend import (METHODS, OBJECTIVES, BlendError, blend_predictions,
                             fit_blend_weights, normalise_weights, read_labels)
 from ..submit.metrics import auc, logloss
-from ..submit.submission import TASK_COLUMNS, write_submission
-from . import experiment
+from ..submit.submission import TASK_COLUMNS, test_rows, write_submission
+from . import artifacts, experiment, preflight
 from .experiment import load_trained_model, score_split
 
 logger = logging.getLogger(__name__)
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 # --------------------------------------------------------------------------------------------
 # Predictions of trained experiments, cached beside the checkpoint
 # --------------------------------------------------------------------------------------------
-def _file_key(path: PathLike) -> dict:
-    path = Path(path)
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _cache_key(record: Optional[artifacts.CheckpointRecord], checkpoint: Path,
+               params: dict) -> dict:
+    """What cached predictions depend on besides the split file: the weights and what they
+    were trained on (:func:`fuxictr_mmctr.train.artifacts.model_inputs`, the definition
+    prediction checks too) and the package version."""
+    return {"checkpoint_sha256": record.sha256 if record else file_digest(checkpoint),
+            "inputs": artifacts.model_inputs(params), "fuxictr_mmctr": __version__}
 
 
-# Params that cannot change a prediction (where it runs, how much it prints).
-_RUNTIME_KEYS = {"gpu", "verbose", "num_workers"}
+def _split_key(path: PathLike) -> dict:
+    return {"path": str(Path(path).resolve()), "sha256": file_digest(path)}
 
 
-def _inputs_key(params: dict) -> dict:
-    """What a cached prediction depends on besides the checkpoint and the split file: the
-    resolved config (e.g. ``max_len``), the item table and the package version."""
-    config = {k: v for k, v in params.items() if k not in _RUNTIME_KEYS}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    return {"config_sha256": digest.hexdigest(), "item_info": _file_key(params["item_info"]),
-            "fuxictr_mmctr": __version__}
+def _read_cached(path: Path) -> Optional[np.ndarray]:
+    """A cached prediction file, or None when it is missing or unreadable (then recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # truncated or not a .npy
+        logger.warning("%s: unreadable cached predictions (%s); predicting again", path, exc)
+        return None
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.floating):
+        logger.warning("%s: cached predictions of shape %s, dtype %s; predicting again", path,
+                       values.shape, values.dtype)
+        return None
+    return values.astype(np.float64, copy=False)
 
 
 def prediction_cache_paths(checkpoint: PathLike) -> Dict[str, Path]:
@@ -83,10 +95,11 @@ def experiment_predictions(config_dir: PathLike, expid: str,
                            refresh: bool = False) -> Dict[str, np.ndarray]:
     """Predictions of ``expid``'s best checkpoint for ``splits``, from or into the cache.
 
-    The model is loaded (:func:`fuxictr_mmctr.train.load_trained_model`); a cached split is
-    used when its checkpoint (``model.checkpoint``), the split's data file and item_info (path,
-    size, modification time), the resolved config and the package version are the ones it was
-    computed from; the other splits are scored and cached (atomic writes).
+    The model is loaded (:func:`fuxictr_mmctr.train.load_trained_model`, which refuses weights
+    trained on other inputs than the config gives now); a cached split is used when the
+    checkpoint's digest, its inputs (:func:`fuxictr_mmctr.train.artifacts.model_inputs`), the
+    package version and the split file's digest are the ones it was computed from, and the
+    cache file reads back; the other splits are scored and cached (atomic writes).
 
     Args:
         config_dir: the config directory.
@@ -106,16 +119,18 @@ def experiment_predictions(config_dir: PathLike, expid: str,
     paths = prediction_cache_paths(ckpt)
     try:
         record = json.loads(paths["json"].read_text()) if paths["json"].exists() else {}
-    except (OSError, ValueError):
+        if not isinstance(record, dict) or not isinstance(record.get("splits", {}), dict):
+            raise ValueError("not a cache record")
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: unreadable prediction cache record (%s); predicting again",
+                       paths["json"], exc)
         record = {}
-    inputs = _inputs_key(params)
-    if record.get("version") != _CACHE_VERSION or record.get("checkpoint") != _file_key(ckpt) \
-            or record.get("inputs") != inputs:
+    key = _cache_key(artifacts.checkpoint_record(ckpt), ckpt, params)
+    if record.get("version") != _CACHE_VERSION or record.get("key") != key:
         if record and not refresh:
-            logger.info("%s: cached predictions are stale (checkpoint, config, item_info or "
+            logger.info("%s: cached predictions are stale (checkpoint, config, item files or "
                         "package changed); predicting again", expid)
-        record = {"version": _CACHE_VERSION, "checkpoint": _file_key(ckpt), "inputs": inputs,
-                  "splits": {}}
+        record = {"version": _CACHE_VERSION, "key": key, "splits": {}}
     result: Dict[str, np.ndarray] = {}
     todo = []
     for split in splits:
@@ -123,23 +138,22 @@ def experiment_predictions(config_dir: PathLike, expid: str,
         if not data:
             raise ConfigError(f"expid {expid!r}: dataset {params['dataset_id']} has no "
                               f"{split}_data")
-        key = _file_key(data)
-        cached = record["splits"].get(split)
-        if not refresh and cached == key and paths[split].exists():
-            values = np.load(paths[split], allow_pickle=False)
-            if values.ndim == 1:
-                result[split] = values.astype(np.float64, copy=False)
+        split_key = _split_key(data)
+        if not refresh and record["splits"].get(split) == split_key:
+            values = _read_cached(paths[split])
+            if values is not None:
+                result[split] = values
                 logger.info("%s: cached %s predictions %s", expid, split, paths[split])
                 continue
-        todo.append((split, key))
+        todo.append((split, split_key))
     if todo:
-        for split, key in todo:
+        for split, split_key in todo:
             values = np.asarray(score_split(params, feature_map, model, split),
                                 dtype=np.float64).reshape(-1)
             with atomic_path(paths[split], suffix=".npy") as tmp:
                 with open(tmp, "wb") as fh:
                     np.save(fh, values)
-            record["splits"][split] = key
+            record["splits"][split] = split_key
             result[split] = values
         with atomic_path(paths["json"], suffix=".json") as tmp:
             tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
@@ -206,14 +220,51 @@ def _dataset_rows(config_dir: PathLike, expids: Sequence[str], gpu: int) -> Tupl
                 raise ConfigError(f"expid {expid!r}: dataset {p['dataset_id']} has no "
                                   f"{split}_data")
         params[expid] = p
-        rows[expid] = (count_rows(p["valid_data"]), count_rows(p["test_data"]))
+        rows[expid] = (count_rows(p["valid_data"]), test_rows(p["test_data"]))
     for i, split in enumerate(("valid", "test")):
         counts = {e: r[i] for e, r in rows.items()}
         if len(set(counts.values())) > 1:
             detail = ", ".join(f"{e}: {n} rows ({params[e][f'{split}_data']})"
                                for e, n in counts.items())
             raise BlendError(f"the experiments do not share the same {split} rows: {detail}")
+        _check_same_rows(expids, params, split)
     return params, rows
+
+
+def _row_identity(path, split: str) -> Dict[str, np.ndarray]:
+    """The columns that say which row is which: user and target item, and the label of valid
+    (the one a blend is scored and fitted on)."""
+    labelled = split == "valid"
+    arrays = read_split_columns(path, columns=(USER_COLUMN, TARGET_COLUMN),
+                                require_label=labelled)
+    keep = (USER_COLUMN, TARGET_COLUMN) + ((LABEL_COLUMN,) if labelled else ())
+    return {k: v for k, v in arrays.columns.items() if k in keep}
+
+
+def _check_same_rows(expids: Sequence[str], params: dict, split: str) -> None:
+    """Refuse experiments whose ``split`` files differ in content and do not hold the same rows
+    in the same order (the submission ID is the row order: averaging them would mix rows)."""
+    key = f"{split}_data"
+    first = expids[0]
+    digests = {e: file_digest(params[e][key]) for e in expids}
+    reference = None
+    for expid in expids[1:]:
+        if digests[expid] == digests[first]:
+            continue
+        if reference is None:
+            reference = _row_identity(params[first][key], split)
+        other = _row_identity(params[expid][key], split)
+        for column in sorted(set(reference) | set(other)):
+            a, b = reference.get(column), other.get(column)
+            if a is None or b is None:
+                continue
+            wrong = a != b
+            if wrong.any():
+                row = int(np.flatnonzero(wrong)[0])
+                raise BlendError(f"the {split} rows of {expid!r} ({params[expid][key]}) are not "
+                                 f"those of {first!r} ({params[first][key]}) in the same order: "
+                                 f"column '{column}' differs first at row {row} ({b[row]} vs "
+                                 f"{a[row]})")
 
 
 def run_blend(config_dir: PathLike, expids: Sequence[str], method: str = "mean",
@@ -265,16 +316,11 @@ def run_blend(config_dir: PathLike, expids: Sequence[str], method: str = "mean",
     if weights is not None:
         normalise_weights(weights, len(expids))  # refuse before any prediction
 
+    if out is not None:
+        preflight.check_prediction_run(out)  # before any experiment is scored
     params, rows = _dataset_rows(config_dir, expids, gpu)
     n_valid, n_test = rows[expids[0]]
     y_valid = read_labels(params[expids[0]]["valid_data"])
-    for expid in expids[1:]:
-        if params[expid]["valid_data"] != params[expids[0]]["valid_data"]:
-            other = read_labels(params[expid]["valid_data"])
-            if not np.array_equal(other, y_valid):
-                raise BlendError(f"the valid labels of {expid!r} ({params[expid]['valid_data']}) "
-                                 f"differ from those of {expids[0]!r} "
-                                 f"({params[expids[0]]['valid_data']}): not the same rows")
 
     valid, test = {}, {}
     for expid in expids:
@@ -308,7 +354,7 @@ def run_blend(config_dir: PathLike, expids: Sequence[str], method: str = "mean",
     zip_path = None
     if out is not None:
         zip_path = write_submission({task: test_blend}, out,
-                                    n_rows=count_rows(params[expids[0]]["test_data"]),
+                                    n_rows=test_rows(params[expids[0]]["test_data"]),
                                     all_columns=all_columns,
                                     source=f"blend of {', '.join(expids)}")
     return BlendResult(expids=expids, method=method, weights=w, weights_fitted=fit_weights,

@@ -10,6 +10,7 @@ import difflib
 import glob
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -26,8 +27,8 @@ from ..data.features import MMCTRFeatureProcessor
 from ..data.loader import MMCTRDataLoader
 from ..errors import ConfigError
 from ..models import get_model
-from ..submit.submission import count_rows, write_submission
-from . import artifacts, distributed, results
+from ..submit.submission import test_rows, write_submission
+from . import artifacts, distributed, preflight, readings, results
 from .config_keys import check_params, warn_unknown_keys
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
             valid and item_info.
         check_keys: warn (once per process, in the log and on stderr) about keys that no
             component reads, naming the closest known key (see
-            :func:`fuxictr_mmctr.train.config_keys.warn_unknown_keys`). Jobs that set up
-            FuxiCTR's log file pass False and warn once the log is open. Default: True.
+            :func:`fuxictr_mmctr.train.config_keys.warn_unknown_keys`), and say which reading
+            of an ambiguous config was taken (:func:`.readings.announce_readings`). Jobs that
+            set up FuxiCTR's log file pass False and warn once the log is open. Default: True.
 
     Raises:
         ConfigError: no such directory, expid or dataset; a required key or file is missing.
@@ -85,7 +87,7 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     try:
         params = load_config(config_dir, expid)
     except AssertionError:  # FuxiCTR: no dataset_id after merging Base and the expid
-        raise _expid_error(config_dir, expid) from None
+        raise expid_error(config_dir, expid) from None
     except RuntimeError as exc:
         raise ConfigError(f"{config_dir}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -93,6 +95,7 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     params["gpu"] = gpu
     check_device(gpu)
     check_params(params, where=f"{config_dir} (expid {expid})")
+    readings.check_feature_specs(params)
     missing = [k for k in REQUIRED_KEYS if k not in params]
     if missing:
         raise ConfigError(f"expid {expid!r} in {config_dir}: missing key(s) {missing}")
@@ -102,6 +105,7 @@ def load_params(config_dir, expid: str, gpu: int = -1, needs=TRAIN_FILES,
     require_files(params, needs)
     if check_keys:
         warn_unknown_keys(params)
+        readings.announce_readings(config_dir, expid, params)
     return params
 
 
@@ -129,8 +133,9 @@ def require_files(params: dict, keys: Sequence[str]) -> None:
                               f"(paths resolve against {os.getcwd()})")
 
 
-def _expid_error(config_dir: str, expid: str) -> ConfigError:
-    """Why FuxiCTR found no ``dataset_id`` for ``expid``: the expid is absent, or lacks it."""
+def expid_error(config_dir: str, expid: str, option: str = "--expid") -> ConfigError:
+    """Why FuxiCTR found no ``dataset_id`` for ``expid``: the expid is absent (naming the closest
+    ones, as ``option``), or lacks it."""
     known = []
     for path in sorted(glob.glob(os.path.join(config_dir, "model_config*.yaml")) +
                        glob.glob(os.path.join(config_dir, "model_config", "*.yaml"))):
@@ -141,7 +146,21 @@ def _expid_error(config_dir: str, expid: str) -> ConfigError:
                            path=config_dir)
     close = difflib.get_close_matches(expid, known, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return ConfigError(f"expid {expid!r} not found{hint}", path=config_dir, option="--expid")
+    return ConfigError(f"expid {expid!r} not found{hint}", path=config_dir, option=option)
+
+
+def log_path(params: dict, job: str = "") -> Path:
+    """``<model_root>/<dataset_id>/<expid>[.job].log``: FuxiCTR's log file of a job."""
+    return artifacts.model_dir(params) / f"{params['model_id']}{'.' + job if job else ''}.log"
+
+
+def keep_previous_log(path) -> None:
+    """Move an existing log to ``<log>.1`` (replacing an older one) before a run rewrites it:
+    FuxiCTR opens the log with mode ``"w"``, so a run that fails early (a full disk at the
+    first checkpoint) would otherwise leave nothing of the previous run's log."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > 0:
+        os.replace(path, path.with_name(path.name + ".1"))
 
 
 def use_threads(params: dict) -> int:
@@ -154,7 +173,9 @@ def use_threads(params: dict) -> int:
 
 
 def _set_logger(params: dict, job: str = "") -> None:
-    """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run)."""
+    """FuxiCTR's logger (``<model_root>/<dataset_id>/<expid>[.job].log``, rewritten per run;
+    the previous run's log is kept as ``<log>.1``)."""
+    keep_previous_log(log_path(params, job))
     set_logger(dict(params, model_id=params["model_id"] + (f".{job}" if job else "")))
     logging.info("Versions: %s; torch threads: %d", compat.versions_line(), use_threads(params))
     logging.info("Params: %s", {k: params[k] for k in sorted(params) if k != "feature_cols"})
@@ -178,22 +199,33 @@ def build_feature_map(params: dict, output_dir=None):
     return feature_map
 
 
-def load_feature_map(params: dict):
+def load_feature_map(params: dict, record: Optional[artifacts.CheckpointRecord] = None):
     """The feature map that belongs to the checkpoint of ``params``' expid.
 
-    Read from the folder recorded beside the checkpoint (:func:`.artifacts.feature_dir_for`);
-    checkpoints written before such records existed fall back to FuxiCTR's
-    ``<data_root>/<dataset_id>/feature_map.json``.
+    Read from the folder recorded beside the checkpoint (``record``, or
+    :func:`.artifacts.checkpoint_record`); checkpoints written before such records existed fall
+    back to FuxiCTR's ``<data_root>/<dataset_id>/feature_map.json``.
+
+    Raises:
+        ConfigError: no feature map, or a ``feature_map.json`` that is not a feature map.
     """
-    data_dir = artifacts.feature_dir_for(artifacts.checkpoint_path(params))
-    if data_dir is None:
-        data_dir = Path(params["data_root"]) / params["dataset_id"]
+    if record is None:
+        record = artifacts.checkpoint_record(artifacts.checkpoint_path(params))
+    data_dir = record.feature_dir if record is not None else \
+        Path(params["data_root"]) / params["dataset_id"]
     json_file = data_dir / artifacts.FEATURE_MAP_JSON
     if not json_file.exists():
         raise ConfigError(f"expid {params['model_id']!r} has no trained model (no feature map at "
                           f"{json_file}): train it first (run_expid.py)")
     feature_map = FeatureMap(params["dataset_id"], str(data_dir))
-    feature_map.load(str(json_file), params)
+    try:
+        feature_map.load(str(json_file), params)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError too
+        raise ConfigError(f"not a readable feature map ({type(exc).__name__}: {exc}); it was "
+                          "edited or damaged: retrain the expid (run_expid.py)",
+                          path=json_file) from None
+    except RuntimeError as exc:  # FuxiCTR: the map's dataset_id is another one
+        raise ConfigError(f"{exc}; retrain the expid (run_expid.py)", path=json_file) from None
     return feature_map
 
 
@@ -240,11 +272,15 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
             params.update(rank=cluster.rank, world_size=cluster.world_size)
             if gpu >= 0:
                 params["gpu"] = cluster.local_rank
+        # What the run needs at its end (metrics it can compute on this valid split, folders
+        # it can write), checked before the hours of training.
+        preflight.check_training_run(config_dir, params, record=record, writes=cluster.is_main)
         lock = artifacts.expid_lock(params) if cluster.is_main else contextlib.nullcontext()
         with lock:
             if cluster.is_main:
                 _set_logger(params)
                 warn_unknown_keys(params)  # now also in the log file
+                readings.announce_readings(config_dir, expid, params)
             else:
                 process_group.configure_logging(cluster)
             use_threads(params)
@@ -253,13 +289,14 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
             if cluster.is_main:
                 # Everything is read and checked before anything shared is written: the feature
                 # map goes to a private folder, published once data, loaders and model are OK.
+                inputs = artifacts.model_inputs(params)  # what the checkpoint will record
                 staging = artifacts.staging_dir(params)
                 try:
                     feature_map = build_feature_map(params, output_dir=staging)
                     model = build_model(feature_map, params)
                     train_gen, valid_gen = make_loaders(params, feature_map, "train")
                     feature_map.data_dir = str(artifacts.publish(staging))
-                    artifacts.attach_recorder(model, feature_map.data_dir)
+                    artifacts.attach_recorder(model, feature_map.data_dir, inputs)
                 except BaseException:
                     artifacts.discard(staging)
                     raise
@@ -285,14 +322,23 @@ SPLITS = ("train", "valid", "test")
 
 
 def _restore(params: dict):
-    """The saved feature map and a model holding the best checkpoint of ``params``' expid."""
-    feature_map = load_feature_map(params)
+    """The saved feature map and a model holding the best checkpoint of ``params``' expid.
+
+    Refuses weights trained on other settings or item files than ``params`` give now
+    (:func:`.artifacts.check_inputs`), before anything is built."""
+    record = artifacts.checkpoint_record(artifacts.checkpoint_path(params))
+    artifacts.check_inputs(record, params)
+    feature_map = load_feature_map(params, record)
     model = build_model(feature_map, params)
     if not os.path.exists(model.checkpoint):
         raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} not "
                           "found: run run_expid.py first")
     try:
         model.load_weights(model.checkpoint)
+    except (EOFError, pickle.UnpicklingError) as exc:  # a truncated or foreign file
+        raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} cannot "
+                          f"be read ({type(exc).__name__}: {exc}); retrain it (run_expid.py)") \
+            from None
     except RuntimeError as exc:  # torch: the saved tensors do not fit the model built now
         first = str(exc).strip().splitlines()
         raise ConfigError(f"expid {params['model_id']!r}: checkpoint {model.checkpoint} does not "
@@ -385,12 +431,15 @@ def predict(config_dir, expid: str, gpu: int = -1, task: str = "Task2",
     """
     params = load_params(config_dir, expid, gpu, needs=("test_data", "item_info"),
                          check_keys=False)
+    zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
+    preflight.check_prediction_run(zip_path)  # before the test split is scored
+    n_rows = test_rows(params["test_data"])
     _set_logger(params, "predict")  # keep the training log
     warn_unknown_keys(params)
+    readings.announce_readings(config_dir, expid, params)
     feature_map, model = _restore(params)
     y_pred = score_split(params, feature_map, model, "test")
-    zip_path = Path(out) if out else Path("submission") / f"{expid}.zip"
-    write_submission({task: y_pred}, zip_path, n_rows=count_rows(params["test_data"]),
+    write_submission({task: y_pred}, zip_path, n_rows=n_rows,
                      all_columns=all_columns)
     logging.info("Submission written: %s", zip_path)
     return PredictResult(expid=expid, zip_path=zip_path, num_rows=len(y_pred))

@@ -8,21 +8,108 @@ runs the same plan as Ray tasks.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import yaml
 from fuxictr import autotuner
 
+from fuxictr.utils import load_model_config
+
 from ..errors import ConfigError
+from .experiment import expid_error
 from .results import finished_expids
 
 logger = logging.getLogger(__name__)
+
+# Signals that stop a sweep: its driver ends the trials it started before it exits.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# How long a trial may take to end after SIGTERM before it is killed.
+TERMINATE_GRACE_S = 10.0
+
+
+class Stopped(Exception):
+    """A signal stopped the sweep; its running trials were ended (none records a row).
+
+    Attributes:
+        signum: the signal.
+        exit_code: the conventional exit code, ``128 + signum``.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(f"stopped by {signal.Signals(self.signum).name}")
+
+
+class StopRequest:
+    """Set by a signal handler (see :func:`stop_on_signals`); the sweep loop looks at it."""
+
+    signum: Optional[int] = None
+
+    def check(self) -> None:
+        """Raise :class:`Stopped` once a signal has arrived."""
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals=STOP_SIGNALS) -> Iterator[StopRequest]:
+    """Record SIGTERM, SIGINT and SIGHUP in a :class:`StopRequest` instead of dying at once, so
+    the sweep's loop can end its children first; the previous handlers come back on exit.
+
+    The handler only sets a flag (raising inside it could leave a just-started child
+    unrecorded); the loops poll the flag at least every second. A second signal while the
+    children are ended is recorded too, and changes nothing. A signal the process ignores
+    (``nohup``) stays ignored. Outside the main thread (where Python cannot set handlers)
+    nothing is installed.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        if request.signum is None:
+            logger.warning("%s received: ending the running trials, then stopping",
+                           signal.Signals(signum).name)
+        request.signum = signum
+
+    # A signal the process was started ignoring stays ignored (`nohup` ignores SIGHUP, a
+    # background job of a shell SIGINT): the user asked for the sweep to outlive it.
+    previous = {sig: signal.signal(sig, handler) for sig in signals
+                if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def end_processes(procs: Dict[str, subprocess.Popen], grace: float = TERMINATE_GRACE_S) -> None:
+    """SIGTERM each running process (name -> process), wait up to ``grace`` seconds for them
+    all, then SIGKILL what is left; each one is reaped."""
+    running = {name: proc for name, proc in procs.items() if proc.poll() is None}
+    for name, proc in running.items():
+        logger.warning("ending trial %s (pid %d)", name, proc.pid)
+        proc.terminate()
+    deadline = time.monotonic() + grace
+    for name, proc in running.items():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.warning("trial %s (pid %d) did not end within %g s: killed", name, proc.pid,
+                           grace)
+            proc.kill()
+            proc.wait()
 
 
 @dataclass(frozen=True)
@@ -80,6 +167,43 @@ def tuner_files(config_file) -> List[Path]:
     return files
 
 
+def check_tuner_spec(config_file: Path, spec) -> None:
+    """Refuse a tuner config FuxiCTR's autotuner would fail on with an assertion or a KeyError:
+    not a mapping, no ``tuner_space`` mapping, no ``base_expid``, a ``base_config`` folder that
+    does not exist or lacks the base expid (naming the closest expids).
+
+    Raises:
+        ConfigError: naming the tuner file and the key.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"not a tuner config (a mapping with base_config, base_expid and "
+                          f"tuner_space), got {type(spec).__name__}", path=config_file)
+    if not isinstance(spec.get("tuner_space"), dict) or not spec["tuner_space"]:
+        raise ConfigError("tuner_space must map config keys to lists of values",
+                          path=config_file, option="tuner_space")
+    expid = spec.get("base_expid")
+    if not isinstance(expid, str) or not expid:
+        raise ConfigError("base_expid must name the expid the grid starts from",
+                          path=config_file, option="base_expid")
+    if "model_config" in spec:
+        if not isinstance(spec["model_config"], dict) or expid not in spec["model_config"]:
+            raise ConfigError(f"base_expid {expid!r} is not in its model_config",
+                              path=config_file, option="base_expid")
+        return
+    base = spec.get("base_config", str(config_file.parent))
+    if not isinstance(base, str) or not Path(base).is_dir():
+        raise ConfigError(f"base_config {base!r} is not a directory (paths resolve against "
+                          f"{Path.cwd()})", path=config_file, option="base_config")
+    try:
+        load_model_config(base, expid)
+    except AssertionError:  # FuxiCTR: no such expid, or no dataset_id for it
+        why = expid_error(base, expid).problem
+        raise ConfigError(f"{why} (in base_config {base})", path=config_file,
+                          option="base_expid") from None
+    except (RuntimeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"base_config {base}: {exc}", path=config_file) from None
+
+
 def sweep_plan(config_file, tag: Optional[str] = None) -> SweepPlan:
     """FuxiCTR's enumeration of a tuner config (every dataset of a list), less finished runs.
 
@@ -89,7 +213,12 @@ def sweep_plan(config_file, tag: Optional[str] = None) -> SweepPlan:
     trials: List[Trial] = []
     todo: List[Trial] = []
     for path in tuner_files(config_file):
-        config_dir = autotuner.enumerate_params(str(path))
+        check_tuner_spec(Path(config_file), yaml.safe_load(path.read_text()))
+        try:
+            config_dir = autotuner.enumerate_params(str(path))
+        except (AssertionError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"FuxiCTR's autotuner cannot enumerate it ({type(exc).__name__}: "
+                              f"{exc})", path=path) from None
         expids = autotuner.load_experiment_ids(config_dir)
         if tag is not None:
             expids = [e for e in expids if str(tag) in e]
@@ -106,10 +235,15 @@ def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
     """FuxiCTR's grid search: run each trial of :func:`sweep_plan` on a free device.
 
     Each run is a fresh ``python -m fuxictr_mmctr train`` process with this interpreter, which
-    appends its row to the results CSV.
+    appends its row to the results CSV. On SIGTERM, SIGINT or SIGHUP the driver ends the
+    running trials (SIGTERM, then SIGKILL after :data:`TERMINATE_GRACE_S`), so none goes on
+    training or appends a row after the driver is gone, and raises :class:`Stopped`.
 
     Returns:
         the expids that failed (non-zero exit).
+
+    Raises:
+        Stopped: a signal stopped the sweep (rerun it to resume).
     """
     plan = sweep_plan(config_file, tag)
     todo = list(plan.todo)
@@ -118,20 +252,25 @@ def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
     running: Dict[str, tuple] = {}  # gpu -> (expid, process)
     failed: List[str] = []
     free = list(gpus)
-    while todo or running:
-        while todo and free:
-            gpu = free.pop(0)
-            trial = todo.pop(0)
-            cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr", "train", "--config",
-                   trial.config_dir, "--expid", trial.expid, "--gpu", str(gpu)]
-            logger.info("Run %s on gpu %s", trial.expid, gpu)
-            running[gpu] = (trial.expid, subprocess.Popen(cmd))
-        time.sleep(poll_seconds if running else 0)
-        for gpu, (expid, proc) in list(running.items()):
-            if proc.poll() is not None:
-                if proc.returncode != 0:
-                    logger.error("%s failed with exit code %d", expid, proc.returncode)
-                    failed.append(expid)
-                del running[gpu]
-                free.append(gpu)
+    with stop_on_signals() as stop:
+        try:
+            while todo or running:
+                stop.check()
+                while todo and free:
+                    gpu = free.pop(0)
+                    trial = todo.pop(0)
+                    cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr", "train", "--config",
+                           trial.config_dir, "--expid", trial.expid, "--gpu", str(gpu)]
+                    logger.info("Run %s on gpu %s", trial.expid, gpu)
+                    running[gpu] = (trial.expid, subprocess.Popen(cmd))
+                time.sleep(min(poll_seconds, 1.0) if running else 0)
+                for gpu, (expid, proc) in list(running.items()):
+                    if proc.poll() is not None:
+                        if proc.returncode != 0:
+                            logger.error("%s failed with exit code %d", expid, proc.returncode)
+                            failed.append(expid)
+                        del running[gpu]
+                        free.append(gpu)
+        finally:  # a signal, or any error of the driver: no trial outlives it
+            end_processes({expid: proc for expid, proc in running.values()})
     return failed

@@ -49,6 +49,17 @@ def trained(tiny_sample, tmp_path_factory):
                                    test_data=str(short / "test.parquet"))
     (config_dir / "dataset_config.yaml").write_text(yaml.safe_dump(data))
     config["DIN_short"] = dict(config["DIN_sample"], dataset_id="MicroLens_short")
+    # The same number of rows in another order: the submission ID is the row order.
+    shuffled = tmp_path_factory.mktemp("shuffled")
+    order = np.random.default_rng(0).permutation(1000)
+    for split in ("valid", "test"):
+        table = pq.read_table(tiny_sample / "MicroLens_1M_x1" / f"{split}.parquet")
+        pq.write_table(table.take(order), shuffled / f"{split}.parquet")
+    data["MicroLens_shuffled"] = dict(data["MicroLens_sample"],
+                                      valid_data=str(shuffled / "valid.parquet"),
+                                      test_data=str(shuffled / "test.parquet"))
+    (config_dir / "dataset_config.yaml").write_text(yaml.safe_dump(data))
+    config["DIN_shuffled"] = dict(config["DIN_sample"], dataset_id="MicroLens_shuffled")
     path.write_text(yaml.safe_dump(config))
     work = root / "work"
     work.mkdir()
@@ -105,29 +116,60 @@ def test_newer_checkpoint_invalidates_the_cache(trained):
     np.save(paths["valid"], np.zeros_like(first["valid"]))  # a stale cache...
     stale = blend.experiment_predictions(config_dir, "DIN_sample")
     np.testing.assert_array_equal(stale["valid"], 0)  # ...is trusted while the key matches
-    ckpt.touch()  # a newer checkpoint (same bytes, new mtime)
-    fresh = blend.experiment_predictions(config_dir, "DIN_sample")
-    np.testing.assert_allclose(fresh["valid"], first["valid"])
+    ckpt.touch()  # the same weights (same bytes, new mtime): the cache still holds
+    np.testing.assert_array_equal(blend.experiment_predictions(config_dir, "DIN_sample")["valid"],
+                                  0)
+    # A retrained checkpoint (other weights, recorded as training records them)
+    import torch
+
+    from fuxictr_mmctr.train import artifacts
+
+    saved = ckpt.read_bytes()
+    record = artifacts.checkpoint_record(ckpt)
+    state = torch.load(ckpt)
+    state = {k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        tmp = ckpt.with_name("retrained.tmp")
+        torch.save(state, tmp)
+        artifacts.record_checkpoint(ckpt, tmp, record.feature_dir, {"inputs": record.inputs})
+        tmp.replace(ckpt)
+        fresh = blend.experiment_predictions(config_dir, "DIN_sample")
+        assert not np.array_equal(fresh["valid"], 0)
+        assert not np.allclose(fresh["valid"], first["valid"])
+    finally:
+        ckpt.write_bytes(saved)
+    np.testing.assert_allclose(blend.experiment_predictions(config_dir, "DIN_sample")["valid"],
+                               first["valid"])
 
 
-def test_a_changed_config_invalidates_the_cache(trained):
-    """Cached predictions must not be served once the resolved config changed (here the batch
-    size, which leaves the weights' shapes alone): a poisoned cache is not read back."""
+def test_the_cache_is_keyed_on_what_the_checkpoint_records(trained):
+    """One definition of "the same model" for prediction and the cache: the key holds the
+    checkpoint's recorded inputs. A training-only setting (the batch size) changes neither the
+    predictions nor the key; a setting that changes the model is refused before the cache is
+    read (tests/e2e/test_trained_inputs.py)."""
+    from fuxictr_mmctr.train import artifacts
+
     config_dir, work = trained
-    path = config_dir / "model_config" / "DIN.yaml"
-    original = path.read_text()
     first = blend.experiment_predictions(config_dir, "DIN_sample")
     _, _, model = experiment.load_trained_model(config_dir, "DIN_sample")
-    np.save(blend.prediction_cache_paths(model.checkpoint)["valid"],
-            np.zeros_like(first["valid"]))  # a poisoned cache, still keyed as valid
+    paths = blend.prediction_cache_paths(model.checkpoint)
+    record = json.loads(paths["json"].read_text())
+    assert record["key"]["inputs"] == artifacts.checkpoint_record(model.checkpoint).inputs
+    path = config_dir / "model_config" / "DIN.yaml"
+    original = path.read_text()
     try:
         config = yaml.safe_load(original)
         config["DIN_sample"]["batch_size"] = 128
         path.write_text(yaml.safe_dump(config))
         changed = blend.experiment_predictions(config_dir, "DIN_sample")
+        assert json.loads(paths["json"].read_text()) == record  # served from the cache
+        config["DIN_sample"]["max_len"] = 3
+        path.write_text(yaml.safe_dump(config))
+        with pytest.raises(ConfigError, match="max_len: 16 at training, now 3"):
+            blend.experiment_predictions(config_dir, "DIN_sample")
     finally:
         path.write_text(original)
-    np.testing.assert_allclose(changed["valid"], first["valid"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(changed["valid"], first["valid"])
 
 
 def test_different_rows_are_refused(trained):
@@ -135,6 +177,15 @@ def test_different_rows_are_refused(trained):
     with pytest.raises(BlendError, match="do not share the same valid rows: DIN_sample: 1000 "
                                          "rows .*, DIN_short: 100 rows"):
         run_blend(config_dir, ["DIN_sample", "DIN_short"], out=None)
+
+
+def test_rows_in_another_order_are_refused(trained):
+    """Same row counts, other order: averaging would mix rows (every ID misaligned)."""
+    config_dir, _ = trained
+    with pytest.raises(BlendError, match="the valid rows of 'DIN_shuffled' .* are not those of "
+                                         "'DIN_sample' .* in the same order: column 'item_id' "
+                                         "differs first at row 0"):
+        run_blend(config_dir, ["DIN_sample", "DIN_shuffled"], out=None)
 
 
 def test_untrained_or_unknown_expid_is_named(trained):

@@ -274,3 +274,64 @@ def test_a_signal_during_training_keeps_a_usable_checkpoint(tiny_sample, repo_co
             pass  # not held by the dead process
     finally:
         os.chdir(ROOT)
+
+
+# ------------------------------------------------------------------ a file past the size limit
+def _limited(args, cwd, limit_bytes):
+    """Run the package's CLI in a process whose files may not grow past ``limit_bytes``
+    (``ulimit -f``: a write past it fails with EFBIG; Python ignores SIGXFSZ)."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([sys.executable, "-m", "fuxictr_mmctr", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit)
+
+
+def test_efbig_writing_a_zip_is_one_line(tiny_sample, tmp_path):
+    data = tiny_sample / "MicroLens_1M_x1"
+    preds = tmp_path / "preds.npy"
+    np.save(preds, np.random.default_rng(0).random(1000))
+    out = tmp_path / "sub.zip"
+    result = _limited(["submit", "--pred", preds, "--test", data / "test.parquet", "--out", out],
+                      tmp_path, 4096)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{out}: File too large" in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["preds.npy"]  # no temp file left
+
+
+def test_efbig_writing_a_checkpoint_keeps_the_model_and_the_log(tiny_sample, repo_config,
+                                                                tmp_path, monkeypatch):
+    """The checkpoint write failed with torch's RuntimeError traceback, and FuxiCTR's log
+    (opened with mode 'w') had already replaced the previous run's."""
+    from helpers import fast_config
+
+    from fuxictr_mmctr.train.experiment import predict_split
+
+    monkeypatch.chdir(tmp_path)
+    config_dir = fast_config(repo_config, tiny_sample, epochs=1, max_len=8)
+    assert _train(config_dir) == 0
+    folder = tmp_path / "checkpoints" / "MicroLens_sample"
+    log, checkpoint = folder / "DIN_sample.log", folder / "DIN_sample.model"
+    before = predict_split(config_dir, "DIN_sample", "valid")
+    first_log, weights = log.read_text(), checkpoint.read_bytes()
+
+    result = _limited(["train", "--config", config_dir, "--expid", "DIN_sample"], tmp_path,
+                      len(weights) // 2)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{checkpoint}: File too large" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert checkpoint.read_bytes() == weights  # the good model, untouched
+    assert (folder / "DIN_sample.log.1").read_text() == first_log  # the previous run's log
+    assert "File too large" in log.read_text()  # this run's, with its error
+    np.testing.assert_array_equal(predict_split(config_dir, "DIN_sample", "valid"), before)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".DIN_sample.model")]

@@ -1,4 +1,6 @@
-"""The sample generator: files, schema, padding, determinism, reuse, and a real signal.
+"""The sample generator: files, schema, padding, determinism, reuse, a real signal, and the
+item views (worlds): a given embedding that is the PCA of the content vectors, a view-quality
+knob, co-watching that shows what the content misses, topic impressions.
 
 The structure tests use the session-wide ``tiny_sample`` fixture (conftest.py: preset tiny,
 seed 7); the determinism and reuse tests generate their own copies.
@@ -15,8 +17,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from fuxictr_mmctr.data.sample import (DATASET_DIR, MANIFEST_NAME, PRESETS, SampleExistsError,
-                                  SampleInfo, SamplePreset, make_sample)
+from fuxictr_mmctr.data.sample import (DATASET_DIR, MANIFEST_NAME, PRESETS, WORLDS, ItemView,
+                                       SampleExistsError, SampleInfo, SamplePreset, make_sample)
+from fuxictr_mmctr.data.sample_world import build_items
 
 TINY = PRESETS["tiny"]
 SEED = 7  # the seed of conftest's tiny_sample
@@ -311,3 +314,152 @@ def test_item_side_reveals_the_category(tiny_sample):
         d_same = np.linalg.norm(x[same[:, 0]] - x[same[:, 1]], axis=1).mean()
         d_rand = np.linalg.norm(x[rand[:, 0]] - x[rand[:, 1]], axis=1).mean()
         assert d_same < 0.8 * d_rand, name
+
+
+# --------------------------------------------------------------------------- item views (worlds)
+
+@pytest.fixture(scope="module")
+def world_samples(tmp_path_factory):
+    """The tiny preset (seed 7) in the good and the partial world, without images."""
+    out = {}
+    for name in ("good", "partial"):
+        root = tmp_path_factory.mktemp(name)
+        make_sample(root, preset="tiny", seed=SEED, world=name, images=False)
+        out[name] = root
+    return out
+
+
+def test_world_sample_schema_manifest_and_determinism(world_samples, tiny_sample, tmp_path):
+    from fuxictr_mmctr.data.schema import validate_data_dir
+
+    root = world_samples["partial"]
+    assert validate_data_dir(root / DATASET_DIR, seq_len=100) == {
+        "item_info": TINY.n_items, "train": TINY.n_train, "valid": TINY.n_valid,
+        "test": TINY.n_test}
+    for rel in PARQUET_FILES:
+        assert read(root, rel).schema.equals(read(tiny_sample, rel).schema), rel
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    assert manifest["world"] == {"name": "partial", **WORLDS["partial"].to_dict()}
+    assert 0.75 < manifest["oracle"]["valid"]["AUC"] < 0.97
+    exposure = manifest["item_exposure"]
+    counts = np.bincount(read(root, f"{DATASET_DIR}/train.parquet").column("item_id").to_numpy(),
+                         minlength=TINY.n_items + 1)[1:]
+    assert exposure["train_rows_per_item_median"] == np.median(counts)
+    assert exposure["items_in_at_most_5_train_rows"] == pytest.approx((counts <= 5).mean(),
+                                                                      abs=1e-4)
+    # The classic manifest has no world; the same seed gives the same bytes.
+    assert "world" not in json.loads((tiny_sample / MANIFEST_NAME).read_text())
+    again = make_sample(tmp_path / "again", preset="tiny", seed=SEED, world="partial",
+                        images=False)
+    for rel in PARQUET_FILES:
+        assert (again.out_dir / rel).read_bytes() == (root / rel).read_bytes(), rel
+    assert again.world["name"] == "partial" and again.item_exposure == exposure
+
+
+def test_given_embedding_is_the_pca_of_the_text_and_image_vectors(world_samples):
+    """As on the real data: item_emb_d128's columns are the principal components of the text
+    and image vectors (each block scaled to unit mean square), largest first."""
+    root = world_samples["good"]
+    feature = read(root, "item_feature.parquet")
+    txt = list_matrix(feature, "txt_emb_BERT").astype(np.float64)
+    img = list_matrix(feature, "img_emb_CLIPRN50").astype(np.float64)
+    x = np.c_[txt / np.sqrt(np.mean(txt ** 2)), img / np.sqrt(np.mean(img ** 2))]
+    x -= x.mean(axis=0)
+    top = np.linalg.eigvalsh(x @ x.T / len(x))[::-1][:128]
+    emb = list_matrix(read(root, f"{DATASET_DIR}/item_info.parquet"), "item_emb_d128")[1:]
+    cov = np.cov(emb.astype(np.float64), rowvar=False, bias=True)
+    np.testing.assert_allclose(np.diag(cov), top, rtol=1e-3)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3 * top[0]
+
+
+def _latent(name: str) -> np.ndarray:
+    """The true click-driving item vectors of the tiny sample (seed 7) of world ``name``."""
+    return build_items(TINY, SEED, WORLDS[name]).item_latent[1:].astype(np.float64)
+
+
+def test_the_view_quality_knob_covers_both_ends(world_samples):
+    """How much of the click-driving item vector a linear map of the given embedding recovers
+    on held-out items: most of it in the good world, a minority in the partial one."""
+    r2 = {}
+    for name, root in world_samples.items():
+        emb = list_matrix(read(root, f"{DATASET_DIR}/item_info.parquet"), "item_emb_d128")
+        x = np.c_[emb[1:, :32], np.ones(TINY.n_items)]
+        v = _latent(name)
+        half = TINY.n_items // 2
+        coef, *_ = np.linalg.lstsq(x[:half], v[:half], rcond=None)
+        res = v[half:] - x[half:] @ coef
+        r2[name] = 1 - (res ** 2).sum() / ((v[half:] - v[half:].mean(axis=0)) ** 2).sum()
+    assert r2["good"] > 0.65 and r2["partial"] < 0.45, r2
+
+
+def test_co_watching_shows_the_audience_the_content_misses(world_samples):
+    """Across categories, items of the same audience are watched together in item_seq far more
+    often than items of different audiences, while the given embedding cannot tell them
+    apart."""
+    root = world_samples["partial"]
+    world = build_items(TINY, SEED, WORLDS["partial"])
+    audience = world.item_cluster[1:] % WORLDS["partial"].communities
+    category = world.item_category[1:]
+    seq = list_matrix(read(root, "item_seq.parquet"), "item_seq")
+    together = np.zeros((TINY.n_items + 1, TINY.n_items + 1))
+    for row in seq:
+        items = np.unique(row[row > 0])
+        together[np.ix_(items, items)] += 1
+    together = together[1:, 1:]
+    other_category = category[:, None] != category[None, :]
+    same = other_category & (audience[:, None] == audience[None, :])
+    other = other_category & (audience[:, None] != audience[None, :])
+    assert together[same].mean() > 4 * together[other].mean()
+    emb = list_matrix(read(root, f"{DATASET_DIR}/item_info.parquet"), "item_emb_d128")[1:]
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    assert abs(cos[same].mean() - cos[other].mean()) < 0.02
+
+
+def test_topic_impressions_show_the_user_s_categories_in_other_audiences():
+    """A share ``topic_impressions`` of the targets comes from one of the user's categories,
+    whatever its audience: targets in a category of the user's but outside the user's niches
+    are few at 0 (popularity draws that land there by chance) and about half at 0.5."""
+    from dataclasses import replace
+
+    from fuxictr_mmctr.data.sample_static import StaticVariant
+
+    shares = {}
+    for knob in (0.0, 0.5):
+        view = replace(WORLDS["partial"], topic_impressions=knob)
+        variant = StaticVariant.build(TINY, SEED, view)
+        rows = variant.draw(np.random.default_rng(0), 4000)
+        world, users = variant.world, variant.users
+        niches = users.clusters[rows.users]  # (n, 3) the user's niches (unused slots: -1)
+        used = np.diff(np.c_[np.zeros(len(niches)), users.cumw[rows.users]], axis=1) > 0
+        niches = np.where(used, niches, -1)
+        target = world.item_cluster[rows.items]
+        in_taste = (niches == target[:, None]).any(axis=1)
+        same_category = (used & (world.cluster_category[niches]
+                                 == world.item_category[rows.items][:, None])).any(axis=1)
+        shares[knob] = float((same_category & ~in_taste).mean())
+    # expected at 0.5: 0.5 * (about 7/8) + 0.5 * the share at 0
+    assert shares[0.0] < 0.2 and 0.3 < shares[0.5] - 0.5 * shares[0.0] < 0.5, shares
+
+
+def test_world_knobs_on_the_command_line(tmp_path, capsys):
+    from fuxictr_mmctr.cli import main
+
+    out = tmp_path / "w"
+    assert main(["make-sample", "--out", str(out), "--preset", "tiny", "--seed", "3",
+                 "--world", "good", "--content-noise", "0.5", "--no-images",
+                 "--no-item-vectors"]) == 0
+    assert "good world" not in capsys.readouterr().out  # overridden: a custom view
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["world"] == {**WORLDS["good"].to_dict(), "content_noise": 0.5,
+                                 "name": "custom"}
+    # the same folder with another world needs --force; knobs need a view
+    assert main(["make-sample", "--out", str(out), "--preset", "tiny", "--seed", "3",
+                 "--world", "good", "--no-images", "--no-item-vectors"]) == 2
+    assert "world='custom'" in capsys.readouterr().err
+    assert main(["make-sample", "--out", str(tmp_path / "c"), "--preset", "tiny",
+                 "--world", "classic", "--content-share", "0.5", "--no-images"]) == 2
+    with pytest.raises(ValueError, match="content_share"):
+        ItemView(content_share=1.5)
+    with pytest.raises(ValueError, match="unknown world"):
+        make_sample(tmp_path / "x", preset="tiny", world="noisy")
