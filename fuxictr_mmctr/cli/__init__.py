@@ -38,6 +38,8 @@ COMMANDS = {
                          "item_info with a fused 128-d multimodal item embedding (Task 1)"),
     "blend": ("submit:BLEND", "blend the predictions of trained experiments into one submission"),
     "drop-in": ("dropin:DROP_IN", "make an official challenge checkout use this package"),
+    "report": ("report:REPORT", "one HTML page of a sweep, a config's runs or a pipeline, "
+                                "with plots"),
 }
 
 
