@@ -28,7 +28,6 @@ are not run again.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import os
@@ -58,26 +57,74 @@ def batch_bytes(batch) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def train_throughput(config_dir, expid, steps, batch_size, max_len):
-    params = experiment.load_params(config_dir, expid)
-    params.update(verbose=0, batch_size=batch_size, max_len=max_len)
+def full_batches(loader, batch_size):
+    """The loader's batches of ``batch_size`` rows, epoch after epoch (a last, smaller batch is
+    skipped: it would time another shape). Nothing is kept: batches may live on a GPU."""
+    while True:
+        produced = False
+        for batch in loader:
+            if len(batch[2]) == batch_size:
+                produced = True
+                yield batch
+        if not produced:
+            raise ValueError(f"the split has fewer rows than one batch of {batch_size}")
+
+
+def train_throughput(config_dir, expid, steps, batch_size, max_len=None, warmup=3, gpu=-1,
+                     **overrides) -> dict:
+    """Train-step throughput of ``expid`` (loader, forward, backward, optimizer step).
+
+    ``warmup`` untimed steps first (a compiled model compiles in the first), then ``steps``
+    timed ones; on a GPU the clock stops after a synchronize.
+
+    Args:
+        max_len: history length; None keeps the expid's. Default: None.
+        gpu: -1 for the CPU, else the CUDA device. Default: -1.
+        **overrides: further params (``precision``, ``compile``, ``item_side``, ...).
+
+    Returns:
+        ``samples_per_s``, ``bytes_per_sample`` (what the loader ships), ``parameters``
+        (trainable), ``first_step_s`` (compilation included), ``peak_gpu_bytes`` (None on the
+        CPU), ``params``.
+    """
+    import torch
+
+    params = experiment.load_params(config_dir, expid, gpu)
+    params.update(verbose=0, batch_size=batch_size, **overrides)
+    if max_len is not None:
+        params["max_len"] = max_len
     feature_map = experiment.build_feature_map(params)
     model = experiment.build_model(feature_map, params)
     train_gen, _ = experiment.make_loaders(params, feature_map, "train")
+    cuda = model.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(model.device)
     model.train()
-    model._max_gradient_norm, model._steps_per_epoch = 10.0, len(train_gen)
-    batches = itertools.cycle(train_gen) if steps > len(train_gen) else iter(train_gen)
-    for model._batch_index in range(3):  # warm-up
+    model._max_gradient_norm, model._steps_per_epoch = 10.0, 10 ** 9
+    batches = full_batches(train_gen, batch_size)
+    first = time.perf_counter()
+    for model._batch_index in range(warmup):
         model.train_step(next(batches))
+        if model._batch_index == 0:
+            sync()
+            first = time.perf_counter() - first
+    sync()
     start, shipped = time.perf_counter(), 0
     for step in range(steps):
         batch = next(batches)
         shipped += batch_bytes(batch)
         model._batch_index = step
         model.train_step(batch)
+    sync()
     seconds = time.perf_counter() - start
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return steps * batch_size / seconds, shipped / (steps * batch_size), n_params, params
+    batches.close()
+    return {"samples_per_s": steps * batch_size / seconds,
+            "bytes_per_sample": shipped / (steps * batch_size),
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "first_step_s": first if warmup else None,
+            "peak_gpu_bytes": torch.cuda.max_memory_allocated(model.device) if cuda else None,
+            "params": params}
 
 
 def loader_rate(loader, n_batches, batch_size):
@@ -242,7 +289,7 @@ def main(argv=None) -> int:
                          ("pretrained (item_side: ids)", args.pretrained_expid)):
         rows[route] = train_throughput(args.config, expid, args.steps, args.batch_size,
                                        args.max_len)
-    params = rows["pretrained (item_side: ids)"][3]
+    params = rows["pretrained (item_side: ids)"]["params"]
 
     # loaders alone, batch 8192: ids-only vs the official-style .iloc collate
     feature_map = experiment.load_feature_map(params)
@@ -262,8 +309,9 @@ def main(argv=None) -> int:
     print(f"data: {params['train_data']}; DIN, batch {args.batch_size}, history {L}, "
           f"{args.steps} timed train steps")
     print(f"{'route':<30}{'train samples/s':>16}{'loader bytes/sample':>21}{'trainable':>11}")
-    for route, (rate, bytes_per, n_params, _) in rows.items():
-        print(f"{route:<30}{rate:>16,.0f}{bytes_per:>21,.0f}{n_params:>11,}")
+    for route, row in rows.items():
+        print(f"{route:<30}{row['samples_per_s']:>16,.0f}{row['bytes_per_sample']:>21,.0f}"
+              f"{row['parameters']:>11,}")
     ratio = rate_ids / rate_iloc
     print(f"loader alone, batch {bs}: ids-only {rate_ids:,.0f} samples/s vs official-style "
           f".iloc collate {rate_iloc:,.0f} samples/s = {ratio:,.0f}x (floor 100x)")

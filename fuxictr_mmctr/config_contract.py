@@ -59,6 +59,9 @@ _ANY = Rule("any")
 
 POSITION_ENCODINGS = ("none", "learned")
 ITEM_SIDES = ("features", "ids")
+PRECISIONS = ("fp32", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+TRACKERS = ("none", "tensorboard", "mlflow")
 
 # Keys read by name from the params dict (not through a signature), known for every model.
 READ_BY_NAME: Mapping[str, Rule] = {
@@ -77,6 +80,8 @@ READ_BY_NAME: Mapping[str, Rule] = {
     "gpu": Rule("int", low=-1), "seed": Rule("int"),
     "ddp_timeout": Rule("float", low=0.0, low_open=True),
     "num_threads": _POSITIVE_INT,
+    # where a run's curves go (fuxictr_mmctr.train.tracking)
+    "tracking": Rule("choice", choices=TRACKERS),
 }
 
 # Ranges and choices of keys that come from signatures, where the default's type says too little.
@@ -92,10 +97,15 @@ RULES: Mapping[str, Rule] = {
     "monitor_mode": Rule("choice", choices=("max", "min")),
     "shuffle": _BOOL,
     "save_best_only": _BOOL,
+    # speed (fuxictr_mmctr.models.speed): compile and tf32 are bools by their defaults
+    "precision": Rule("choice", choices=PRECISIONS),
+    "compile_mode": Rule("choice", choices=COMPILE_MODES),
+    "compile_backend": _STR,
     # data
     "num_workers": _NON_NEGATIVE_INT,
     "max_len": _POSITIVE_INT,
     "item_side": Rule("choice", choices=ITEM_SIDES),
+    "pin_memory": _BOOL,
     # models
     "embedding_dim": _POSITIVE_INT,
     "net_dropout": _PROBABILITY,

@@ -42,6 +42,8 @@ COMMANDS = {
                   "candidate item tables: given / Task 1 / both vectors, with or without codes"),
     "blend": ("submit:BLEND", "blend the predictions of trained experiments into one submission"),
     "drop-in": ("dropin:DROP_IN", "make an official challenge checkout use this package"),
+    "report": ("report:REPORT", "one HTML page of a sweep, a config's runs or a pipeline, "
+                                "with plots"),
 }
 
 

@@ -20,6 +20,11 @@ The shuffled order of an epoch is a function of ``(seed, epoch)`` alone (:func:`
 own generator), so a run's batches do not depend on what else drew random numbers, on the
 number of processes, or on where a resumed run starts.
 
+Feeding a CUDA device (``gpu >= 0``), batches are gathered straight into pinned host memory and
+copied to the device on a side stream one batch ahead (:mod:`.device`): the batches come out on
+the device, but for the meta columns (``user_id``, the group id of the metrics), which stay on
+the host. On the CPU nothing of this happens.
+
 Under ``torchrun`` (``world_size > 1``, see :mod:`fuxictr_mmctr.train.distributed`) every rank
 holds the whole split. The train split is cut into the same global batches on every rank (every
 rank draws the same :func:`epoch_order`) and each rank takes its share of each batch,
@@ -33,7 +38,7 @@ import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -41,6 +46,7 @@ import torch
 from .. import compat
 from ..config_contract import check_value
 from ..errors import ConfigError
+from .device import host_empty, loader_device, prefetch_to_device
 from .features import feature_sides
 from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
                      check_item_table, read_item_info, read_split)
@@ -152,6 +158,10 @@ class Share(tuple):
         share.rows, share.global_rows = int(rows), int(global_rows)
         return share
 
+    def with_batch(self, batch) -> "Share":
+        """The same share holding other tensors (the batch copied to a device)."""
+        return Share(batch, self.rows, self.global_rows)
+
 
 class MMCTRDataLoader:
     """Iterate one split in batches of ``(batch_dict, item_dict, mask)``.
@@ -174,6 +184,11 @@ class MMCTRDataLoader:
             ``world_size > 1`` turns the train split into :class:`Share` batches of the
             global ``batch_size`` and other splits into this rank's contiguous block of rows.
             Default: 0 and 1 (one process: every row, plain tuples).
+        gpu: the device the batches feed (the model's ``gpu``): ``>= 0`` with CUDA
+            available, batches are copied to ``cuda:<gpu>`` one ahead on a side stream
+            (meta columns stay on the host); -1: CPU tensors as before. Default: -1.
+        pin_memory: gather batches into pinned host memory, so the copies overlap compute.
+            Default: None (on when the loader feeds a CUDA device).
         **kwargs: the rest of the FuxiCTR params, ignored.
 
     Attributes:
@@ -184,12 +199,14 @@ class MMCTRDataLoader:
         epoch: the epoch the next iteration draws its order for; each iteration advances it
             (FuxiCTR's ``fit`` iterates the train loader once per epoch). :meth:`set_epoch`
             sets it, e.g. for a resumed run.
+        device: where batches come out (``cpu``, or the CUDA device of ``gpu``).
     """
 
     def __init__(self, feature_map, data_path, item_info=None, split: str = "train",
                  batch_size: int = 32, shuffle: bool = False, num_workers: int = 0,
                  max_len: int = 100, item_side: str = "features", rank: int = 0,
-                 world_size: int = 1, seed: int = 2024, **kwargs):
+                 world_size: int = 1, seed: int = 2024, gpu: int = -1,
+                 pin_memory: Optional[bool] = None, **kwargs):
         if item_info is None:
             raise ConfigError("MMCTRDataLoader needs `item_info` (path of item_info.parquet) "
                               "in the dataset config")
@@ -228,26 +245,58 @@ class MMCTRDataLoader:
             self.shard = (int(block[0]), int(block[-1]) + 1) if block.size else (0, 0)
         self.num_batches = int(np.ceil((self.shard[1] - self.shard[0]) / self.batch_size))
         self.seq_len = min(self.max_len, self.data.seq_len)
+        self.device = loader_device(gpu)
+        check_value("pin_memory", pin_memory)
+        self.pin_memory = (self.device.type == "cuda") if pin_memory is None else bool(pin_memory)
+        if self.pin_memory and not torch.cuda.is_available():
+            raise ConfigError("pin_memory: True needs CUDA (this torch sees no GPU)",
+                              option="pin_memory")
+        # meta columns (user_id as the metrics' group id) are not model inputs: kept on the host
+        self._host_cols = {c for c in self._batch_cols
+                           if feature_map.features.get(c, {}).get("type") == "meta"}
 
     def __len__(self) -> int:
         return self.num_batches
 
     def make_batch(self, rows) -> Batch:
-        """Assemble the batch for ``rows`` (a slice or an index array)."""
-        cols = self.data.columns
-        batch_dict = {c: torch.from_numpy(np.ascontiguousarray(cols[c][rows]))
-                      for c in self._batch_cols}
-        history = cols[SEQUENCE_COLUMN][rows, -self.seq_len:]                     # (B, L)
-        items = np.concatenate([history, cols[TARGET_COLUMN][rows, None]], axis=1)  # (B, L+1)
-        flat = items.reshape(-1)                                                  # (B*(L+1),)
-        item_dict = {TARGET_COLUMN: torch.from_numpy(flat)}
+        """Assemble the batch for ``rows`` (a slice or an index array), on the host.
+
+        Every array is gathered straight into its output (pinned with :attr:`pin_memory`).
+        """
+        cols, pin, L = self.data.columns, self.pin_memory, self.seq_len
+        n = len(range(*rows.indices(self.num_samples))) if isinstance(rows, slice) else len(rows)
+        batch_dict = {}
+        for c in self._batch_cols:
+            batch_dict[c], out = host_empty((n,) + cols[c].shape[1:], cols[c].dtype, pin)
+            if isinstance(rows, slice):
+                out[...] = cols[c][rows]
+            else:  # sorted row indices, in range: no bounds check (mode="clip")
+                np.take(cols[c], rows, axis=0, mode="clip", out=out)
+        seq, target = cols[SEQUENCE_COLUMN], cols[TARGET_COLUMN]
+        ids, items = host_empty((n, L + 1), np.result_type(seq.dtype, target.dtype), pin)
+        items[:, :L] = seq[rows, -L:]                                           # (B, L) history
+        items[:, L] = target[rows]                                              # target last
+        flat = items.reshape(-1)                                                # (B*(L+1),)
+        item_dict = {TARGET_COLUMN: ids.view(-1)}
         for c in self._item_cols[1:]:
             # ids were range-checked when the split was read, so skip numpy's bounds check
             # (mode="raise" also gathers through an extra buffer)
-            item_dict[c] = torch.from_numpy(np.take(self.items.columns[c], flat, axis=0,
-                                                    mode="clip"))
-        mask = torch.from_numpy((history > 0).astype(np.float32))                 # (B, L)
+            table = self.items.columns[c]
+            item_dict[c], out = host_empty((flat.size,) + table.shape[1:], table.dtype, pin)
+            np.take(table, flat, axis=0, mode="clip", out=out)
+        mask, out = host_empty((n, L), np.float32, pin)
+        np.greater(items[:, :L], 0, out=out)                                    # (B, L)
         return batch_dict, item_dict, mask
+
+    def to_device(self, batch: Batch, device: torch.device, non_blocking: bool = False) -> Batch:
+        """``batch`` with its model inputs on ``device`` (meta columns stay on the host);
+        a :class:`Share` stays a Share."""
+        batch_dict, item_dict, mask = batch
+        moved = ({c: v if c in self._host_cols else v.to(device, non_blocking=non_blocking)
+                  for c, v in batch_dict.items()},
+                 {c: v.to(device, non_blocking=non_blocking) for c, v in item_dict.items()},
+                 mask.to(device, non_blocking=non_blocking))
+        return batch.with_batch(moved) if isinstance(batch, Share) else moved
 
     @property
     def sharded_batches(self) -> bool:
@@ -285,9 +334,11 @@ class MMCTRDataLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         batches = self._batches(self._epoch_order())
-        if self.num_workers <= 0:
-            return batches
-        return _prefetch(batches, depth=self.num_workers)
+        if self.num_workers > 0:
+            batches = _prefetch(batches, depth=self.num_workers)
+        if self.device.type == "cuda":
+            batches = prefetch_to_device(batches, self.device, self.to_device)
+        return batches
 
 
 def _prefetch(batches: Iterator[Batch], depth: int) -> Iterator[Batch]:

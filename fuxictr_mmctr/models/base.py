@@ -11,8 +11,14 @@ A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
   embedding column) are gathered here from tables held on the model's device;
 * the optimizer over trainable parameters only (a frozen pretrained table is not in it), with
   optional weight decay (``Adam``/``AdamW``);
-* the train step: gradient accumulation, gradient clipping, optional label smoothing;
-* checkpoints written atomically (temp file, then rename), with a recorder the trainer sets.
+* the train step: gradient accumulation, gradient clipping, optional label smoothing, and
+  what makes it fast (:mod:`.speed`): autocast in ``precision: bf16 | fp16`` (with a gradient
+  scaler for fp16), a ``torch.compile``d forward (``compile: true``), TF32 matmuls (``tf32``);
+* checkpoints written atomically (temp file, then rename), with a recorder the trainer sets;
+  a checkpoint saved from a ``torch.compile`` wrapper (``_orig_mod.`` keys) loads too;
+* what ``fit`` reports after each evaluation (:mod:`.observer`): every evaluation computes every
+  metric of ``metrics`` (not only the monitored one), and a ``fit_observer`` the trainer sets
+  receives the train loss, the metrics, the learning rate, seconds and samples/s.
 
 Under ``torchrun`` the model is wrapped by :func:`fuxictr_mmctr.train.distributed.attach`: the
 DDP side lives at ``model._dist`` (not a submodule: ``state_dict`` keys are unchanged), and the
@@ -21,20 +27,23 @@ train step, ``evaluate``, ``save_weights`` and ``load_weights`` hand over to it.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from .. import compat
-from ..config_contract import check_value
+from ..config_contract import check_value, rule_from_default
 from ..data.features import feature_sides
 from ..data.loader import item_table
 from ..data.schema import TARGET_COLUMN
 from ..errors import ConfigError
 from ..io import atomic_path
+from .observer import FitClock, FitObserver, batch_rows
+from .speed import (CompiledForward, FloatSigmoid, MixedPrecision, check_compile_backend,
+                    check_compile_mode, set_tf32, strip_compiled_prefix)
 
 from fuxictr.pytorch.layers import FeatureEmbedding
 from fuxictr.pytorch.models import BaseModel
@@ -63,6 +72,18 @@ class MMCTRModel(BaseModel):
             Must match the loader's setting (both read the same config key). Default:
             ``"features"``.
         item_info: path of ``item_info.parquet``; read for the device tables with ``ids``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``: the train step's forward under
+            ``torch.autocast`` in that dtype (weights, loss and optimizer stay float32; fp16
+            adds a gradient scaler). Evaluation runs in float32. Default: ``"fp32"``.
+        compile: run the forward of training batches through ``torch.compile`` (falls back to
+            eager, with a warning, where the backend cannot compile). Default: False.
+        compile_mode: ``torch.compile``'s mode: ``"default"``, ``"reduce-overhead"`` (CUDA
+            graphs), ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``. Default:
+            ``"default"``.
+        compile_backend: ``torch.compile``'s backend (``torch.compiler.list_backends()``):
+            ``"inductor"`` generates kernels; ``"aot_eager"`` only captures the graph (a
+            quick check that a model compiles). Default: ``"inductor"``.
+        tf32: float32 matmuls on TF32 tensor cores (CUDA; process-wide). Default: False.
         embedding_regularizer, net_regularizer: FuxiCTR regularizer specs. Default: None.
         **kwargs: the rest of FuxiCTR's ``BaseModel`` arguments (``model_root``, ``metrics``,
             ``optimizer``, ``loss``, ``verbose``, ...).
@@ -74,6 +95,9 @@ class MMCTRModel(BaseModel):
                  embedding_dim: int = 64, accumulation_steps: int = 1,
                  label_smoothing: float = 0.0, weight_decay: float = 0.0,
                  item_side: str = "features", item_info: Optional[str] = None,
+                 precision: str = "fp32", compile: bool = False,  # noqa: A002 (the config key)
+                 compile_mode: str = "default", compile_backend: str = "inductor",
+                 tf32: bool = False,
                  embedding_regularizer=None, net_regularizer=None, **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu,
                          embedding_regularizer=embedding_regularizer,
@@ -96,6 +120,17 @@ class MMCTRModel(BaseModel):
         self._dist = None  # train.distributed.DataParallel under torchrun (not a submodule)
         # Called as recorder(checkpoint, written_file) before each checkpoint's rename.
         self.checkpoint_recorder: Optional[Callable[[str, Path], None]] = None
+        # Told about every evaluation of fit (train.tracking sets it on the process that logs).
+        self.fit_observer: Optional[FitObserver] = None
+        self._fit_clock = FitClock()
+        self._last_evaluation: Optional[Dict[str, float]] = None
+        self._evaluating = False  # inside fit's eval_step
+        self.precision = MixedPrecision(precision, self.device)
+        check_value("compile", compile, rule_from_default(False))
+        self._compile_mode = check_compile_mode(compile_mode) if compile else None
+        self._compile_backend = check_compile_backend(compile_backend) if compile else None
+        self.tf32 = bool(check_value("tf32", tf32, rule_from_default(False)))
+        self.compiled_forward: Optional[CompiledForward] = None  # set by finish_init
 
     def _register_item_tables(self, item_info) -> None:
         """Hold every item column but ``item_id`` as a ``(n_items+1, ...)`` device buffer.
@@ -134,11 +169,31 @@ class MMCTRModel(BaseModel):
                                                     weight_decay=self.weight_decay)
         self.loss_fn = get_loss(loss)
 
+    def get_output_activation(self, task):
+        """FuxiCTR's output activation; the sigmoid computed in float32 (under autocast too)."""
+        if task == "binary_classification":
+            return FloatSigmoid()
+        return super().get_output_activation(task)
+
     def finish_init(self, optimizer, loss, learning_rate: float) -> None:
-        """Compile, initialise and move to the device: the last lines of every ``__init__``."""
+        """Compile, initialise and move to the device: the last lines of every ``__init__``.
+
+        Then, with ``compile: true``, the forward is wrapped by ``torch.compile`` (the module
+        tree is left alone), and the log states how the train step runs.
+        """
         self.compile(optimizer, loss, learning_rate)
         self.reset_parameters()
         self.model_to_device()
+        set_tf32(self.tf32, self.device)
+        if self._compile_mode is not None:
+            self.compiled_forward = CompiledForward.install(self, mode=self._compile_mode,
+                                                            backend=self._compile_backend)
+        logger.info("Train step: precision %s, %s, tf32 %s (device %s; evaluation in fp32, "
+                    "eager)", self.precision.describe(),
+                    f"compiled (torch.compile, backend {self._compile_backend}, mode "
+                    f"{self._compile_mode})"
+                    if self.compiled_forward is not None else "eager",
+                    "on" if self.tf32 and self.device.type == "cuda" else "off", self.device)
 
     # ------------------------------------------------------------------ batch
     def get_inputs(self, inputs, feature_source=None):
@@ -158,16 +213,20 @@ class MMCTRModel(BaseModel):
                 continue
             if feature_source and spec.get("source") not in feature_source:
                 continue
-            X_dict[name] = value.to(self.device)
-        item_dict = {name: value.to(self.device) for name, value in item_dict.items()}
-        return X_dict, item_dict, mask.to(self.device)
+            X_dict[name] = value.to(self.device, non_blocking=True)
+        item_dict = {name: value.to(self.device, non_blocking=True)
+                     for name, value in item_dict.items()}
+        return X_dict, item_dict, mask.to(self.device, non_blocking=True)
 
     def get_labels(self, inputs) -> torch.Tensor:
         """Labels ``(B, 1)`` float."""
-        return inputs[0][self.feature_map.labels[0]].to(self.device).float().view(-1, 1)
+        label = inputs[0][self.feature_map.labels[0]]
+        return label.to(self.device, non_blocking=True).float().view(-1, 1)
 
     def get_group_id(self, inputs):
-        return inputs[0][self.feature_map.group_id]
+        """The metrics' group ids ``(B,)`` on the host (FuxiCTR calls ``.numpy()`` on them; a
+        loader feeding a GPU ships ``user_id`` there when it is also a model input)."""
+        return inputs[0][self.feature_map.group_id].cpu()
 
     # ------------------------------------------------------------------ embeddings
     def embed_row_features(self, X_dict: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
@@ -214,15 +273,18 @@ class MMCTRModel(BaseModel):
 
     # ------------------------------------------------------------------ training
     def add_loss(self, return_dict, y_true):
+        """The task loss in float32 (whatever dtype autocast left ``y_pred`` in)."""
         if self.training and self.label_smoothing > 0:
             y_true = y_true * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return self.loss_fn(return_dict["y_pred"], y_true, reduction="mean")
+        return self.loss_fn(return_dict["y_pred"].float(), y_true, reduction="mean")
 
     def train_step(self, batch_data):
         """Forward, backward, and an optimizer step every ``accumulation_steps`` batches
         (and at the end of an epoch), with gradients clipped to ``max_gradient_norm``.
 
-        Under torchrun the forward and backward go through the DDP wrapper
+        The forward runs under the ``precision``'s autocast (and compiled with ``compile:
+        true``); the loss is computed in float32 outside autocast, scaled before the backward
+        with fp16. Under torchrun the forward and backward go through the DDP wrapper
         (:meth:`~fuxictr_mmctr.train.distributed.DataParallel.forward_backward`), gradients
         being all-reduced only on the batch that steps the optimizer."""
         step = self._batch_index + 1
@@ -230,19 +292,54 @@ class MMCTRModel(BaseModel):
         if self._dist is not None:
             loss = self._dist.forward_backward(self, batch_data, sync=optimizer_step)
         else:
-            return_dict = self.forward(batch_data)
+            with self.precision.autocast():
+                return_dict = self.forward(batch_data)
             y_true = self.get_labels(batch_data)
             loss = self.compute_loss(return_dict, y_true)
-            (loss / self.accumulation_steps).backward()
+            self.precision.backward(loss / self.accumulation_steps)
         if optimizer_step:
-            nn.utils.clip_grad_norm_(self.parameters(), self._max_gradient_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
+            self.precision.step(self.optimizer, self.parameters(), self._max_gradient_norm)
+        if self.fit_observer is not None:
+            # FuxiCTR calls loss.item() right after this step anyway: no extra device sync
+            self._fit_clock.batch(loss.item(), batch_rows(batch_data),
+                                  epoch_start=self._batch_index == 0)
         return loss
+
+    def fit(self, data_generator, *args, **kwargs):
+        """FuxiCTR's ``fit``: the loop, unchanged; the clock of :attr:`fit_observer` starts."""
+        self._fit_clock = FitClock()
+        return super().fit(data_generator, *args, **kwargs)
+
+    def eval_step(self):
+        """FuxiCTR's ``eval_step`` (evaluate, checkpoint, early stop); then the evaluation goes
+        to :attr:`fit_observer` with the batches' loss, learning rate, seconds and rows."""
+        started = time.perf_counter()
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        best, self._last_evaluation = self._best_metric, None
+        self._evaluating = True
+        try:
+            super().eval_step()
+        finally:
+            self._evaluating = False
+        if self.fit_observer is not None and self._last_evaluation is not None:
+            self.fit_observer.evaluated(self._fit_clock.evaluation(
+                epoch=self._epoch_index + 1, batches=self._total_steps,
+                batches_per_epoch=self._steps_per_epoch, eval_steps=self._eval_steps,
+                metrics=self._last_evaluation, learning_rate=learning_rate, started=started,
+                improved=self._best_metric != best, stopped=self._stop_training))
+
+    def checkpoint_and_earlystop(self, logs, min_delta=1e-6):
+        """FuxiCTR's; the evaluation's metrics are kept for :meth:`eval_step`'s observer."""
+        self._last_evaluation = dict(logs)
+        return super().checkpoint_and_earlystop(logs, min_delta=min_delta)
 
     def evaluate(self, data_generator, metrics=None):
         """FuxiCTR's ``evaluate``; under torchrun over every rank's block of the split, with
-        the same metrics returned on every rank."""
+        the same metrics returned on every rank. The evaluations of ``fit`` (which ask for the
+        monitored metrics only) compute every metric of ``metrics`` too: the log's and the
+        trackers' curves then hold logloss beside AUC (a few ms on a 10,000-row split)."""
+        if metrics is not None and self._evaluating:
+            metrics = list(dict.fromkeys(list(self.validation_metrics) + list(metrics)))
         if self._dist is not None:
             return self._dist.evaluate(self, data_generator, metrics)
         return super().evaluate(data_generator, metrics)
@@ -251,7 +348,14 @@ class MMCTRModel(BaseModel):
         """FuxiCTR's ``load_weights``; under torchrun rank 0 reads and broadcasts."""
         if self._dist is not None:
             return self._dist.load_weights(self, checkpoint)
-        return super().load_weights(checkpoint)
+        return self.read_weights(checkpoint)
+
+    def read_weights(self, checkpoint) -> None:
+        """Load a checkpoint file in this process: FuxiCTR's ``load_weights``, and keys saved
+        from a ``torch.compile`` wrapper (``_orig_mod.``) are taken as the plain model's."""
+        self.to(self.device)
+        state_dict = torch.load(checkpoint, map_location="cpu")
+        self.load_state_dict(strip_compiled_prefix(state_dict))
 
     def save_weights(self, checkpoint):
         """Write the checkpoint atomically: a crash never leaves a truncated best model.

@@ -129,7 +129,13 @@ class TargetAttention(DIN_Attention):
     output is ``DIN_Attention``'s: the pooled history does not change when the history is
     permuted. The MLP runs on the real history positions only (a padded position's score is
     multiplied by 0, or masked out of the softmax, in ``DIN_Attention`` anyway), which saves
-    the work on padding: most of it when histories are much shorter than ``max_len``.
+    the work on padding: most of it when histories are much shorter than ``max_len``. Compiled
+    for a GPU (``torch.compile``, CUDA tensors) it runs on every position instead: the gather's
+    data-dependent size would cost a device-to-host sync every step and break the graph, and a
+    GPU has the arithmetic to spare. The scores of the real positions are the same. Not when
+    the MLP normalises with batch statistics (``Dice``, ``batch_norm``), which padding would
+    enter: such a layer keeps the gather. On the CPU the gather stays (the saved work is worth
+    more there than one graph).
 
     ``position_encoding: learned`` adds a learned age embedding to the history items (scored
     and pooled); ``recency_bias`` adds a learned score per age (initialised at 0) to every
@@ -159,6 +165,14 @@ class TargetAttention(DIN_Attention):
         self.positions = (HistoryPositionEncoding(max_len, embedding_dim)
                           if position_encoding == "learned" else None)
         self.recency = nn.Parameter(torch.zeros(int(max_len))) if recency_bias else None
+        # batch statistics (Dice, batch_norm) must see the real positions only
+        self._dense_when_compiled = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                            for m in self.attention_layer.modules())
+
+    def every_position(self, seq: torch.Tensor) -> bool:
+        """Score every history position, not the real ones only: compiled for a GPU, with no
+        batch statistics in the attention MLP (see the class docstring)."""
+        return self._dense_when_compiled and seq.is_cuda and torch.compiler.is_compiling()
 
     def scores(self, target: torch.Tensor, seq: torch.Tensor,
                mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -167,13 +181,16 @@ class TargetAttention(DIN_Attention):
         flat_seq = seq.reshape(-1, dim)                                  # (B*L, D)
         flat_target = target.repeat_interleave(seq_len, dim=0)           # (B*L, D)
         keep = None if mask is None else mask.reshape(-1) > 0            # (B*L,)
-        if keep is not None:
+        gather = keep is not None and not self.every_position(seq)
+        if gather:
             flat_seq, flat_target = flat_seq[keep], flat_target[keep]   # (N_real, D)
         attention_input = torch.cat([flat_target, flat_seq, flat_target - flat_seq,
-                                     flat_target * flat_seq], dim=-1)    # (N_real, 4D)
-        real_scores = self.attention_layer(attention_input).squeeze(-1)  # (N_real,)
+                                     flat_target * flat_seq], dim=-1)    # (N, 4D)
+        real_scores = self.attention_layer(attention_input).squeeze(-1)  # (N,)
         if keep is None:
             return real_scores.view(batch_size, seq_len)
+        if not gather:
+            return real_scores.masked_fill(~keep, 0.0).view(batch_size, seq_len)
         scores = real_scores.new_zeros(batch_size * seq_len)
         scores = scores.masked_scatter(keep, real_scores)
         return scores.view(batch_size, seq_len)                          # (B, L)

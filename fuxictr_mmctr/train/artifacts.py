@@ -210,14 +210,18 @@ RUNTIME_KEYS = frozenset({
     "gpu", "verbose", "num_workers", "num_threads", "rank", "world_size", "ddp_timeout",
     "debug_mode", "model_id", "model_root", "data_root", "dataset_id", "pickle_feature_encoder", "streaming",
     "data_block_size", "data_format", "rebuild_dataset", "feature_config", "data_loader",
-    "split"})  # split: the loader's call argument, not a config key
+    "split",  # split: the loader's call argument, not a config key
+    # how fast, not what: compiled or eager, TF32 matmuls, pinned copies
+    "compile", "compile_mode", "compile_backend", "tf32", "pin_memory",
+    "tracking"})  # where the curves are streamed to
 # How the weights were found (the checkpoint holds the outcome) and the metrics reported:
 TRAINING_KEYS = frozenset({
     "optimizer", "learning_rate", "loss", "batch_size", "epochs", "shuffle", "seed",
     "early_stop_patience", "monitor", "monitor_mode", "metrics", "reduce_lr_on_plateau",
     "save_best_only", "eval_steps", "accumulation_steps", "label_smoothing", "weight_decay",
     "embedding_regularizer", "net_regularizer", "max_gradient_norm", "group_id", "split_type",
-    "valid_size", "test_size", "min_categr_count"})
+    "valid_size", "test_size", "min_categr_count",
+    "precision"})  # evaluation and prediction run in float32 whatever the training precision
 # Dropout is the identity when a model predicts, so its rate does not matter; whether it is
 # zero does (a rate above 0 adds a layer, which renumbers FuxiCTR's MLP_Block).
 _DROPOUT_SUFFIX = "dropout"

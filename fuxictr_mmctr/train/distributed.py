@@ -51,7 +51,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from fuxictr.features import FeatureMap
-from fuxictr.pytorch.models import BaseModel
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -158,6 +157,11 @@ class DataParallel:
             sync: all-reduce the gradients in this backward (False for the micro-batches
                 inside ``accumulation_steps``: ``no_sync()``).
 
+        The forward runs under the model's ``precision`` autocast (and through its compiled
+        forward with ``compile: true``: DDP calls ``model.forward``); the loss is float32 and,
+        with fp16, scaled by the model's gradient scaler before the backward (the all-reduce
+        then carries scaled gradients, unscaled before clipping, as in one process).
+
         Returns:
             This share's loss (mean task loss + regulariser), detached, for the log.
         """
@@ -169,17 +173,19 @@ class DataParallel:
             if rows == 0:  # a stand-in row: no batch-norm update, no dropout, weight 0
                 was_training = model.training
                 model.eval()
-                return_dict = self.ddp(batch)
+                with model.precision.autocast():
+                    return_dict = self.ddp(batch)
                 model.train(was_training)
-                task = return_dict["y_pred"].sum() * 0.0
+                task = return_dict["y_pred"].float().sum() * 0.0
                 weighted = task
             else:
-                return_dict = self.ddp(batch)
+                with model.precision.autocast():
+                    return_dict = self.ddp(batch)
                 task = model.add_loss(return_dict, model.get_labels(batch))
                 weight = world if rows is None else rows / global_rows * world
                 weighted = task * weight
             regularizer = model.regularization_loss()
-            ((weighted + regularizer) / model.accumulation_steps).backward()
+            model.precision.backward((weighted + regularizer) / model.accumulation_steps)
         return (task + regularizer).detach()
 
     # ------------------------------------------------------------------ evaluation
@@ -237,7 +243,7 @@ class DataParallel:
         """Rank 0 reads the checkpoint and broadcasts the weights (other ranks may not see
         rank 0's files)."""
         if self.cluster.is_main:
-            BaseModel.load_weights(model, checkpoint)
+            model.read_weights(checkpoint)
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)
 

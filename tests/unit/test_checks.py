@@ -39,6 +39,13 @@ def _with(config_dir, expid="DIN_sample", **values):
     ("attention_dropout", "0.1", "is a string, not a number"),
     ("position_encoding", "sinusoid", "must be one of"),
     ("num_threads", 0, "must be >= 1"),
+    ("precision", "fp64", "must be one of"),
+    ("precision", "bf 16", "must be one of"),
+    ("compile", "yes", "must be True or False"),
+    ("compile_mode", "fast", "must be one of"),
+    ("compile_backend", 3, "must be a string"),
+    ("tf32", 1, "must be True or False"),
+    ("pin_memory", "auto", "must be True or False"),
 ])
 def test_bad_values_are_refused_with_the_key(repo_config, key, value, message):
     expid = _with(repo_config, **{key: value})

@@ -56,6 +56,8 @@ def test_keys_follow_the_components():
               "verbose", "model_root", "metrics",             # BaseModel's kwargs[...]
               "early_stop_patience", "monitor",               # BaseModel's signature
               "accumulation_steps", "weight_decay",           # MMCTRModel
+              "precision", "compile", "compile_mode", "compile_backend", "tf32",
+              "pin_memory",                                   # the loader
               "feature_cols", "label_col", "item_info",       # the feature processors
               "feature_specs", "use_features",                # FeatureMap.load
               "seed", "model", "gpu"}                         # experiment.py

@@ -41,6 +41,10 @@ def test_runtime_and_training_only_keys_are_not_inputs(params):
     assert inputs["files"]["item_info"]["sha256"] == file_digest(params["item_info"])
     same = dict(params, gpu=3, verbose=0, learning_rate=9.0, batch_size=7, epochs=1, seed=1)
     assert artifacts.input_differences(inputs, artifacts.model_inputs(same)) == []
+    # how fast a model trained, and in which precision, is not what it computes
+    fast = dict(params, precision="bf16", compile=True, compile_mode="max-autotune",
+                compile_backend="aot_eager", tf32=True, pin_memory=True)
+    assert artifacts.input_differences(inputs, artifacts.model_inputs(fast)) == []
 
 
 def test_a_default_left_out_reads_as_the_default(params):
