@@ -41,6 +41,8 @@ COMMANDS = {
     "item-side": ("item_side:ITEM_SIDE",
                   "candidate item tables: given / Task 1 / both vectors, with or without codes"),
     "blend": ("submit:BLEND", "blend the predictions of trained experiments into one submission"),
+    "pipeline": ("pipeline:PIPELINE", "Task 1 -> item sides with semantic IDs -> models -> blend "
+                 "-> checked zip, resumable"),
     "drop-in": ("dropin:DROP_IN", "make an official challenge checkout use this package"),
     "report": ("report:REPORT", "one HTML page of a sweep, a config's runs or a pipeline, "
                                 "with plots"),

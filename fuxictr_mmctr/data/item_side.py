@@ -323,7 +323,7 @@ CANDIDATES: Dict[str, Candidate] = {c.name: c for c in (
 def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = None,
                      task1: Optional[PathLike] = None,
                      quantizer: QuantizerConfig = QuantizerConfig(),
-                     force: bool = False) -> Dict[str, Path]:
+                     force: bool = False, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
     """Write the candidate item sides of a ``MicroLens_1M_x1`` folder (see the module table).
 
     Args:
@@ -333,6 +333,8 @@ def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = Non
         task1: Task 1's item_info. Default: ``<dataset_dir>/item_info_task1.parquet``.
         quantizer: the codes' settings. Default: 3 levels of 64.
         force: rewrite tables that are up to date. Default: False.
+        out_dir: where the tables are written (``mmctr pipeline`` keeps them in its work dir
+            and leaves the data folder as it was). Default: ``dataset_dir``.
 
     Returns:
         ``{candidate: path}`` of every candidate made or found, the inputs included.
@@ -363,7 +365,7 @@ def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = Non
             made[name] = base
             continue
         spec = ItemSideSpec(
-            base=base, out=folder / cand.file,
+            base=base, out=Path(out_dir or folder) / cand.file,
             add=(VectorSource(task1, GIVEN_COLUMN, TASK1_COLUMN),) if cand.add_task1 else (),
             codes_of=cand.codes_of, quantizer=quantizer)
         made[name] = build_item_side(spec, force=force).out

@@ -46,6 +46,8 @@ USER_COLUMN = "user_id"
 SEQUENCE_COLUMN = "item_seq"
 TARGET_COLUMN = "item_id"
 LABEL_COLUMN = "label"
+# The folder of the splits and item_info under a MicroLens root (``data/MicroLens_1M_x1``).
+DATASET_DIR = "MicroLens_1M_x1"
 _READ_BATCH_ROWS = 65_536
 _PROGRESS_ROWS = 1_000_000  # splits at least this long show a progress bar while read
 
