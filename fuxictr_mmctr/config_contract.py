@@ -129,6 +129,9 @@ RULES: Mapping[str, Rule] = {
     "first_k_cols": _POSITIVE_INT,
     "dim_feedforward": _POSITIVE_INT,
     "reduction_ratio": Rule("float", low=0.0, low_open=True),
+    "excitation_activation": Rule("choice", choices=("ReLU", "Sigmoid", "relu", "sigmoid")),
+    # target attention (DIN, DIN_DCN)
+    "attention_heads": _POSITIVE_INT,
 }
 
 

@@ -148,6 +148,13 @@ class MMCTRModel(BaseModel):
         """Width of :meth:`embed_row_features`: the row features a model embeds."""
         return sum(self._feature_dim(name) for name in self.row_features)
 
+    def field_dims(self, item_vectors: int = 2) -> List[int]:
+        """Widths of the fields of ``concat_with_row(row_emb, *items)``: each row feature, then
+        each item feature of each of ``item_vectors`` item-wide parts (the target item, the
+        pooled history, one per attention head)."""
+        item = [self._feature_dim(name) for name in self.item_features]
+        return [self._feature_dim(name) for name in self.row_features] + item * item_vectors
+
     def compile(self, optimizer, loss, lr):
         """FuxiCTR's ``compile`` over trainable parameters only, with weight decay."""
         names = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "adagrad": "Adagrad"}

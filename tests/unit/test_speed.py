@@ -193,7 +193,7 @@ def test_target_attention_scores_every_position_the_same(monkeypatch):
     monkeypatch.setattr(layer, "every_position", lambda seq: True)
     dense = layer.scores(target, history, mask)
     assert torch.allclose(dense, gathered, atol=1e-6)
-    assert (dense[mask == 0] == 0).all()
+    assert (dense.squeeze(1)[mask == 0] == 0).all()  # (B, 1, L): one head
 
 
 def test_target_attention_with_batch_statistics_keeps_the_gather():
