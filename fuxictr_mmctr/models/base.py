@@ -62,6 +62,9 @@ class MMCTRModel(BaseModel):
             Default: 1.
         label_smoothing: targets become ``y * (1 - s) + s / 2`` in the loss. Default: 0.
         weight_decay: decoupled with ``optimizer: AdamW``, L2 with ``Adam``. Default: 0.
+        lr_decay_factor: the learning rate is multiplied by it when the monitored metric stops
+            improving (FuxiCTR's ``reduce_lr_on_plateau``, whose own factor is 0.1; QIN's
+            authors used 0.5). Default: 0.1.
         item_side: ``"features"`` (the loader gathers item columns) or ``"ids"`` (the loader
             ships item ids; item columns are gathered from tables on the model's device).
             Must match the loader's setting (both read the same config key). Default:
@@ -89,7 +92,7 @@ class MMCTRModel(BaseModel):
     def __init__(self, feature_map, model_id: str = "MMCTRModel", gpu: int = -1,
                  embedding_dim: int = 64, accumulation_steps: int = 1,
                  label_smoothing: float = 0.0, weight_decay: float = 0.0,
-                 item_side: str = "features", item_info: Optional[str] = None,
+                 lr_decay_factor: float = 0.1, item_side: str = "features", item_info: Optional[str] = None,
                  precision: str = "fp32", compile: bool = False,  # noqa: A002 (the config key)
                  compile_mode: str = "default", compile_backend: str = "inductor",
                  tf32: bool = False,
@@ -103,6 +106,7 @@ class MMCTRModel(BaseModel):
         self.accumulation_steps = int(accumulation_steps)
         self.label_smoothing = float(label_smoothing)
         self.weight_decay = float(weight_decay)
+        self.lr_decay_factor = float(check_value("lr_decay_factor", lr_decay_factor))
         sides = feature_sides(feature_map.features)
         self.row_features: List[str] = list(sides.row_inputs)
         self.item_features: List[str] = list(sides.item_inputs)
@@ -165,6 +169,10 @@ class MMCTRModel(BaseModel):
         self.optimizer = getattr(torch.optim, name)(trainable, lr=lr,
                                                     weight_decay=self.weight_decay)
         self.loss_fn = get_loss(loss)
+
+    def lr_decay(self, factor=None, min_lr=1e-6):
+        """FuxiCTR's decay on a plateau (it calls ``lr_decay()``), by :attr:`lr_decay_factor`."""
+        return super().lr_decay(self.lr_decay_factor if factor is None else factor, min_lr)
 
     def get_output_activation(self, task):
         """FuxiCTR's output activation; the sigmoid computed in float32 (under autocast too)."""

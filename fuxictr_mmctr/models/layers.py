@@ -1,5 +1,5 @@
 """Layers the MM-CTR models compose: written once, shared by DIN, DCNv2, TransformerDCN, FiBiNET,
-DIN_DCN.
+DIN_DCN and QIN.
 
 * :class:`MaskedHistoryPooling`: mean / sum / max over the real items of a left-padded history.
 * :class:`HistoryPositionEncoding`: a learned embedding of each history item's age (0 = the most
@@ -9,6 +9,11 @@ DIN_DCN.
   ``DIN_Attention``'s output), its MLP run on the real history positions only.
 * :class:`FieldSqueezeExcitation`: FuxiCTR's ``SqueezeExcitation`` (SENET) over fields of any
   widths laid side by side in one flat vector (DIN's and DIN_DCN's ``use_senet``).
+* :class:`AdaptiveSparseTargetAttention`: QIN's target attention, FuxiCTR's
+  ``MultiHeadTargetAttention`` with its softmax replaced by a ReLU gate
+  (:class:`ReLUGatedDotProductAttention`) and the target added back.
+* :class:`QuadraticNeuralNetwork`: QIN's stack of :class:`QuadraticLayer` (a learned quadratic
+  form of the input, the multi-head Khatri-Rao product of QNN) with residual connections.
 * :class:`MultiInterestPooling`: self-attentive multi-interest extraction (ComiRec-SA) and the
   target choosing among the interests.
 * :class:`CrossNetwork`: FuxiCTR's cross networks behind one switch (``vector`` = DCN's
@@ -38,7 +43,8 @@ import torch
 from torch import nn
 
 from fuxictr.pytorch.layers import (CrossNet, CrossNetMix, CrossNetV2, DIN_Attention, Dice,
-                                    MLP_Block, SqueezeExcitation)
+                                    MLP_Block, MultiHeadTargetAttention,
+                                    ScaledDotProductAttention, SqueezeExcitation)
 
 
 def resolve_activations(activation, hidden_units: Sequence[int]):
@@ -574,3 +580,152 @@ def field_senet(use_senet: bool, field_dims: Sequence[int], reduction_ratio: flo
     if not use_senet:
         return None
     return FieldSqueezeExcitation(field_dims, reduction_ratio, excitation_activation)
+
+
+class ReLUGatedDotProductAttention(ScaledDotProductAttention):
+    """FuxiCTR's ``ScaledDotProductAttention`` with the softmax replaced by a ReLU.
+
+    ``ReLU(Q K^T / scale)``: a key scoring at or below zero gets exactly zero weight, and the
+    weights are not normalised (they need not sum to 1, and a history with no relevant item
+    pools to zeros). Masked keys (``mask == 0``) score 0 before the ReLU, so they get 0 too.
+
+    Shapes: ``Q (..., 1, d)``, ``K, V (..., L, d)``, mask broadcastable to ``(..., 1, L)`` ->
+    ``(output (..., 1, d), weights (..., 1, L))``.
+    """
+
+    def forward(self, Q, K, V, scale=None, mask=None):
+        scores = torch.matmul(Q, K.transpose(-1, -2))                     # (..., 1, L)
+        if scale:
+            scores = scores / scale
+        if mask is not None:
+            scores = scores.masked_fill(mask == 0, 0.0)
+        weights = torch.relu(scores)
+        if self.dropout is not None:
+            weights = self.dropout(weights)
+        return torch.matmul(weights, V), weights
+
+
+class AdaptiveSparseTargetAttention(MultiHeadTargetAttention):
+    """QIN's adaptive sparse target attention (ASTA).
+
+    Li et al., "Quadratic Interest Network for Multimodal Click-Through Rate Prediction",
+    arXiv 2504.17699: ``o = W_o ReLU(Q K^T / sqrt(d)) V + x_t`` with ``Q = W_q x_t`` (the target
+    item), ``K = W_k x_b``, ``V = W_v x_b`` (the history): FuxiCTR's ``MultiHeadTargetAttention``
+    (its projections and head split) with :class:`ReLUGatedDotProductAttention` in place of
+    the softmax, and the target added back. History items the target does not match get
+    exactly zero weight instead of a softmax's small share, so a long history does not
+    dilute the few relevant items. The authors' released code has one head
+    (``attention_dim = 2 * D``); with ``H`` heads each scores in ``attention_dim / H``
+    dimensions (scaled by ``sqrt(attention_dim / H)``).
+
+    Args:
+        input_dim: width ``D`` of an item.
+        attention_dim: width of ``Q``, ``K``, ``V``; None = ``2 * D`` (the authors').
+            Default: None.
+        num_heads: heads ``H``; must divide ``attention_dim``. Default: 1.
+        dropout_rate: dropout on the attention weights. Default: 0.
+        max_len: the longest history (size of the age table). Default: 100.
+        position_encoding: ``"none"`` or ``"learned"`` (:class:`HistoryPositionEncoding` added
+            to the history before the projections). Default: ``"none"``.
+
+    Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` -> ``(B, D)``; a row with
+    no history item gives the target itself.
+    """
+
+    def __init__(self, input_dim: int, attention_dim: Optional[int] = None, num_heads: int = 1,
+                 dropout_rate: float = 0.0, max_len: int = 100,
+                 position_encoding: str = "none"):
+        attention_dim = int(check_value("attention_dim", attention_dim) or 2 * input_dim)
+        check_value("attention_heads", num_heads)
+        if attention_dim % num_heads:
+            raise ConfigError(f"attention_heads={num_heads} does not divide attention_dim="
+                              f"{attention_dim}", option="attention_heads")
+        super().__init__(input_dim, attention_dim=attention_dim, num_heads=num_heads,
+                         dropout_rate=dropout_rate, use_scale=True, use_qkvo=True)
+        self.dot_attention = ReLUGatedDotProductAttention(dropout_rate)
+        check_value("position_encoding", position_encoding)
+        self.positions = (HistoryPositionEncoding(max_len, input_dim)
+                          if position_encoding == "learned" else None)
+
+    def forward(self, target_item, history_sequence, mask=None):
+        if self.positions is not None:
+            history_sequence = self.positions(history_sequence)          # (B, L, D)
+        interest = super().forward(target_item, history_sequence, mask)  # (B, D)
+        return interest + target_item                                    # (B, D)
+
+
+class QuadraticLayer(nn.Module):
+    """One layer of QIN's Quadratic Neural Network: ``x * sum_r (W_r x + b_r)``.
+
+    The multi-head Khatri-Rao product of QNN (Li et al., "Revisiting Feature Interactions from
+    the Perspective of Quadratic Neural Networks for Click-through Rate Prediction", KDD 2025,
+    arXiv 2505.17999): ``num_row`` linear maps of the input, each multiplied element-wise with
+    the input and summed, so every output unit is a learned quadratic form of the input (all
+    pairwise feature interactions, weighted). The sum of the rows is itself one linear map:
+    the rows change the parametrisation (a wider initial spread, dropout on each row), not
+    the functions the layer can express, which is what the authors' ``num_row`` tunes.
+
+    Args:
+        input_dim: width ``D`` of the input (and output).
+        num_row: rows ``R``. Default: 2.
+        net_dropout: dropout on each row's output. Default: 0.
+
+    Shapes: ``(B, D)`` -> ``(B, D)``.
+    """
+
+    def __init__(self, input_dim: int, num_row: int = 2, net_dropout: float = 0.0):
+        super().__init__()
+        self.num_row = int(check_value("num_row", num_row))
+        self.input_dim = int(input_dim)
+        self.linear = nn.Linear(self.input_dim, self.input_dim * self.num_row)
+        self.dropout = nn.Dropout(net_dropout) if net_dropout > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.linear(x)                                            # (B, R * D)
+        if self.dropout is not None:
+            rows = self.dropout(rows)
+        rows = rows.view(-1, self.num_row, self.input_dim)               # (B, R, D)
+        return x * rows.sum(dim=1)                                       # (B, D)
+
+
+class QuadraticNeuralNetwork(nn.Module):
+    """QIN's Quadratic Neural Network: residual :class:`QuadraticLayer` blocks, then a linear
+    read-out.
+
+    Each block is ``x + dropout(PReLU(batch_norm(QuadraticLayer(x))))``, as in the authors'
+    code, so ``num_layers`` blocks reach interactions of order ``2 ** num_layers``.
+
+    Args:
+        input_dim: width of the input features.
+        num_layers: blocks. Default: 3.
+        num_row: rows of each :class:`QuadraticLayer`. Default: 2.
+        net_dropout: dropout in each layer and block. Default: 0.
+        batch_norm: batch norm in each block. Default: False.
+        output_activation: e.g. the model's sigmoid. Default: None (a logit).
+
+    Shapes: ``(B, input_dim)`` -> ``(B, 1)``.
+    """
+
+    def __init__(self, input_dim: int, num_layers: int = 3, num_row: int = 2,
+                 net_dropout: float = 0.0, batch_norm: bool = False,
+                 output_activation: Optional[nn.Module] = None):
+        super().__init__()
+        check_value("num_layers", num_layers)
+        check_value("net_dropout", net_dropout)
+        self.blocks = nn.ModuleList()
+        for _ in range(int(num_layers)):
+            block = [QuadraticLayer(input_dim, num_row=num_row, net_dropout=net_dropout)]
+            if batch_norm:
+                block.append(nn.BatchNorm1d(input_dim))
+            block.append(nn.PReLU())
+            if net_dropout > 0:
+                block.append(nn.Dropout(net_dropout))
+            self.blocks.append(nn.Sequential(*block))
+        self.fc = nn.Linear(input_dim, 1)
+        self.output_activation = output_activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + block(x)                                             # (B, input_dim)
+        logit = self.fc(x)                                               # (B, 1)
+        return logit if self.output_activation is None else self.output_activation(logit)

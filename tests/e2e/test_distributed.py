@@ -22,7 +22,7 @@ from helpers import ROOT, point_config_at
 from fuxictr_mmctr.train import experiment
 
 EXPIDS = ("DIN_sample", "DCNv2_sample", "TransformerDCN_sample", "DIN_DCN_sample",
-          "FiBiNET_sample", "DIN_sample_pretrained")
+          "FiBiNET_sample", "QIN_sample", "DIN_sample_pretrained")
 EXACT = {"epochs": 1, "batch_size": 857, "verbose": 0, "batch_norm": False, "net_dropout": 0,
          "attention_dropout": 0, "transformer_dropout": 0, "learning_rate": 3.0e-4}
 # DIN_DCN learns little in the epoch's 7 steps at 3.0e-4

@@ -80,18 +80,20 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
     assert model_zoo.MMCTRDataLoader is MMCTRDataLoader
 
     # the official scripts, unchanged, train models of this package: DIN through FuxiCTR's
-    # own pretrained embedding (the h5 written by drop-in), another model with the vocab sizes
+    # own pretrained embedding (the h5 written by drop-in), DCNv2 and QIN with the vocab sizes
     # read from the data and the 128-d item embedding column
     other = next((m for m in ("DCNv2", "DIN_DCN", "FiBiNET", "TransformerDCN") if m in MODELS),
                  "DIN")
     fast_expid(repo, "DIN_sample_pretrained", "DIN_pretrained_dropin")
     fast_expid(repo, f"{other}_sample", f"{other}_dropin")
+    fast_expid(repo, "QIN_sample", "QIN_dropin")
     # They assert fuxictr == 2.3.7 and call RankDataLoader(...).make_iterator(), a class only
     # in 2.3.7: on a newer FuxiCTR they cannot run, with or without drop-in.
     official_runs = fuxictr.__version__ == "2.3.7"
     if official_runs:
         for expid, dataset_id in [("DIN_pretrained_dropin", "MicroLens_sample_pretrained"),
-                                  (f"{other}_dropin", "MicroLens_sample")]:
+                                  (f"{other}_dropin", "MicroLens_sample"),
+                                  ("QIN_dropin", "MicroLens_sample")]:
             run_official(repo, "run_expid.py", "--config", "config/mmctr_config",
                          "--expid", expid)
             log = (repo / "checkpoints" / dataset_id / f"{expid}.log").read_text()
@@ -105,14 +107,15 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
         specs = log.split("Feature specs: ")[1]
         assert "'pretrain_dim': 128" in specs.split('"item_emb_d128"')[1].split("\n")[0]
 
-        run_official(repo, "prediction.py", "--config", "config/mmctr_config", "--expid",
-                     "DIN_pretrained_dropin")
-        zip_path = repo / "submission" / "DIN_pretrained_dropin.zip"
-        report = check_submission_zip(zip_path,
-                                      repo / "data" / "MicroLens_1M_x1" / "test.parquet")
-        assert report.n_rows == 1000
-        with zipfile.ZipFile(zip_path) as zf:
-            assert pd.read_csv(zf.open("prediction.csv"))["Task1"].between(0, 1).all()
+        for expid in ("DIN_pretrained_dropin", "QIN_dropin"):
+            run_official(repo, "prediction.py", "--config", "config/mmctr_config", "--expid",
+                         expid)
+            zip_path = repo / "submission" / f"{expid}.zip"
+            report = check_submission_zip(zip_path,
+                                          repo / "data" / "MicroLens_1M_x1" / "test.parquet")
+            assert report.n_rows == 1000
+            with zipfile.ZipFile(zip_path) as zf:
+                assert pd.read_csv(zf.open("prediction.csv"))["Task1"].between(0, 1).all()
 
     # idempotent: a second drop-in keeps the first backup (the official files)
     again = dropin.drop_in(repo)
