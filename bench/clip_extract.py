@@ -35,7 +35,7 @@ def per_image_loop(model, processor, texts, image_dir: Path, items) -> dict:
     import torch
     from PIL import Image
 
-    from fuxictr_mmctr.embeddings.student import _features, text_max_length
+    from fuxictr_mmctr.embeddings.encoders.clip import pooled, text_max_length
 
     decode = 0.0
     start = time.perf_counter()
@@ -52,9 +52,9 @@ def per_image_loop(model, processor, texts, image_dir: Path, items) -> dict:
             decode += time.perf_counter() - t0
             tok = processor.tokenizer([texts[item]], truncation=True, max_length=max_len,
                                       return_tensors="pt")
-            _features(model.get_text_features(**tok))
+            pooled(model.get_text_features(**tok))
             if px is not None:
-                _features(model.get_image_features(pixel_values=px))
+                pooled(model.get_image_features(pixel_values=px))
     seconds = time.perf_counter() - start
     return {"items": len(items), "seconds": seconds, "decode_seconds": decode}
 
@@ -63,7 +63,7 @@ def preprocess_seconds(image_processor, paths, batch_size: int, fast: bool) -> f
     """Wall seconds to turn ``paths`` into pixel batches: ours or the processor's."""
     from PIL import Image
 
-    from fuxictr_mmctr.embeddings.student import FastImageTransform
+    from fuxictr_mmctr.embeddings.images import FastImageTransform
 
     transform = FastImageTransform.from_processor(image_processor) if fast else None
     assert transform is not None or not fast, "the processor's settings are not CLIP's"
@@ -121,8 +121,11 @@ def main(argv=None) -> int:
     import torch
 
     from fuxictr_mmctr.embeddings.data import read_item_side
-    from fuxictr_mmctr.embeddings.student import (FeatureCache, StudentConfig, build_tiny_clip,
-                                                  clip_dim, extract_clip_features, load_clip)
+    from fuxictr_mmctr.embeddings.cache import FeatureCache
+    from fuxictr_mmctr.embeddings.encoders.clip import ClipEncoder, clip_dim, load_clip
+    from fuxictr_mmctr.embeddings.extract import extract_features
+    from fuxictr_mmctr.embeddings.student import StudentConfig
+    from fuxictr_mmctr.embeddings.tiny import build_tiny_clip
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,8 +156,8 @@ def main(argv=None) -> int:
         for fast in (True, False):
             cache = FeatureCache(tmp / f"cache{rep}{fast}", n + 1, clip_dim(model),
                                  {"bench": rep})
-            runs[fast] = extract_clip_features(
-                model, processor, texts, image_dir, cache,
+            runs[fast] = extract_features(
+                ClipEncoder(model, processor), texts, image_dir, cache,
                 StudentConfig(batch_size=args.batch_size, num_workers=args.num_workers,
                               device="cpu", progress=False, fast_preprocess=fast))
         if res is None or runs[True].seconds < res.seconds:

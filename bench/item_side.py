@@ -10,18 +10,35 @@ the loader ships per sample, and the ids-only loader against the official per-ba
 collate (floor: 100x). Run from the repository root:
 
     python bench/item_side.py [--config config/mmctr_config] [--steps 30] [--batch-size 1024]
+
+With ``--auc``, it compares *candidate item sides* instead (README "Item sides"): valid AUC of
+each model trained on each item table of one data folder, on the official baseline's budget
+(3 epochs, batch 256), beside the oracle of the folder's manifest::
+
+    python bench/item_side.py --auc --data-dir data/sample [--models DIN DIN_DCN]
+        [--sides given given_codes task1 task1_codes both both_codes] [--routes column]
+        [--out bench/results/item_side.json] [--report]
+
+The tables of the sides are made first (``mmctr item-side``; Task 1's table must be there:
+``mmctr build-embeddings --data-dir DIR --tiny-clip``). Each model trains ``<Model>_sample``
+with the side's dataset (``MicroLens_sample_<side>[_pretrained]``, as shipped, or any dataset
+of ``--datasets FILE`` merged into the config). Rows are appended to ``--out``; runs found there
+are not run again.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from fuxictr_mmctr.train import experiment
@@ -29,6 +46,9 @@ from fuxictr_mmctr.data.loader import MMCTRDataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loader import IlocCollate, StackedRows  # noqa: E402  (the official-style baseline)
+from models import BUDGETS, bench_config, machine, run_one  # noqa: E402
+
+from fuxictr_mmctr.data.item_side import CANDIDATES, build_candidates  # noqa: E402
 
 
 def batch_bytes(batch) -> int:
@@ -115,16 +135,154 @@ def loader_rate(loader, n_batches, batch_size):
     return n_batches * batch_size / (time.perf_counter() - start)
 
 
+# --------------------------------------------------------------------------- --auc
+def side_dataset(side: str, route: str) -> str:
+    """``MicroLens_sample[_<side>][_pretrained]``: the dataset of a candidate item side."""
+    name = "MicroLens_sample" + ("" if side == "given" else f"_{side}")
+    return name + ("_pretrained" if route == "pretrained" else "")
+
+
+def side_expid(model: str, side: str, route: str, seed=None) -> str:
+    """``<Model>_sample[_<side>][_pretrained][_s<seed>]``."""
+    name = f"{model}_sample" + ("" if side == "given" else f"_{side}")
+    name += "_pretrained" if route == "pretrained" else ""
+    return name + ("" if seed is None else f"_s{seed}")
+
+
+def side_config(src: Path, dst: Path, data_dir: Path, model_root: Path, budget: dict, jobs,
+                datasets: Path = None) -> Path:
+    """bench/models.py's config copy (paths at ``data_dir``, checkpoints at ``model_root``),
+    with ``--datasets`` merged and an expid for each ``(model, side, route, seed)`` of ``jobs``:
+    ``<Model>_sample[_pretrained]``'s settings on the budget, with the side's dataset (and the
+    seed, unless None)."""
+    config = bench_config(src, dst, data_dir, model_root, budget, set())
+    data_cfg = config / "dataset_config.yaml"
+    if datasets:
+        extra = Path(datasets).read_text().replace("./data/sample/", f"{data_dir}/")
+        data_cfg.write_text(data_cfg.read_text() + "\n" + extra)
+    known = yaml.safe_load(data_cfg.read_text())
+    for model in sorted({job[0] for job in jobs}):
+        path = config / "model_config" / f"{model}.yaml"
+        cfg = yaml.safe_load(path.read_text())
+        for _m, side, route, seed in [j for j in jobs if j[0] == model]:
+            dataset = side_dataset(side, route)
+            if dataset not in known:
+                raise SystemExit(f"no dataset {dataset} in {data_cfg} (side {side}, route "
+                                 f"{route}); define it with --datasets FILE")
+            template = cfg[f"{model}_sample" + ("_pretrained" if route == "pretrained" else "")]
+            cfg[side_expid(model, side, route, seed)] = dict(
+                template, dataset_id=dataset, **budget, **({} if seed is None else {"seed": seed}))
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return config
+
+
+def _oracle(data_dir: Path):
+    manifest = data_dir / "_SUCCESS"
+    try:
+        return json.loads(manifest.read_text())["oracle"]["valid"]["AUC"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def side_table(rows, sides, columns) -> str:
+    """Markdown: one row per side, one column per (model, route), valid AUC (the mean over the
+    seeds run, +- half their range when there are several)."""
+    got = {}
+    for r in rows:
+        got.setdefault((r["side"], r["model"], r["route"]), []).append(r["auc"])
+    oracle = next((r["oracle_auc"] for r in rows if r.get("oracle_auc")), None)
+    head = "| item side | " + " | ".join(f"{m} {rt}" for m, rt in columns) + " |"
+    lines = [head, "| --- |" + " --- |" * len(columns)]
+
+    def cell(aucs):
+        if len(aucs) == 1:
+            return f"{aucs[0]:.4f}"
+        return f"{sum(aucs) / len(aucs):.4f} +- {(max(aucs) - min(aucs)) / 2:.4f}"
+
+    for side in sides:
+        cells = [cell(got[(side, m, rt)]) if (side, m, rt) in got else ""
+                 for m, rt in columns]
+        if any(cells):
+            lines.append(f"| {side} | " + " | ".join(cells) + " |")
+    if oracle:
+        lines.append(f"\noracle (true click probability) valid AUC: {oracle:.4f}")
+    return "\n".join(lines)
+
+
+def auc_main(args) -> int:
+    """Valid AUC of each model on each candidate item side of ``--data-dir``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir = Path(args.data_dir).resolve()
+    where = os.path.normpath(args.data_dir)  # rows name the folder as given (a repo path)
+    budget = dict(BUDGETS["fixed"], epochs=args.epochs, batch_size=args.batch_size)
+    out = Path(args.out)
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    rows = saved.get("rows", [])
+    done = {(r["data_dir"], r["model"], r["side"], r["route"], r.get("seed"),
+             r["epochs_budget"], r["batch_size"]) for r in rows}
+    jobs = [(m, s, rt, seed) for m in args.models for s in args.sides for rt in args.routes
+            for seed in args.seeds
+            if (where, m, s, rt, seed, budget["epochs"], budget["batch_size"]) not in done]
+    if jobs and not args.report:
+        shipped = [s for s in args.sides if s in CANDIDATES]
+        if shipped:  # the tables of --datasets sides are the user's to make
+            build_candidates(data_dir / "MicroLens_1M_x1", names=shipped)
+        work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_item_side_"))
+        config = side_config(Path(args.config), work / "config", data_dir, work / "checkpoints",
+                             budget, jobs, args.datasets)
+        for model, side, route, seed in jobs:
+            expid = side_expid(model, side, route, seed)
+            logging.info("== %s on %s", expid, data_dir)
+            row = dict(data_dir=where, model=model, side=side, route=route, expid=expid,
+                       seed=seed, epochs_budget=budget["epochs"], batch_size=budget["batch_size"],
+                       oracle_auc=_oracle(data_dir), **run_one(config, expid))
+            rows.append(row)
+            logging.info("%s", row)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
+            os.replace(tmp, out)
+    kept = [r for r in rows if r["data_dir"] == where and r.get("seed") in args.seeds
+            and r["epochs_budget"] == budget["epochs"] and r["batch_size"] == budget["batch_size"]]
+    print(f"\nMachine: {saved.get('machine') if args.report else machine()}")
+    print(f"Data: {where}; {budget['epochs']} epochs, batch {budget['batch_size']}; valid AUC")
+    print(side_table(kept, args.sides, [(m, rt) for m in args.models for rt in args.routes]))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/mmctr_config")
     parser.add_argument("--column-expid", default="DIN_sample")
     parser.add_argument("--pretrained-expid", default="DIN_sample_pretrained")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: 1024, with --auc 256 (the official baseline's)")
     parser.add_argument("--max-len", type=int, default=64)
     parser.add_argument("--loader-batch-size", type=int, default=8192)
+    auc = parser.add_argument_group("--auc: valid AUC per candidate item side")
+    auc.add_argument("--auc", action="store_true", help="compare item sides, not routes")
+    auc.add_argument("--data-dir", default="data/sample",
+                     help="the sample root (holds MicroLens_1M_x1/ and the manifest)")
+    auc.add_argument("--models", nargs="+", default=["DIN"])
+    auc.add_argument("--sides", nargs="+", default=list(CANDIDATES),
+                     help="candidate item sides (MicroLens_sample_<side> datasets)")
+    auc.add_argument("--routes", nargs="+", default=["column"], choices=["column", "pretrained"])
+    auc.add_argument("--epochs", type=int, default=BUDGETS["fixed"]["epochs"])
+    auc.add_argument("--seeds", nargs="+", type=int, default=[20242025],
+                     help="model seeds, one run each (default: 20242025, every shipped "
+                          "expid's)")
+    auc.add_argument("--datasets", help="a YAML of more datasets (sample paths as ./data/sample/)")
+    auc.add_argument("--work-dir", default=None, help="configs and checkpoints (default: tmp)")
+    auc.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    auc.add_argument("--out", default="bench/results/item_side.json")
+    auc.add_argument("--report", action="store_true", help="print --out's table, run nothing")
     args = parser.parse_args(argv)
+    if args.auc:
+        args.batch_size = args.batch_size or BUDGETS["fixed"]["batch_size"]
+        return auc_main(args)
+    args.batch_size = args.batch_size or 1024
     logging.disable(logging.INFO)
     rows = {}
     for route, expid in (("column (type: embedding)", args.column_expid),

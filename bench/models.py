@@ -46,6 +46,8 @@ import yaml
 from fuxictr_mmctr.resources import point_at_sample
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.models import MODELS
+from fuxictr_mmctr.train.report import runs_from_records, runs_page
+from fuxictr_mmctr.train.report_page import write_page
 
 logger = logging.getLogger("bench.models")
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,6 +304,8 @@ def main(argv=None) -> int:
                         help="rows as JSON; finished runs found there are skipped")
     parser.add_argument("--report", action="store_true",
                         help="print the table of the rows in --out without running anything")
+    parser.add_argument("--html", default=None, metavar="FILE",
+                        help="also write the rows as an HTML page with plots (mmctr report's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
@@ -353,6 +357,14 @@ def main(argv=None) -> int:
         print(f"\nChecks, budget `{budget}`:")
         for line in checks(kept, budget=budget):
             print("  " + line)
+    if args.html:
+        runs = runs_from_records(kept, expid=("model", "route", "variant", "seed", "budget"),
+                                 metrics={"AUC": "auc", "logloss": "logloss",
+                                          "samples/s": "samples_per_s"},
+                                 params=("model", "route", "budget"), dataset=("variant", "seed"),
+                                 oracle="oracle_auc")
+        write_page(runs_page({"every model, variant and seed": runs}, "bench/models.py",
+                             saved.get("machine") or machine()), args.html)
     return 0
 
 

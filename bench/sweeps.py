@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fuxictr_mmctr.train.report import runs_from_records, runs_page
+from fuxictr_mmctr.train.report_page import write_page
 from fuxictr_mmctr.train.results import read_results, results_file
 from fuxictr_mmctr.train.sweep import tuner_files
 
@@ -94,6 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--report", default=None, metavar="JSON",
                         help="print the tables of summaries written by --json before "
                              "(e.g. bench/results/sweeps.json) instead of reading sweeps")
+    parser.add_argument("--html", default=None, metavar="FILE",
+                        help="also write the tables as an HTML page with plots (mmctr report's)")
     args = parser.parse_args(argv)
     if args.report:
         summaries = json.loads(Path(args.report).read_text())
@@ -105,6 +109,12 @@ def main(argv=None) -> int:
         print(to_markdown(s) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(summaries, indent=1))
+    if args.html:  # a run per setting and dataset; a section per tuner
+        write_page(runs_page({s["tuner"]: runs_from_records(
+            [dict(r["setting"], setting=f"#{i}", dataset=d, auc=a) for i, r in
+             enumerate(s["rows"], 1) for d, a in r["auc"].items()], expid=("setting",),
+            metrics={"AUC": "auc"}, params=s["keys"], dataset=("dataset",))
+            for s in summaries}, "bench/sweeps.py"), args.html)
     return 0
 
 

@@ -61,6 +61,7 @@ POSITION_ENCODINGS = ("none", "learned")
 ITEM_SIDES = ("features", "ids")
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+TRACKERS = ("none", "tensorboard", "mlflow")
 
 # Keys read by name from the params dict (not through a signature), known for every model.
 READ_BY_NAME: Mapping[str, Rule] = {
@@ -79,6 +80,8 @@ READ_BY_NAME: Mapping[str, Rule] = {
     "gpu": Rule("int", low=-1), "seed": Rule("int"),
     "ddp_timeout": Rule("float", low=0.0, low_open=True),
     "num_threads": _POSITIVE_INT,
+    # where a run's curves go (fuxictr_mmctr.train.tracking)
+    "tracking": Rule("choice", choices=TRACKERS),
 }
 
 # Ranges and choices of keys that come from signatures, where the default's type says too little.

@@ -1,8 +1,10 @@
-"""Small file-system helpers shared by every writer in the package."""
+"""Small file-system helpers shared by every writer in the package: atomic writes, JSON
+reports, file digests."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -71,3 +73,32 @@ def file_digest(path: PathLike) -> str:
                 digest.update(block)
         cached = _DIGESTS[key] = digest.hexdigest()
     return cached
+
+
+def write_json(path: PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically (NumPy scalars and arrays, paths allowed)."""
+    path = Path(path)
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default))
+    return path
+
+
+def _json_default(obj):
+    import numpy as np  # the one helper here that knows NumPy
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, (Path, os.PathLike)):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def report_path_for(out_path: PathLike) -> Path:
+    """The report beside an output: ``item_info_task1.parquet`` ->
+    ``item_info_task1.report.json``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + ".report.json")

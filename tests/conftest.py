@@ -96,15 +96,33 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+TINY_TEXTS = ["red cat video", "blue dog clip", "funny cooking show", "tags: tag_1 tag_2"] * 5
+
+
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """A tiny random CLIP saved with save_pretrained, loaded back with from_pretrained."""
     folder = tmp_path_factory.mktemp("clip")
-    texts = ["red cat video", "blue dog clip", "funny cooking show", "tags: tag_1 tag_2"] * 5
-    from fuxictr_mmctr.embeddings.student import build_tiny_clip
+    from fuxictr_mmctr.embeddings.tiny import build_tiny_clip
 
-    build_tiny_clip(folder, texts, seed=0)
+    build_tiny_clip(folder, TINY_TEXTS, seed=0)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """One tiny random model of each family the student loads, saved with save_pretrained:
+    ``siglip``, ``bert``, ``st`` (a sentence-transformers folder, CLS pooling), ``vit``,
+    ``vlm`` (LLaVA-style: CLIP vision + Qwen2 text). Name -> folder."""
+    from fuxictr_mmctr.embeddings import tiny
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {"siglip": tiny.build_tiny_siglip(root / "siglip", TINY_TEXTS),
+            "bert": tiny.build_tiny_bert(root / "bert", TINY_TEXTS),
+            "st": tiny.build_tiny_bert(root / "st", TINY_TEXTS, sentence_transformers=True,
+                                       pooling="cls"),
+            "vit": tiny.build_tiny_vit(root / "vit"),
+            "vlm": tiny.build_tiny_vlm(root / "vlm", TINY_TEXTS)}
 
 
 @pytest.fixture(scope="module")

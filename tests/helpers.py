@@ -92,7 +92,7 @@ def pretrained_layer(model):
 
 
 def linear_views(n=300, p=24, d=8, seed=0):
-    from fuxictr_mmctr.embeddings.teacher import l2_normalize
+    from fuxictr_mmctr.embeddings.vectors import l2_normalize
 
     rng = np.random.default_rng(seed)
     s = rng.normal(size=(n + 1, p)).astype(np.float32)
@@ -196,3 +196,42 @@ def within(seconds: float, job):
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def build_tiny_qwen_vl(out_dir, texts, seed: int = 0):
+    """A tiny random Qwen2.5-VL (the Task-1 winner's family: windowed vision tower, multimodal
+    rotary positions) saved with save_pretrained with its tokenizer and PIL image processor.
+    No processor: in transformers 5 Qwen2-VL processors need torchvision (their video
+    processor), so a test composes the processor's inputs itself. -> (folder, image tokens of a
+    60 x 80 image)."""
+    import torch
+    import transformers
+    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig,
+                              Qwen2_5_VLForConditionalGeneration)
+
+    from fuxictr_mmctr.embeddings.tiny import bpe_tokenizer
+
+    out_dir = Path(out_dir)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tok = bpe_tokenizer(texts, specials, 300)
+    ids = {s: tok.token_to_id(s) for s in specials}
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, bos_token_id=0, eos_token_id=2,
+                         rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                           out_hidden_size=32, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, fullatt_block_indexes=[1], window_size=112),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(seed)
+    Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                            pad_token="<|endoftext|>").save_pretrained(out_dir)
+    image_processor = (getattr(transformers, "Qwen2VLImageProcessorPil", None)
+                       or transformers.Qwen2VLImageProcessor)
+    image_processor(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
+                    merge_size=2).save_pretrained(out_dir)
+    return out_dir

@@ -36,8 +36,16 @@ COMMANDS = {
     "popularity": ("submit:POPULARITY", "the popularity baseline (per-item smoothed CTR)"),
     "build-embeddings": ("embeddings:BUILD_EMBEDDINGS",
                          "item_info with a fused 128-d multimodal item embedding (Task 1)"),
+    "semantic-ids": ("item_side:SEMANTIC_IDS",
+                     "item_info with semantic-ID codes (residual k-means of a vector column)"),
+    "item-side": ("item_side:ITEM_SIDE",
+                  "candidate item tables: given / Task 1 / both vectors, with or without codes"),
     "blend": ("submit:BLEND", "blend the predictions of trained experiments into one submission"),
+    "pipeline": ("pipeline:PIPELINE", "Task 1 -> item sides with semantic IDs -> models -> blend "
+                 "-> checked zip, resumable"),
     "drop-in": ("dropin:DROP_IN", "make an official challenge checkout use this package"),
+    "report": ("report:REPORT", "one HTML page of a sweep, a config's runs or a pipeline, "
+                                "with plots"),
 }
 
 

@@ -104,6 +104,13 @@ def _read_manifest(out_dir: Path) -> Optional[dict]:
         return None
 
 
+def sample_oracle(out_dir) -> Dict[str, Dict[str, float]]:
+    """The oracle metrics per split (``{"valid": {"AUC": ...}}``) in the manifest of the
+    sample at ``out_dir`` (a dataset's ``data_root``); ``{}`` where there is no sample."""
+    manifest = _read_manifest(Path(out_dir))
+    return dict((manifest or {}).get("oracle") or {})
+
+
 def info_from_manifest(out_dir: Path, manifest: dict, created: bool,
                        seconds: float) -> SampleInfo:
     """The :class:`SampleInfo` a manifest describes."""

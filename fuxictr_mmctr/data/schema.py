@@ -46,6 +46,8 @@ USER_COLUMN = "user_id"
 SEQUENCE_COLUMN = "item_seq"
 TARGET_COLUMN = "item_id"
 LABEL_COLUMN = "label"
+# The folder of the splits and item_info under a MicroLens root (``data/MicroLens_1M_x1``).
+DATASET_DIR = "MicroLens_1M_x1"
 _READ_BATCH_ROWS = 65_536
 _PROGRESS_ROWS = 1_000_000  # splits at least this long show a progress bar while read
 
@@ -265,6 +267,15 @@ def list_column_values(path, name: str, array: pa.Array, offset: int,
     return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(len(array), width or 0)
 
 
+def list_column(matrix: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.ListArray:
+    """A ``(N, W)`` array as a ``list<value_type>`` column of N lists of length W (offsets
+    built in NumPy, no row structure through Python): how the package writes list columns."""
+    n, width = matrix.shape
+    values = pa.array(np.ascontiguousarray(matrix).reshape(-1), type=value_type)
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32), type=pa.int32())
+    return pa.ListArray.from_arrays(offsets, values, type=pa.list_(value_type))
+
+
 # Embedding values beyond this are refused: a dot product of two such 128-d vectors overflows
 # float32 (max 3.4e38) long before that, and real embeddings are O(1).
 MAX_ABS_EMBEDDING = 1.0e6
@@ -329,9 +340,10 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
         path: the item_info parquet file.
         columns: item-side columns to load besides ``item_id``; default all columns.
             Integer lists (``item_tags``) become ``(n+1, K)`` arrays of the narrowest int dtype,
-            float lists (``item_emb_d128``) ``(n+1, D)`` float32, scalar ints ``(n+1,)``.
+            float lists (``item_emb_d128``) ``(n+1, D)`` float32, scalar ints (item-side ids
+            such as the semantic-ID codes ``sid_1``) ``(n+1,)``, non-negative, 0 on row 0.
         list_widths: expected length per list column (e.g. ``{"item_emb_d128": 128}``).
-        vocab_sizes: per integer column (e.g. ``item_tags``), ids must lie in
+        vocab_sizes: per integer column (e.g. ``item_tags``, ``sid_1``), ids must lie in
             ``[0, vocab_size - 1]`` (the config's declared vocabulary).
 
     Raises:
@@ -384,6 +396,14 @@ def read_item_info(path, columns: Optional[Sequence[str]] = None,
             _check_no_nulls(path, name, array, 0)
             values = np.asarray(array.to_numpy(zero_copy_only=False))
             if np.issubdtype(values.dtype, np.integer) and values.size:
+                # an item-side id (a semantic-ID code, a category): what item_tags must meet
+                _check_range(path, name, values, 0, int(vocab_sizes[name]) - 1
+                             if name in (vocab_sizes or {}) else None, 0,
+                             f"the declared vocabulary of size {vocab_sizes[name]}"
+                             if name in (vocab_sizes or {}) else "ids")
+                if values[0] != 0:
+                    raise DataValidationError(path, "padding row 0 must be 0", column=name,
+                                              row=0)
                 values = values.astype(narrowest_int_dtype(int(values.max()), int(values.min())))
         out[name] = values
     logger.info("Read %s: %d items, columns %s", path, len(item_id) - 1, list(out))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,9 @@ from ..data.schema import check_columns, is_list_type, open_parquet, read_item_i
 from ..errors import DataValidationError
 
 logger = logging.getLogger(__name__)
+
+# the precomputed vectors of the real item_feature.parquet (the sample writes them too)
+DEFAULT_VECTOR_COLUMNS = ("txt_emb_BERT", "img_emb_CLIPRN50")
 
 
 @dataclass
@@ -105,6 +108,85 @@ def read_item_side(item_info_path, item_feature_path: Optional[Path]) -> ItemSid
     texts = [""] + [item_text(titles[i], tag_texts[i]) for i in range(1, num_items + 1)]
     return ItemSide(num_items=num_items, tags=tags, texts=texts, empty_titles=empty,
                     missing_in_feature=missing)
+
+
+def check_vector_column(path, column: str) -> None:
+    """Raise :class:`DataValidationError` unless ``column`` of ``path`` is a list of floats
+    (read from the footer only), naming the vector columns the file has."""
+    schema = open_parquet(path).schema_arrow
+    vector_columns = [f.name for f in schema if is_list_type(f.type)
+                      and pa.types.is_floating(f.type.value_type)]
+    if column not in schema.names:
+        raise DataValidationError(path, f"no column {column!r}; its vector columns: "
+                                        f"{vector_columns or 'none'}", column=column)
+    if column not in vector_columns:
+        raise DataValidationError(path, f"expected list<float> vectors, found "
+                                        f"{schema.field(column).type}", column=column)
+
+
+def read_vector_column(path, column: str, num_items: int, batch_rows: int = 8192
+                       ) -> Tuple[np.ndarray, np.ndarray]:
+    """A precomputed vector column of ``item_feature.parquet`` indexed by item id.
+
+    Args:
+        path: ``item_feature.parquet`` (``item_id`` and ``column``, list<float> of one length).
+        column: e.g. ``txt_emb_BERT`` (768-d) or ``img_emb_CLIPRN50`` (1024-d).
+        num_items: largest item id (item_info's); rows outside ``1..num_items`` are ignored.
+        batch_rows: rows read at a time.
+
+    Returns:
+        ``(num_items + 1, D)`` float32 vectors (zeros where absent) and the ``(num_items + 1,)``
+        mask of the items whose row holds a vector (a null vector: no vector).
+
+    Raises:
+        DataValidationError: naming the file, the column and the first bad row: not a float
+            list column, lists of different lengths, NaN or inf.
+    """
+    check_vector_column(path, column)
+    pf = open_parquet(path)
+    check_columns(path, pf.schema_arrow, ("item_id",))
+    vectors: Optional[np.ndarray] = None
+    mask = np.zeros(num_items + 1, dtype=bool)
+    width, offset, outside = None, 0, 0
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["item_id", column]):
+        ids = np.asarray(batch.column(0).to_numpy(zero_copy_only=False))
+        array = batch.column(1)
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False))
+        if pa.types.is_fixed_size_list(array.type):
+            lengths = np.full(len(array), array.type.list_size)
+        else:
+            lengths = np.diff(np.asarray(array.offsets.to_numpy(zero_copy_only=False)))
+        if width is None and valid.any():
+            width = int(lengths[valid][0])
+            vectors = np.zeros((num_items + 1, width), dtype=np.float32)
+        bad = valid & (lengths != width)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataValidationError(path, f"vector of length {int(lengths[row])}, expected "
+                                            f"{width}", column=column, row=offset + row)
+        values = np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        rows = np.zeros((len(array), width or 0), dtype=np.float32)
+        rows[valid] = values.reshape(int(valid.sum()), width or 0)
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            raise DataValidationError(path, "NaN or inf in a vector", column=column,
+                                      row=offset + int(np.flatnonzero(~finite)[0]))
+        inside = valid & (ids >= 1) & (ids <= num_items)
+        outside += int((valid & ~inside).sum())
+        if width is not None:
+            vectors[ids[inside]] = rows[inside]
+            mask[ids[inside]] = True
+        offset += len(array)
+    if outside:
+        logger.warning("%s, column %r: %d rows with item_id outside 1..%d are ignored", path,
+                       column, outside, num_items)
+    if vectors is None:
+        raise DataValidationError(path, "no vector in the column", column=column)
+    missing = int((~mask[1:]).sum())
+    if missing:
+        logger.warning("%s, column %r: %d of %d items have no vector", path, column, missing,
+                       num_items)
+    return vectors, mask
 
 
 @dataclass

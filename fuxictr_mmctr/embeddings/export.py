@@ -1,18 +1,16 @@
 """Export: write the fused vectors into a copy of item_info.parquet, atomically and checked."""
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.schema import check_finite_rows, open_parquet
+from ..data.schema import check_finite_rows, list_column, open_parquet
 from ..errors import ConfigError, DataValidationError
 from ..io import atomic_path
+from ..io import report_path_for, write_json as write_report  # noqa: F401  (moved to io)
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +33,6 @@ def check_vectors(vectors: np.ndarray, where, column: str = EMB_COLUMN, tol: flo
         row = int(np.flatnonzero(bad)[0]) + 1
         raise DataValidationError(where, f"norm {norm[row - 1]:.4f}, expected 1 (unit norm)",
                                   column=column, row=row)
-
-
-def _vector_column(vectors: np.ndarray) -> pa.Array:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = vectors.shape
-    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
 
 
 def write_item_info(input_path, out_path, vectors: np.ndarray, overwrite_input: bool = False,
@@ -68,7 +59,7 @@ def write_item_info(input_path, out_path, vectors: np.ndarray, overwrite_input: 
         raise DataValidationError(input_path, f"{table.num_rows} rows but {len(vectors)} "
                                               "vectors", column="item_id")
     check_vectors(vectors, out_path)
-    column = _vector_column(vectors)
+    column = list_column(np.asarray(vectors, dtype=np.float32))
     for name in (EMB_COLUMN,) + ((ALIAS_COLUMN,) if alias else ()):
         if name in table.column_names:
             table = table.set_column(table.column_names.index(name), name, column)
@@ -96,29 +87,3 @@ def _validate_written(tmp: Path, input_path: Path, vectors: np.ndarray, out_path
     check_vectors(got, out_path)
     if not np.array_equal(got, vectors.astype(np.float32)):
         raise DataValidationError(out_path, "vectors read back differ", column=EMB_COLUMN)
-
-
-def write_report(path, report: dict) -> Path:
-    """Write the JSON report atomically."""
-    path = Path(path)
-    with atomic_path(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=False, default=_json_default))
-    return path
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, (Path, os.PathLike)):
-        return str(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
-
-
-def report_path_for(out_path) -> Path:
-    """``item_info_task1.parquet`` -> ``item_info_task1.report.json``."""
-    out_path = Path(out_path)
-    return out_path.with_name(out_path.stem + ".report.json")

@@ -10,11 +10,10 @@ import logging
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from ..errors import ConfigError
-
 import numpy as np
 
-from .teacher import l2_normalize, pca_reduce
+from ..errors import ConfigError
+from .vectors import l2_normalize, pca_reduce
 
 logger = logging.getLogger(__name__)
 

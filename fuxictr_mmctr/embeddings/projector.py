@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from ..errors import ConfigError
-
 import numpy as np
+
+from ..errors import ConfigError
+from .device import resolve_device, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +163,6 @@ def train_projector(student: np.ndarray, student_mask: np.ndarray, teacher: np.n
     Raises:
         ValueError: fewer than 2 items have both views, or dimensions disagree.
     """
-    import torch
-
-    from .student import resolve_device
-
     cfg = cfg or ProjectorConfig()
     if teacher.shape[1] != cfg.out_dim:
         raise ConfigError(f"teacher dim {teacher.shape[1]} != ProjectorConfig.out_dim {cfg.out_dim}")
@@ -174,13 +171,8 @@ def train_projector(student: np.ndarray, student_mask: np.ndarray, teacher: np.n
         raise ConfigError(f"only {paired.size} item(s) have both a CLIP feature and a teacher "
                          "vector; the projector needs at least 2")
     device = resolve_device(cfg.device)
-    threads_before = torch.get_num_threads()
-    if device == "cpu" and cfg.cpu_threads:
-        torch.set_num_threads(cfg.cpu_threads)
-    try:
+    with torch_threads(cfg.cpu_threads if device == "cpu" else None):
         return _train(student, student_mask, teacher, paired, device, cfg)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _train(student, student_mask, teacher, paired, device, cfg) -> ProjectorResult:

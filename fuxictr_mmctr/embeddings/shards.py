@@ -1,17 +1,20 @@
-"""CLIP extraction across the ranks of a torchrun job, each rank writing its own shard.
+"""A model source's extraction across the ranks of a torchrun job, each rank writing its own
+shard.
 
 ::
 
     torchrun --nproc_per_node 8 -m fuxictr_mmctr.cli build-embeddings --data-dir data \\
-        --clip /models/clip-vit-base-patch32 --device cuda
+        --source clip:/models/clip-vit-base-patch32 --source vlm:/models/Qwen2.5-VL-7B-Instruct \\
+        --device cuda
 
-The items not yet in the cache (``<work-dir>/clip_cache``) are cut into the batches one process
-would encode (:func:`~.student.pending_items` order, ``--batch-size`` items each) and rank ``r``
-takes batches ``r, r + N, r + 2N, ...`` (every batch is the one a single process would run, so
-the features are the same). Each rank writes only to its own :class:`~.student.FeatureCache`
-in ``clip_cache/shards/rank<r>/``, done-mask included; no two ranks ever write one file. After
-a barrier rank 0 merges the shards into the cache and the rest of the pipeline (teacher,
-projector, fusion, export) runs on rank 0 alone while the other ranks leave.
+For each model source in turn, the items not yet in its cache (``<work-dir>/features/<slug>``)
+are cut into the batches one process would encode (:func:`~.extract.pending_items` order,
+``--batch-size`` items each) and rank ``r`` takes batches ``r, r + N, r + 2N, ...`` (every batch
+is the one a single process would run, so the features are the same). Each rank writes only to
+its own :class:`~.cache.FeatureCache` in ``<slug>/shards/rank<r>/``, done-mask included; no two
+ranks ever write one file. After a barrier rank 0 merges the shards into the cache; once every
+source is done the rest of the pipeline (columns, teacher, projector, fusion, export) runs on
+rank 0 alone while the other ranks leave.
 
 Resume: a run that was killed leaves shards behind; the next run, with any number of ranks,
 first merges them into the cache (rank 0, before anyone starts), so nothing encoded is lost and
@@ -20,7 +23,6 @@ node, or a shared file system).
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -29,8 +31,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..process_group import all_gather_objects, broadcast_object
-from .student import (FeatureCache, StudentConfig, StudentResult, cache_result,
-                      extract_clip_features, pending_items)
+from .cache import FeatureCache, image_file_stats
+from .encoders.base import Encoder
+from .extract import cache_result, extract_features, pending_items
+from .student import StudentConfig, StudentResult
 
 logger = logging.getLogger(__name__)
 
@@ -71,70 +75,68 @@ def merge_shards(cache: FeatureCache) -> int:
     root = Path(cache.folder) / SHARDS
     if not root.is_dir():
         return 0
-    want = json.loads((Path(cache.folder) / "meta.json").read_text())
     merged = 0
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
-            meta = json.loads((folder / "meta.json").read_text())
-            done = np.load(folder / "done.npy")
-            status = np.load(folder / "image_status.npy")
-        except (OSError, ValueError):
-            meta = None
-        if meta != want:
-            logger.warning("CLIP shard %s was made for other inputs (or is unreadable): "
+            shard = FeatureCache.open_readonly(folder)
+        except (OSError, ValueError, KeyError):
+            shard = None
+        if shard is None or shard.meta != cache.meta:
+            logger.warning("feature shard %s was made for other inputs (or is unreadable): "
                            "discarded", folder)
             shutil.rmtree(folder, ignore_errors=True)
             continue
-        items = np.flatnonzero(done)
+        items = np.flatnonzero(shard.done)
         items = items[~cache.done[items]]
         if items.size:
-            shape = (cache.rows, cache.dim)
-            image = np.memmap(folder / "image.f16", dtype=np.float16, mode="r", shape=shape)
-            text = np.memmap(folder / "text.f16", dtype=np.float16, mode="r", shape=shape)
-            cache.write(items, np.asarray(image[items]), np.asarray(text[items]), status[items])
-            del image, text
+            cache.write(items, {name: np.asarray(array[items])
+                                for name, array in shard.arrays.items()},
+                        shard.image_status[items])
+        shard.close()
         merged += int(items.size)
     cache.sync()
     shutil.rmtree(root, ignore_errors=True)
     if merged:
-        logger.info("CLIP cache %s: %d items merged from rank shards", cache.folder, merged)
+        logger.info("feature cache %s: %d items merged from rank shards", cache.folder, merged)
     return merged
 
 
-def extract_across_ranks(model, processor, texts: Sequence[str], image_dir: Optional[Path],
-                         folder, rows: int, dim: int, fingerprint: dict,
-                         cfg: StudentConfig, cluster,
-                         image_stats: Optional[np.ndarray] = None) -> StudentResult:
-    """:func:`~.student.extract_clip_features` shared out over the ranks of ``cluster``.
+def extract_across_ranks(encoder: Encoder, texts: Sequence[str], image_dir: Optional[Path],
+                         folder, rows: int, fingerprint: dict, cfg: StudentConfig,
+                         cluster) -> StudentResult:
+    """:func:`~.extract.extract_features` shared out over the ranks of ``cluster``.
+
+    Before sharing out, rank 0 merges what a killed run left and forgets the rows whose image
+    file changed since they were encoded (:meth:`~.cache.FeatureCache.refresh_images`).
 
     Args:
-        model, processor, texts, image_dir, cfg: as :func:`~.student.extract_clip_features`.
-        folder: the cache folder (``<work-dir>/clip_cache``), seen by every rank.
-        rows, dim, fingerprint: as :class:`~.student.FeatureCache`.
+        encoder, texts, image_dir, cfg: as :func:`~.extract.extract_features`.
+        folder: the source's cache folder (``<work-dir>/features/<slug>``), seen by every rank.
+        rows, fingerprint: as :class:`~.cache.FeatureCache` (the encoder gives dim and parts).
         cluster: the torchrun job (:class:`fuxictr_mmctr.process_group.Cluster`).
-        image_stats: rank 0's :func:`~.student.image_file_stats`: after merging what a killed
-            run left, rows whose image file changed since are encoded again
-            (:meth:`~.student.FeatureCache.refresh_images`).
 
     Returns:
         on rank 0 the merged cache content. On the other ranks the merged done-mask and image
         status with no features (``(rows, 0)`` arrays): enough to agree on
         :attr:`StudentResult.complete` while rank 0 goes on alone.
     """
+    def open_cache(where) -> FeatureCache:
+        return FeatureCache(where, rows, encoder.dim, fingerprint, parts=encoder.parts)
+
     cache = None
     if cluster.is_main:
-        cache = FeatureCache(folder, rows, dim, fingerprint)
+        cache = open_cache(folder)
         merge_shards(cache)                    # what a killed run left behind, then
-        if image_stats is not None:            # forget rows whose image file changed since
-            cache.refresh_images(image_stats)
+        cache.refresh_images(image_file_stats(image_dir, rows))   # changed image files
     cluster.barrier()
     done = np.load(Path(folder) / "done.npy")
     mine = rank_batches(pending_items(done, texts), cfg.batch_size, cluster.rank,
                         cluster.world_size)
-    logger.info("CLIP rank %d of %d: %d items to encode (%d not yet in the cache)",
-                cluster.rank, cluster.world_size, len(mine), int((~done[1:]).sum()))
-    shard = FeatureCache(shard_folder(folder, cluster.rank), rows, dim, fingerprint)
-    part = extract_clip_features(model, processor, texts, image_dir, shard, cfg, items=mine)
+    logger.info("%s, rank %d of %d: %d items to encode (%d not yet in the cache)",
+                encoder.label, cluster.rank, cluster.world_size, len(mine),
+                int((~done[1:]).sum()))
+    shard = open_cache(shard_folder(folder, cluster.rank))
+    part = extract_features(encoder, texts, image_dir, shard, cfg, items=mine)
     del shard
     stats = all_gather_objects((part.encoded_items, part.batches, part.seconds,
                                 part.wait_seconds, part.encode_seconds, part.decode_seconds))
@@ -150,6 +152,6 @@ def extract_across_ranks(model, processor, texts: Sequence[str], image_dir: Opti
     if cluster.is_main:
         return merged
     empty = np.zeros((rows, 0), dtype=np.float32)
-    return StudentResult(image=empty, text=empty, image_status=masks[1], done=masks[0],
-                         encoded_items=part.encoded_items, batches=part.batches,
+    return StudentResult(parts={name: empty for name in encoder.parts}, image_status=masks[1],
+                         done=masks[0], encoded_items=part.encoded_items, batches=part.batches,
                          seconds=part.seconds)

@@ -15,7 +15,10 @@ A model of this package subclasses :class:`MMCTRModel`, builds its layers, calls
   what makes it fast (:mod:`.speed`): autocast in ``precision: bf16 | fp16`` (with a gradient
   scaler for fp16), a ``torch.compile``d forward (``compile: true``), TF32 matmuls (``tf32``);
 * checkpoints written atomically (temp file, then rename), with a recorder the trainer sets;
-  a checkpoint saved from a ``torch.compile`` wrapper (``_orig_mod.`` keys) loads too.
+  a checkpoint saved from a ``torch.compile`` wrapper (``_orig_mod.`` keys) loads too;
+* what ``fit`` reports after each evaluation (:mod:`.observer`): every evaluation computes every
+  metric of ``metrics`` (not only the monitored one), and a ``fit_observer`` the trainer sets
+  receives the train loss, the metrics, the learning rate, seconds and samples/s.
 
 Under ``torchrun`` the model is wrapped by :func:`fuxictr_mmctr.train.distributed.attach`: the
 DDP side lives at ``model._dist`` (not a submodule: ``state_dict`` keys are unchanged), and the
@@ -24,6 +27,7 @@ train step, ``evaluate``, ``save_weights`` and ``load_weights`` hand over to it.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -37,6 +41,7 @@ from ..data.loader import item_table
 from ..data.schema import TARGET_COLUMN
 from ..errors import ConfigError
 from ..io import atomic_path
+from .observer import FitClock, FitObserver, batch_rows
 from .speed import (CompiledForward, FloatSigmoid, MixedPrecision, check_compile_backend,
                     check_compile_mode, set_tf32, strip_compiled_prefix)
 
@@ -119,6 +124,11 @@ class MMCTRModel(BaseModel):
         self._dist = None  # train.distributed.DataParallel under torchrun (not a submodule)
         # Called as recorder(checkpoint, written_file) before each checkpoint's rename.
         self.checkpoint_recorder: Optional[Callable[[str, Path], None]] = None
+        # Told about every evaluation of fit (train.tracking sets it on the process that logs).
+        self.fit_observer: Optional[FitObserver] = None
+        self._fit_clock = FitClock()
+        self._last_evaluation: Optional[Dict[str, float]] = None
+        self._evaluating = False  # inside fit's eval_step
         self.precision = MixedPrecision(precision, self.device)
         check_value("compile", compile, rule_from_default(False))
         self._compile_mode = check_compile_mode(compile_mode) if compile else None
@@ -304,11 +314,47 @@ class MMCTRModel(BaseModel):
             self.precision.backward(loss / self.accumulation_steps)
         if optimizer_step:
             self.precision.step(self.optimizer, self.parameters(), self._max_gradient_norm)
+        if self.fit_observer is not None:
+            # FuxiCTR calls loss.item() right after this step anyway: no extra device sync
+            self._fit_clock.batch(loss.item(), batch_rows(batch_data),
+                                  epoch_start=self._batch_index == 0)
         return loss
+
+    def fit(self, data_generator, *args, **kwargs):
+        """FuxiCTR's ``fit``: the loop, unchanged; the clock of :attr:`fit_observer` starts."""
+        self._fit_clock = FitClock()
+        return super().fit(data_generator, *args, **kwargs)
+
+    def eval_step(self):
+        """FuxiCTR's ``eval_step`` (evaluate, checkpoint, early stop); then the evaluation goes
+        to :attr:`fit_observer` with the batches' loss, learning rate, seconds and rows."""
+        started = time.perf_counter()
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        best, self._last_evaluation = self._best_metric, None
+        self._evaluating = True
+        try:
+            super().eval_step()
+        finally:
+            self._evaluating = False
+        if self.fit_observer is not None and self._last_evaluation is not None:
+            self.fit_observer.evaluated(self._fit_clock.evaluation(
+                epoch=self._epoch_index + 1, batches=self._total_steps,
+                batches_per_epoch=self._steps_per_epoch, eval_steps=self._eval_steps,
+                metrics=self._last_evaluation, learning_rate=learning_rate, started=started,
+                improved=self._best_metric != best, stopped=self._stop_training))
+
+    def checkpoint_and_earlystop(self, logs, min_delta=1e-6):
+        """FuxiCTR's; the evaluation's metrics are kept for :meth:`eval_step`'s observer."""
+        self._last_evaluation = dict(logs)
+        return super().checkpoint_and_earlystop(logs, min_delta=min_delta)
 
     def evaluate(self, data_generator, metrics=None):
         """FuxiCTR's ``evaluate``; under torchrun over every rank's block of the split, with
-        the same metrics returned on every rank."""
+        the same metrics returned on every rank. The evaluations of ``fit`` (which ask for the
+        monitored metrics only) compute every metric of ``metrics`` too: the log's and the
+        trackers' curves then hold logloss beside AUC (a few ms on a 10,000-row split)."""
+        if metrics is not None and self._evaluating:
+            metrics = list(dict.fromkeys(list(self.validation_metrics) + list(metrics)))
         if self._dist is not None:
             return self._dist.evaluate(self, data_generator, metrics)
         return super().evaluate(data_generator, metrics)

@@ -212,7 +212,8 @@ RUNTIME_KEYS = frozenset({
     "data_block_size", "data_format", "rebuild_dataset", "feature_config", "data_loader",
     "split",  # split: the loader's call argument, not a config key
     # how fast, not what: compiled or eager, TF32 matmuls, pinned copies
-    "compile", "compile_mode", "compile_backend", "tf32", "pin_memory"})
+    "compile", "compile_mode", "compile_backend", "tf32", "pin_memory",
+    "tracking"})  # where the curves are streamed to
 # How the weights were found (the checkpoint holds the outcome) and the metrics reported:
 TRAINING_KEYS = frozenset({
     "optimizer", "learning_rate", "loss", "batch_size", "epochs", "shuffle", "seed",

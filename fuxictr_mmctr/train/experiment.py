@@ -28,7 +28,7 @@ from ..data.loader import MMCTRDataLoader
 from ..errors import ConfigError
 from ..models import get_model
 from ..submit.submission import test_rows, write_submission
-from . import artifacts, distributed, preflight, readings, results
+from . import artifacts, distributed, preflight, readings, results, tracking
 from .config_keys import check_params, warn_unknown_keys
 
 logger = logging.getLogger(__name__)
@@ -261,7 +261,8 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
 
     Under ``torchrun`` every process runs this and they train one model data-parallel
     (:mod:`.distributed`): rank 0 alone builds the feature map, logs to the file, writes
-    checkpoints and the results CSV; every rank returns the same metrics.
+    checkpoints and the results CSV, and streams the curves where ``tracking`` says
+    (:mod:`.tracking`); every rank returns the same metrics.
 
     Args:
         record: append the result to the results CSV (a Ray sweep's driver does it instead).
@@ -276,7 +277,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
         # it can write), checked before the hours of training.
         preflight.check_training_run(config_dir, params, record=record, writes=cluster.is_main)
         lock = artifacts.expid_lock(params) if cluster.is_main else contextlib.nullcontext()
-        with lock:
+        with lock, tracking.tracker_for(params, config_dir, enabled=cluster.is_main) as tracker:
             if cluster.is_main:
                 _set_logger(params)
                 warn_unknown_keys(params)  # now also in the log file
@@ -297,6 +298,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
                     train_gen, valid_gen = make_loaders(params, feature_map, "train")
                     feature_map.data_dir = str(artifacts.publish(staging))
                     artifacts.attach_recorder(model, feature_map.data_dir, inputs)
+                    tracker.attach(model, log=log_path(params))
                 except BaseException:
                     artifacts.discard(staging)
                     raise
@@ -309,6 +311,7 @@ def train(config_dir, expid: str, gpu: int = -1, record: bool = True) -> TrainRe
                 model.fit(train_gen, validation_data=valid_gen, **params)
                 logging.info("****** Validation evaluation ******")
                 valid_metrics = dict(model.evaluate(valid_gen))
+                tracker.finish(valid_metrics)
             finally:
                 if not cluster.is_main:
                     distributed.release_feature_map(feature_map)

@@ -15,8 +15,10 @@ from helpers import build_embeddings_cli, item_texts, linear_views, write_images
 from fuxictr_mmctr.cli.embeddings import BUILD_EMBEDDINGS as emb_cli
 from fuxictr_mmctr.embeddings.export import check_vectors, report_path_for
 from fuxictr_mmctr.embeddings.projector import ProjectorConfig, train_projector
-from fuxictr_mmctr.embeddings.student import (FeatureCache, StudentConfig,
-                                              cache_fingerprint, extract_clip_features, load_clip)
+from fuxictr_mmctr.embeddings.cache import FeatureCache, cache_fingerprint
+from fuxictr_mmctr.embeddings.encoders.clip import ClipEncoder, load_clip
+from fuxictr_mmctr.embeddings.extract import extract_features
+from fuxictr_mmctr.embeddings.student import StudentConfig
 from fuxictr_mmctr.embeddings.teacher import (IMPUTED, NONE, SEQUENCE, TeacherConfig,
                                               train_teacher)
 
@@ -92,31 +94,32 @@ def test_killed_run_resumes_without_re_encoding(tiny_clip, tmp_path):
     write_images(img, n)
     texts = item_texts(n)
     model, processor = load_clip(str(tiny_clip))
+    encoder = ClipEncoder(model, processor)
     fp = cache_fingerprint(str(tiny_clip), texts, img)
     cfg = StudentConfig(batch_size=4, num_workers=2, progress=False)
 
     calls = _counting(model)
-    first = extract_clip_features(model, processor, texts, img,
-                                  FeatureCache(tmp_path / "cache", n + 1, 512, fp),
-                                  StudentConfig(**{**cfg.__dict__, "max_batches": 3}))
+    first = extract_features(encoder, texts, img,
+                             FeatureCache(tmp_path / "cache", n + 1, 512, fp),
+                             StudentConfig(**{**cfg.__dict__, "max_batches": 3}))
     assert not first.complete and first.batches == 3 and calls == {"text": 3, "image": 3}
     assert first.done[1:].sum() == 12
 
     calls = _counting(model)                            # "rerun": a fresh cache object
-    second = extract_clip_features(model, processor, texts, img,
-                                   FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
+    second = extract_features(encoder, texts, img,
+                              FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
     assert second.complete and second.batches == 3 and calls == {"text": 3, "image": 3}
     both = np.concatenate([first.encoded_items, second.encoded_items])
     assert sorted(both) == list(range(1, n + 1))        # every item exactly once
 
-    full = extract_clip_features(model, processor, texts, img,
-                                 FeatureCache(tmp_path / "fresh", n + 1, 512, fp), cfg)
+    full = extract_features(encoder, texts, img,
+                            FeatureCache(tmp_path / "fresh", n + 1, 512, fp), cfg)
     np.testing.assert_allclose(second.text, full.text, atol=1e-3)
     np.testing.assert_allclose(second.image, full.image, atol=1e-3)
 
     calls = _counting(model)                            # nothing left to do
-    third = extract_clip_features(model, processor, texts, img,
-                                  FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
+    third = extract_features(encoder, texts, img,
+                             FeatureCache(tmp_path / "cache", n + 1, 512, fp), cfg)
     assert third.batches == 0 and calls == {"text": 0, "image": 0} and third.complete
 
     other = FeatureCache(tmp_path / "cache", n + 1, 512, dict(fp, texts_sha1="changed"))
@@ -198,3 +201,51 @@ def test_runs_as_mmctr_build_embeddings(sample_copy, tmp_path):
     assert rc == 0
     _, vec = _read_vectors(out)
     check_vectors(vec, out)
+
+
+def test_every_source_family_through_the_command_line(tiny_sample, tiny_models, tmp_path):
+    """Columns, BERT, a sentence-transformers folder (reduced to 16 by PCA), a ViT, SigLIP's
+    image tower, a LLaVA-style VLM and the tiny CLIP in one item_info, gated with the teacher;
+    the rerun encodes nothing and writes the same bytes."""
+    import hashlib
+
+    m = {k: str(v) for k, v in tiny_models.items()}
+    sources = ["columns", f"text:{m['bert']}", f"text:{m['st']}:dim=16",
+               f"image:{m['vit']}:pooling=mean", f"image:{m['siglip']}",
+               f"vlm:{m['vlm']}:layer=-2,max_side=64,batch_size=32", "clip"]
+    out, work = tmp_path / "item_info.parquet", tmp_path / "work"
+    argv = ["--data-dir", tiny_sample, "--tiny-clip", "--w2v-epochs", 1, "--projector-epochs",
+            2, "--num-workers", 0, "--no-progress", "--out", out, "--work-dir", work]
+    for spec in sources:
+        argv += ["--source", spec]
+    assert emb_cli.run(_args(*argv)) == 0
+    rep = json.loads(report_path_for(out).read_text())
+    kinds = [(e["kind"], e["dim"]) for e in rep["encoders"]]
+    assert kinds == [("columns", 768), ("columns", 1024), ("text", 32), ("text", 32),
+                     ("image", 32), ("image", 32), ("vlm", 32), ("clip", 512)]
+    assert rep["content_dim"] == 768 + 1024 + 32 + 16 + 32 + 32 + 32 + 512
+    models = [e for e in rep["encoders"] if e["kind"] != "columns"]
+    assert all(e["encoded_this_run"] == 400 and e["items_per_second"] > 0 for e in models)
+    assert all(e["items_with_feature"] == 400 for e in rep["encoders"])
+    assert len(list((work / "features").iterdir())) == 6          # one cache per model source
+    _, vec = _read_vectors(out)
+    check_vectors(vec, out)
+    first = hashlib.sha256(out.read_bytes()).hexdigest()
+
+    assert emb_cli.run(_args(*argv)) == 0                          # resumed: nothing to encode
+    rep = json.loads(report_path_for(out).read_text())
+    assert all(e["encoded_this_run"] == 0 for e in rep["encoders"] if e["kind"] != "columns")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == first
+
+
+def test_an_item_no_source_covers_is_named(sample_copy, tiny_models, tmp_path, caplog):
+    """An image-only model gives no feature where the image is missing; with PCA nothing else
+    covers the item: exit 2 naming it, nothing written."""
+    (sample_copy / "item_images" / "7.jpg").unlink()
+    out = tmp_path / "out.parquet"
+    assert build_embeddings_cli("--data-dir", sample_copy, "--source",
+                                f"image:{tiny_models['vit']}", "--fusion", "pca",
+                                "--num-workers", 0, "--no-progress", "--out", out) == 2
+    assert "1 item(s) (e.g. [7]) have no vector" in caplog.text
+    assert "fusion 'pca' does not use the teacher" in caplog.text
+    assert not out.exists()

@@ -5,7 +5,10 @@ specs unchanged, from a folder whose ``data/`` holds the generator's ``vocab`` p
 file and column of the real distribution with the real vocabulary sizes (91,717 items, tag
 vocabulary 11,740) on a few hundred rows. Only the epoch budget of the expid is cut. The sample
 datasets run on the tiny sample. Run in both CI environments, this is the regression test of
-FuxiCTR 2.3.10's ``KeyError: 'pretrain_dim'`` on the official config.
+FuxiCTR 2.3.10's ``KeyError: 'pretrain_dim'`` on the official config. The candidate item
+sides (``MicroLens_sample_task1``, ``..._both_codes``, ...) run on a copy of the tiny sample
+whose tables are made as README "Item sides" says: ``mmctr build-embeddings --tiny-clip``, then
+``mmctr item-side``.
 """
 from __future__ import annotations
 
@@ -71,6 +74,27 @@ def vocab_sample(tmp_path_factory):
     return work
 
 
+@pytest.fixture(scope="module")
+def item_sides_sample(tiny_sample, tmp_path_factory):
+    """The tiny sample with every candidate item side: Task 1's item_info by
+    ``mmctr build-embeddings --tiny-clip``, the others by ``mmctr item-side``."""
+    from fuxictr_mmctr import cli
+
+    root = tmp_path_factory.mktemp("item_sides") / "sample"
+    shutil.copytree(tiny_sample, root)
+    assert cli.main(["build-embeddings", "--data-dir", str(root), "--tiny-clip",
+                     "--w2v-epochs", "1", "--projector-epochs", "2", "--num-workers", "0",
+                     "--no-progress"]) == 0
+    assert cli.main(["item-side", "--data-dir", str(root)]) == 0
+    return root
+
+
+def uses_item_side_tables(dataset_id: str) -> bool:
+    """True when the dataset reads an item table other than the sample's item_info.parquet."""
+    config = yaml.safe_load((CONFIG / "dataset_config.yaml").read_text())[dataset_id]
+    return not config["item_info"].endswith("/item_info.parquet")
+
+
 def budget_config(dst, expid):
     """``config/`` copied to ``dst`` with ``expid`` on a one-epoch budget (specs unchanged)."""
     shutil.copytree(ROOT / "config", dst)
@@ -84,7 +108,7 @@ def budget_config(dst, expid):
 
 @pytest.mark.parametrize("dataset_id", TRAINED)
 def test_dataset_config_trains_and_predicts(dataset_id, vocab_sample, tiny_sample, tmp_path,
-                                            monkeypatch):
+                                            monkeypatch, request):
     expid = expid_for(dataset_id)
     config_dir = budget_config(tmp_path / "config", expid)
     if dataset_id in REAL:
@@ -94,9 +118,11 @@ def test_dataset_config_trains_and_predicts(dataset_id, vocab_sample, tiny_sampl
         data_dir = vocab_sample / "data" / "MicroLens_1M_x1"
     else:
         assert "./data/sample/" in (config_dir / "dataset_config.yaml").read_text()
-        point_config_at(config_dir.parent, tiny_sample)
+        sample = request.getfixturevalue("item_sides_sample") \
+            if uses_item_side_tables(dataset_id) else tiny_sample
+        point_config_at(config_dir.parent, sample)
         work = tmp_path
-        data_dir = tiny_sample / "MicroLens_1M_x1"
+        data_dir = sample / "MicroLens_1M_x1"
     monkeypatch.chdir(work)
 
     trained = experiment.train(config_dir, expid)

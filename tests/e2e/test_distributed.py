@@ -7,8 +7,10 @@ smaller than the world: rank 1 then runs a stand-in row with weight 0.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,9 +126,12 @@ def test_only_rank_0_wrote_files(ddp_run):
 
 
 def test_run_expid_under_torchrun(tiny_sample, tmp_path):
-    """The command users type: torchrun ... run_expid.py --gpu -1 (two epochs, batch norm on)."""
+    """The command users type: torchrun ... run_expid.py --gpu -1 (two epochs, batch norm on);
+    with TensorBoard installed, tracked by rank 0 alone."""
+    tracked = importlib.util.find_spec("tensorboard") is not None
     config_dir = exact_config(tmp_path, tiny_sample, expids=("DIN_sample",), epochs=2,
-                              batch_norm=True, batch_size=1024)
+                              batch_norm=True, batch_size=1024,
+                              tracking="tensorboard" if tracked else "none")
     work = tmp_path / "work"
     work.mkdir()
     result = torchrun(ROOT / "run_expid.py", "--config", config_dir, "--expid", "DIN_sample",
@@ -139,6 +144,18 @@ def test_run_expid_under_torchrun(tiny_sample, tmp_path):
     assert "(1000 rows from 2 ranks)" in log
     results = (work / "mmctr_config.csv").read_text().splitlines()
     assert len(results) == 1 and "run_expid.py" in results[0] and "AUC:" in results[0]
+    if tracked:  # one run, rank 0's: the gathered metrics of the log, the global batches' rows
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        [run] = (work / "checkpoints" / "MicroLens_sample" / "tensorboard" / "DIN_sample").iterdir()
+        assert len(list(run.iterdir())) == 1
+        events = EventAccumulator(str(run))
+        events.Reload()
+        aucs = [float(a) for a in re.findall(r"\[Metrics\] AUC: ([0-9.]+) .*from 2 ranks", log)]
+        assert [e.value for e in events.Scalars("valid/AUC")] == pytest.approx(aucs[:2], abs=1e-6)
+        rows = [s.value * t.value for s, t in zip(events.Scalars("train/samples_per_s"),
+                                                  events.Scalars("train/seconds"))]
+        assert rows == pytest.approx([6000, 6000], rel=1e-4)  # every train row, not a share
     # a model trained data-parallel is an ordinary checkpoint for prediction.py
     scores = _predict_in(work, config_dir)
     assert len(scores) == 1000

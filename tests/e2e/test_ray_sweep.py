@@ -1,6 +1,7 @@
 """run_param_tuner.py --ray ADDRESS: FuxiCTR's sweep as Ray tasks on a local Ray cluster."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -37,7 +38,10 @@ def test_sweep_on_ray_records_resumes_and_isolates_a_broken_trial(ray_cluster, t
                                                                    monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
-    good = sweep_config(repo_config, tiny_sample, {"learning_rate": [1.0e-3, 2.0e-3]}, "good")
+    tracked = importlib.util.find_spec("mlflow") is not None  # each trial its own MLflow run
+    good = sweep_config(repo_config, tiny_sample, {"learning_rate": [1.0e-3, 2.0e-3],
+                                                   "tracking": "mlflow" if tracked else "none"},
+                        "good")
     first = tuner("--config", good, "--ray", ray_cluster, "--gpu", -1, cwd=work)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     results = (work / "good.csv").read_text().splitlines()
@@ -49,6 +53,21 @@ def test_sweep_on_ray_records_resumes_and_isolates_a_broken_trial(ray_cluster, t
     assert finished_expids(good.with_suffix("")) == set(expids)
     for expid in expids:                             # each trial trained under the driver's cwd
         assert (work / "checkpoints" / "MicroLens_sample" / f"{expid}.model").exists()
+    if tracked:
+        from mlflow import MlflowClient
+
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        client = MlflowClient(tracking_uri=(work / "mlruns").as_uri())
+        runs = client.search_runs([client.get_experiment_by_name("good").experiment_id])
+        assert sorted(r.info.run_name for r in runs) == expids
+        assert all(r.info.status == "FINISHED" and "valid/AUC" in r.data.metrics for r in runs)
+    # the driver's rows name the tuner file: the report finds the enumerated configs from it
+    if importlib.util.find_spec("matplotlib") is not None:
+        from fuxictr_mmctr.train.report import build_page
+
+        [section] = build_page([work / "good.csv"]).sections
+        assert [p.title for p in section.blocks if hasattr(p, "png")][1] == \
+            "AUC, logloss, AUC / oracle against learning_rate"
 
     again = tuner("--config", good, "--ray", ray_cluster, "--gpu", -1, cwd=work)
     assert again.returncode == 0 and "2 already finished, 0 to run" in again.stderr

@@ -1,0 +1,384 @@
+"""``mmctr pipeline``: Task 1's item side feeding Task 2's models, a blend and a checked
+submission, in resumable stages.
+
+::
+
+    validate -> task1 (build-embeddings) -> item_sides (semantic IDs, joined vectors)
+      -> configs -> train:<model>__<side> (each) -> blend (chosen on valid) -> submission
+
+No single item side wins in every world (README "Item sides"): the given embedding is hard
+to beat where it is a good view of what drives clicks, Task 1's where it is a partial one. So
+the pipeline trains the chosen models on several item sides and lets the validation split
+choose a blend across all of them (greedy ensemble selection,
+:func:`fuxictr_mmctr.submit.blend.select_members`). The test split is scored only at the end,
+and only for the blend's members. Every stage is skipped when its inputs and settings are
+unchanged (:mod:`.stages`), so a killed run resumes and a rerun with one more model trains
+only that model. Everything is written under ``--work-dir``; the user's data folder is read,
+never written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..data.item_side import CANDIDATES, build_candidates
+from ..data.sample_files import read_truth
+from ..data.schema import DATASET_DIR, count_rows, validate_data_dir
+from ..data.semantic_ids import QuantizerConfig
+from ..embeddings.pipeline import BuildConfig, build_embeddings
+from ..embeddings.encoders.clip import DEFAULT_CLIP
+from ..embeddings.student import StudentConfig
+from ..errors import ConfigError
+from ..io import write_json
+from ..submit.blend import blend_predictions, read_labels, select_members
+from ..submit.metrics import auc, logloss
+from ..submit.submission import check_submission_zip, write_submission
+from ..train import experiment
+from ..train.blend import experiment_predictions
+from .configs import expid_for, write_pipeline_config
+from .stages import StageRecord, Stages, content_digest, require_outputs
+
+logger = logging.getLogger(__name__)
+
+# The recipe (README "The pipeline"): the item sides that won per world on the bench worlds'
+# data seeds 1-2 (README "Item sides": codes of one vector help, codes of both do not), and
+# the models that led on them; held-out seeds 3-4 are bench/pipeline.py's.
+DEFAULT_MODELS = ("DIN", "DCNv2", "DIN_DCN")
+DEFAULT_SIDES = ("given_codes", "task1_codes")
+MANIFEST = "_SUCCESS"  # a generated sample's manifest (with the oracle and the truth files)
+
+
+@dataclass
+class PipelineConfig:
+    """What ``mmctr pipeline`` runs.
+
+    Args:
+        data_dir: the MicroLens root (``MicroLens_1M_x1/``, ``item_seq.parquet``,
+            ``item_feature.parquet``, ``item_images/``).
+        work_dir: where every output goes (stage records, item tables, configs, checkpoints,
+            predictions, ``report.json``, the zip).
+        models: models to train on each item side. Default: :data:`DEFAULT_MODELS`.
+        item_sides: candidate item sides (``fuxictr_mmctr.data.item_side.CANDIDATES``).
+            Default: :data:`DEFAULT_SIDES`.
+        settings: ``sample`` (each model's ``<Model>_sample`` settings) or ``default`` (its
+            real-data ``<Model>_default``); ``auto``: ``sample`` on a generated sample (a
+            folder with a ``_SUCCESS`` manifest), else ``default``. Default: ``auto``.
+        epochs, batch_size: override the settings' budget. Default: None (the settings').
+        gpu: the GPU index, -1 for CPU. Default: -1.
+        seed: Task 1's seed, the codes' seed and every model's seed. Default: 2024.
+        clip: the CLIP of Task 1's student (a name or a local folder). Default: the package's.
+        tiny_clip: a tiny random CLIP instead (offline demo and tests). Default: False.
+        sources: Task 1's student sources (``mmctr build-embeddings --source``). Default:
+            none, the CLIP ``clip``.
+        fusion: how Task 1 fuses teacher and student (``mmctr build-embeddings --fusion``).
+            Default: ``gate``.
+        quantizer: the semantic IDs' levels and codebook size.
+        blend: ``rank`` or ``mean``. Default: ``rank``.
+        max_members: most additions to the blend after its first member. Default: 10.
+        task: the submission column. Default: ``Task2``.
+        out: the submission zip. Default: ``<work_dir>/submission.zip``.
+        rerun: stage names (or ``train:`` prefixes) to run even when up to date.
+    """
+
+    data_dir: Path
+    work_dir: Path
+    models: Tuple[str, ...] = DEFAULT_MODELS
+    item_sides: Tuple[str, ...] = DEFAULT_SIDES
+    settings: str = "auto"
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    gpu: int = -1
+    seed: int = 2024
+    clip: str = DEFAULT_CLIP
+    tiny_clip: bool = False
+    sources: Tuple[str, ...] = ()
+    fusion: str = "gate"
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    blend: str = "rank"
+    max_members: int = 10
+    task: str = "Task2"
+    out: Optional[Path] = None
+    rerun: Tuple[str, ...] = ()
+
+    def resolved(self) -> "PipelineConfig":
+        data_dir, work_dir = Path(self.data_dir), Path(self.work_dir)
+        if not (data_dir / DATASET_DIR).is_dir():
+            raise ConfigError(f"{data_dir}: no {DATASET_DIR}/ folder (the MicroLens root holds "
+                              f"{DATASET_DIR}/train.parquet ...)", option="--data-dir")
+        unknown = sorted(set(self.item_sides) - set(CANDIDATES))
+        if unknown or not self.item_sides:
+            raise ConfigError(f"item side(s) {unknown or '(none)'}: choose among "
+                              f"{list(CANDIDATES)}", option="--item-sides")
+        if not self.models:
+            raise ConfigError("no model to train", option="--models")
+        settings = self.settings
+        if settings == "auto":
+            settings = "sample" if (data_dir / MANIFEST).is_file() else "default"
+        out = Path(self.out) if self.out is not None else work_dir / "submission.zip"
+        return PipelineConfig(**{**asdict(self), "data_dir": data_dir, "work_dir": work_dir,
+                                 "settings": settings, "out": out,
+                                 "quantizer": self.quantizer,
+                                 "models": tuple(self.models), "sources": tuple(self.sources),
+                                 "item_sides": tuple(dict.fromkeys(self.item_sides))})
+
+
+@dataclass
+class PipelineResult:
+    """What ``mmctr pipeline`` produced: the report (also ``<work_dir>/report.json``)."""
+
+    report: dict
+    report_path: Path
+    zip_path: Path
+
+
+def _split(cfg: PipelineConfig, name: str) -> Path:
+    return cfg.data_dir / DATASET_DIR / f"{name}.parquet"
+
+
+def _stat_digest(folder: Path) -> str:
+    """A cheap fingerprint of a folder of many files (images): names, sizes, mtimes."""
+    if not folder.is_dir():
+        return "absent"
+    digest = hashlib.sha256()
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        stat = entry.stat()
+        digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- the stages
+
+def _validate(stages: Stages, cfg: PipelineConfig) -> StageRecord:
+    files = {name: _split(cfg, name) for name in ("train", "valid", "test", "item_info")}
+    key = {name: content_digest(path) for name, path in files.items() if path.exists()}
+
+    def step():
+        counts = validate_data_dir(cfg.data_dir / DATASET_DIR)
+        return {}, {"rows": counts}
+    return stages.run("validate", key, step)
+
+
+def _task1(stages: Stages, cfg: PipelineConfig) -> StageRecord:
+    out = cfg.work_dir / "item_sides" / "item_info_task1.parquet"
+    inputs = {name: cfg.data_dir / rel for name, rel in (
+        ("item_info", f"{DATASET_DIR}/item_info.parquet"), ("item_seq", "item_seq.parquet"),
+        ("item_feature", "item_feature.parquet"))}
+    key = dict({k: content_digest(v) for k, v in inputs.items() if v.exists()},
+               images=_stat_digest(cfg.data_dir / "item_images"), seed=cfg.seed,
+               clip=cfg.clip, tiny_clip=cfg.tiny_clip, sources=list(cfg.sources),
+               fusion=cfg.fusion)
+
+    def step():
+        build = BuildConfig(data_dir=cfg.data_dir, out=out,
+                            work_dir=cfg.work_dir / "task1_cache", tiny_clip=cfg.tiny_clip,
+                            seed=cfg.seed, sources=cfg.sources, fusion=cfg.fusion,
+                            student=StudentConfig(clip=cfg.clip, device=_device(cfg)))
+        result = build_embeddings(build)
+        if not result.complete:
+            raise ConfigError("Task 1 stopped before its CLIP pass was complete")
+        return {"item_info": out}, {"report": result.report}
+    return stages.run("task1", key, step)
+
+
+def _device(cfg: PipelineConfig) -> str:
+    return "cpu" if cfg.gpu < 0 else f"cuda:{cfg.gpu}"
+
+
+def _item_sides(stages: Stages, cfg: PipelineConfig, task1: Optional[Path]) -> StageRecord:
+    given = _split(cfg, "item_info")
+    key = dict(given=content_digest(given), sides=list(cfg.item_sides),
+               task1=content_digest(task1) if task1 else None,
+               quantizer=asdict(cfg.quantizer))
+
+    def step():
+        tables = build_candidates(given.parent, cfg.item_sides, task1=task1,
+                                  quantizer=cfg.quantizer, out_dir=cfg.work_dir / "item_sides")
+        return {name: path for name, path in tables.items()}, {
+            "tables": {name: str(path) for name, path in tables.items()}}
+    return stages.run("item_sides", key, step)
+
+
+def _overrides(cfg: PipelineConfig) -> dict:
+    found = {"seed": cfg.seed, "verbose": 0}
+    if cfg.epochs is not None:
+        found["epochs"] = int(cfg.epochs)
+    if cfg.batch_size is not None:
+        found["batch_size"] = int(cfg.batch_size)
+    return found
+
+
+def _configs(stages: Stages, cfg: PipelineConfig, sides: Dict[str, Path]) -> StageRecord:
+    config_dir = cfg.work_dir / "config"
+    key = dict(sides={name: content_digest(path) for name, path in sides.items()},
+               models=list(cfg.models), settings=cfg.settings, overrides=_overrides(cfg),
+               data=str(cfg.data_dir.resolve()))
+
+    def step():
+        expids = write_pipeline_config(config_dir, cfg.data_dir, sides, cfg.models,
+                                       cfg.settings, _overrides(cfg),
+                                       cfg.work_dir / "checkpoints")
+        return {"config_dir": config_dir}, {"expids": expids}
+    return stages.run("configs", key, step)
+
+
+def _train(stages: Stages, cfg: PipelineConfig, config_dir: Path, expid: str,
+           expid_key: str, table: Path) -> StageRecord:
+    """One model on one item side; its key is its own config and item table, so adding a
+    model or an item side leaves the others' trainings alone."""
+    def step():
+        result = experiment.train(config_dir, expid, cfg.gpu, record=False)
+        return {"checkpoint": result.checkpoint}, {"valid": dict(result.valid_metrics)}
+    key = {"config": expid_key, "item_table": content_digest(table),
+           "splits": [content_digest(_split(cfg, s)) for s in ("train", "valid")]}
+    return stages.run(f"train:{expid}", key, step)
+
+
+def _valid_predictions(cfg: PipelineConfig, config_dir: Path, expids: Sequence[str]):
+    return {e: experiment_predictions(config_dir, e, splits=("valid",), gpu=cfg.gpu)["valid"]
+            for e in expids}
+
+
+def _blend(stages: Stages, cfg: PipelineConfig, config_dir: Path,
+           trained: Dict[str, StageRecord]) -> StageRecord:
+    key = dict(models={e: r.key for e, r in trained.items()}, method=cfg.blend,
+               max_members=cfg.max_members)
+
+    def step():
+        expids = list(trained)
+        y = read_labels(_split(cfg, "valid"))
+        preds = _valid_predictions(cfg, config_dir, expids)
+        weights = select_members([preds[e] for e in expids], y, method=cfg.blend,
+                                 max_rounds=cfg.max_members)
+        members = {e: float(w) for e, w in zip(expids, weights) if w > 0}
+        blended = blend_predictions([preds[e] for e in members], method=cfg.blend,
+                                    weights=list(members.values()))
+        singles = {e: {"AUC": auc(y, preds[e]), "logloss": logloss(y, preds[e])}
+                   for e in expids}
+        best = max(singles, key=lambda e: singles[e]["AUC"])
+        result = {"members": members, "valid_AUC": auc(y, blended),
+                  "valid_logloss": logloss(y, blended) if cfg.blend == "mean" else None,
+                  "singles": singles, "best_single": best}
+        return {}, result
+    return stages.run("blend", key, step)
+
+
+def _submission(stages: Stages, cfg: PipelineConfig, config_dir: Path,
+                blend: StageRecord) -> StageRecord:
+    members = blend.result["members"]
+    key = dict(blend=blend.key, task=cfg.task, out=str(cfg.out))
+
+    def step():
+        # The test split, scored only now and only for the blend's members.
+        test = {e: experiment_predictions(config_dir, e, splits=("test",), gpu=cfg.gpu)["test"]
+                for e in members}
+        scores = blend_predictions([test[e] for e in members], method=cfg.blend,
+                                   weights=list(members.values()))
+        zip_path = write_submission({cfg.task: scores}, cfg.out,
+                                    n_rows=count_rows(_split(cfg, "test")),
+                                    source=f"pipeline blend of {', '.join(members)}")
+        checked = check_submission_zip(zip_path, _split(cfg, "test"))
+        result = {"rows": checked.n_rows, "columns": list(checked.columns)}
+        hidden = _hidden_test_auc(cfg, scores)
+        if hidden is not None:
+            result["hidden_test"] = hidden
+        return {"zip": zip_path}, result
+    return stages.run("submission", key, step)
+
+
+def _hidden_test_auc(cfg: PipelineConfig, scores: np.ndarray) -> Optional[dict]:
+    """On a generated sample: the submission's AUC against the test split's hidden labels,
+    and the oracle's (the true click probabilities). None on real data."""
+    manifest = cfg.data_dir / MANIFEST
+    if not (cfg.data_dir / "truth" / "test.parquet").is_file() or not manifest.is_file():
+        return None
+    _, labels = read_truth(cfg.data_dir, "test")
+    oracle = json.loads(manifest.read_text()).get("oracle", {}).get("test", {}).get("AUC")
+    value = auc(labels.astype(np.float64), scores)
+    return {"AUC": value, "oracle_AUC": oracle,
+            "AUC_over_oracle": value / oracle if oracle else None}
+
+
+# ---------------------------------------------------------------------------- the job
+
+def run_pipeline(cfg: PipelineConfig) -> PipelineResult:
+    """Run (or resume) every stage; write ``<work_dir>/report.json``."""
+    cfg = cfg.resolved()
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    stages = Stages(cfg.work_dir, rerun=cfg.rerun)
+    _validate(stages, cfg)
+    needs_task1 = any(CANDIDATES[s].needs_task1 for s in cfg.item_sides)
+    task1 = require_outputs(_task1(stages, cfg), "item_info")[0] if needs_task1 else None
+    sides = {name: Path(path) for name, path in
+             _item_sides(stages, cfg, task1).outputs.items()}
+    configs = _configs(stages, cfg, sides)
+    config_dir = require_outputs(configs, "config_dir")[0]
+    trained = {}
+    for side in cfg.item_sides:
+        for model in cfg.models:
+            expid = expid_for(model, side)
+            trained[expid] = _train(stages, cfg, config_dir, expid,
+                                    configs.result["expids"][expid], sides[side])
+    blend = _blend(stages, cfg, config_dir, trained)
+    submission = _submission(stages, cfg, config_dir, blend)
+    report = _report(cfg, stages, trained, blend, submission, time.perf_counter() - start)
+    path = write_json(cfg.work_dir / "report.json", report)
+    return PipelineResult(report=report, report_path=path,
+                          zip_path=require_outputs(submission, "zip")[0])
+
+
+def _report(cfg, stages: Stages, trained, blend, submission, seconds: float) -> dict:
+    singles = blend.result["singles"]
+    models = {e: {"model": e.split("__")[0], "item_side": e.split("__")[1],
+                  "valid": singles[e]} for e in trained}
+    best_single = blend.result["best_single"]
+    blend_auc = blend.result["valid_AUC"]
+    best = ("blend" if len(blend.result["members"]) > 1 else best_single)
+    return {
+        "data_dir": str(cfg.data_dir), "work_dir": str(cfg.work_dir),
+        "settings": cfg.settings, "seconds": round(seconds, 1),
+        "stages": [{"name": r.name, "seconds": r.seconds, "skipped": r.skipped,
+                    "outputs": r.outputs} for r in stages.records.values()],
+        "models": models,
+        "blend": {"method": cfg.blend, "members": blend.result["members"],
+                  "valid": {"AUC": blend_auc, "logloss": blend.result["valid_logloss"]},
+                  "note": "members and weights chosen on these valid rows: optimistic"},
+        "best": {"name": best, "valid_AUC": blend_auc if best == "blend"
+                 else singles[best_single]["AUC"]},
+        "submission": submission.outputs["zip"],
+        **({"hidden_test": submission.result["hidden_test"]}
+           if "hidden_test" in submission.result else {}),
+    }
+
+
+def summary(report: dict) -> str:
+    """The report on one screen."""
+    lines = [f"Pipeline on {report['data_dir']} ({report['settings']} settings) in "
+             f"{report['seconds']:.0f} s; work dir {report['work_dir']}", "",
+             "stage                              seconds"]
+    for stage in report["stages"]:
+        note = "  (up to date)" if stage["skipped"] else ""
+        lines.append(f"  {stage['name']:<32} {stage['seconds']:>7.1f}{note}")
+    lines += ["", f"{'model':<16} {'item side':<14} {'valid AUC':>9} {'logloss':>8}  blend weight"]
+    members = report["blend"]["members"]
+    for expid, row in sorted(report["models"].items(), key=lambda kv: -kv[1]["valid"]["AUC"]):
+        weight = members.get(expid)
+        lines.append(f"  {row['model']:<14} {row['item_side']:<14} {row['valid']['AUC']:>9.4f} "
+                     f"{row['valid']['logloss']:>8.4f}  {'' if weight is None else f'{weight:.2f}'}")
+    lines.append(f"  {'blend (' + report['blend']['method'] + ')':<29} "
+                 f"{report['blend']['valid']['AUC']:>9.4f}   (chosen on valid: optimistic)")
+    lines.append(f"\nbest: {report['best']['name']} (valid AUC {report['best']['valid_AUC']:.4f})")
+    if "hidden_test" in report:
+        hidden = report["hidden_test"]
+        lines.append(f"hidden test labels of the sample: AUC {hidden['AUC']:.4f}, oracle "
+                     f"{hidden['oracle_AUC']:.4f} ({hidden['AUC_over_oracle']:.3f} of it)")
+    lines.append(f"submission: {report['submission']} (checked)")
+    return "\n".join(lines)

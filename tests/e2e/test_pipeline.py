@@ -1,0 +1,63 @@
+"""``mmctr pipeline`` on the tiny sample with images: every stage runs once, the zip passes the
+submission check, a rerun skips every stage, and one more model trains only that model."""
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from fuxictr_mmctr import cli
+from fuxictr_mmctr.submit.submission import check_submission_zip
+
+COMMON = ["--tiny-clip", "--epochs", "1", "--batch-size", "512", "--code-levels", "2",
+          "--codebook", "8", "--item-sides", "given", "task1_codes"]
+
+
+@pytest.fixture(scope="module")
+def run(image_sample, tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    assert cli.main(["pipeline", "--data-dir", str(image_sample), "--work-dir", str(work),
+                     "--models", "DIN", *COMMON]) == 0
+    return work
+
+
+def test_every_stage_ran_and_the_zip_is_checked(run, image_sample):
+    report = json.loads((run / "report.json").read_text())
+    names = [s["name"] for s in report["stages"]]
+    assert names[:4] == ["validate", "task1", "item_sides", "configs"]
+    assert {"train:DIN__given", "train:DIN__task1_codes", "blend", "submission"} <= set(names)
+    assert not any(s["skipped"] for s in report["stages"])
+    assert set(report["models"]) == {"DIN__given", "DIN__task1_codes"}
+    blend = report["blend"]
+    assert abs(sum(blend["members"].values()) - 1) < 1e-9
+    best_single = max(m["valid"]["AUC"] for m in report["models"].values())
+    assert blend["valid"]["AUC"] >= best_single - 1e-12   # the blend starts from the best one
+    assert 0.5 < report["hidden_test"]["AUC"] <= 1        # scored against the sample's truth
+    checked = check_submission_zip(report["submission"],
+                                   image_sample / "MicroLens_1M_x1" / "test.parquet")
+    assert list(checked.columns) == ["ID", "Task2"]
+    # the item side with codes carries them as item features
+    tables = json.loads((run / "stages" / "item_sides.json").read_text())["outputs"]
+    assert {"sid_1", "sid_2"} <= set(pq.read_schema(tables["task1_codes"]).names)
+
+
+def test_a_rerun_skips_every_stage_and_a_new_model_trains_alone(run, image_sample, capsys):
+    assert cli.main(["pipeline", "--data-dir", str(image_sample), "--work-dir", str(run),
+                     "--models", "DIN", *COMMON]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert all(s["skipped"] for s in report["stages"])
+    assert "up to date" in capsys.readouterr().out
+    assert cli.main(["pipeline", "--data-dir", str(image_sample), "--work-dir", str(run),
+                     "--models", "DIN", "DCNv2", *COMMON]) == 0
+    report = json.loads((run / "report.json").read_text())
+    ran = {s["name"] for s in report["stages"] if not s["skipped"]}
+    # the configs are rewritten for the new expids; only DCNv2's trainings run
+    assert {"train:DCNv2__given", "train:DCNv2__task1_codes"} <= ran
+    assert not {"validate", "task1", "item_sides", "train:DIN__given"} & ran
+
+
+def test_a_bad_data_dir_is_one_line(tmp_path, capsys):
+    assert cli.main(["pipeline", "--data-dir", str(tmp_path), "--work-dir",
+                     str(tmp_path / "w"), "--tiny-clip"]) == 2
+    assert "no MicroLens_1M_x1/ folder" in capsys.readouterr().err
