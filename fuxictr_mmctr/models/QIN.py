@@ -46,7 +46,10 @@ class QIN(MMCTRModel):
         learning_rate: Default: 1.0e-3.
         embedding_dim: Default: 10.
         net_dropout: dropout in the QNN. Default: 0.
-        batch_norm: batch norm in the QNN. Default: False.
+        batch_norm: batch norm in the QNN (the authors' and both shipped configs: on). Without
+            it each layer squares the scale of its input, so ``num_layers`` layers raise it to
+            the power ``2 ** num_layers``: on the sample, three layers saturate the sigmoid
+            of half the rows at initialisation. Default: False.
         **kwargs: :class:`MMCTRModel` and FuxiCTR ``BaseModel`` arguments.
 
     Shapes: history ``(B, L, D_item)``, target ``(B, D_item)`` -> ``y_pred`` ``(B, 1)``.

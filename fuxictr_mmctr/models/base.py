@@ -97,7 +97,8 @@ class MMCTRModel(BaseModel):
     def __init__(self, feature_map, model_id: str = "MMCTRModel", gpu: int = -1,
                  embedding_dim: int = 64, accumulation_steps: int = 1,
                  label_smoothing: float = 0.0, weight_decay: float = 0.0,
-                 lr_decay_factor: float = 0.1, item_side: str = "features", item_info: Optional[str] = None,
+                 lr_decay_factor: float = 0.1, item_side: str = "features",
+                 item_info: Optional[str] = None,
                  precision: str = "fp32", compile: bool = False,  # noqa: A002 (the config key)
                  compile_mode: str = "default", compile_backend: str = "inductor",
                  tf32: bool = False,

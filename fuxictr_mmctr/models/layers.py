@@ -615,7 +615,8 @@ class AdaptiveSparseTargetAttention(MultiHeadTargetAttention):
     the softmax, and the target added back. History items the target does not match get
     exactly zero weight instead of a softmax's small share, so a long history does not
     dilute the few relevant items. The authors' released code has one head
-    (``attention_dim = 2 * D``); with ``H`` heads each scores in ``attention_dim / H``
+    (``attention_dim = 2 * D``) and a bias on ``W_o`` (FuxiCTR's has none; the target added
+    back carries the offset); with ``H`` heads each scores in ``attention_dim / H``
     dimensions (scaled by ``sqrt(attention_dim / H)``).
 
     Args:
@@ -658,7 +659,7 @@ class QuadraticLayer(nn.Module):
     """One layer of QIN's Quadratic Neural Network: ``x * sum_r (W_r x + b_r)``.
 
     The multi-head Khatri-Rao product of QNN (Li et al., "Revisiting Feature Interactions from
-    the Perspective of Quadratic Neural Networks for Click-through Rate Prediction", KDD 2025,
+    the Perspective of Quadratic Neural Networks for Click-through Rate Prediction",
     arXiv 2505.17999): ``num_row`` linear maps of the input, each multiplied element-wise with
     the input and summed, so every output unit is a learned quadratic form of the input (all
     pairwise feature interactions, weighted). The sum of the rows is itself one linear map:
