@@ -156,6 +156,19 @@ TINY_MODELS = {
 }
 
 
+def padded_history(batch: int, seq_len: int, dim: int, seed: int = 0):
+    """Random ``(target (B, D), history (B, L, D), mask (B, L))``: row 0 left-padded by 3,
+    row 1 without any history item (its history values are left random: padding must not
+    count)."""
+    import torch
+
+    torch.manual_seed(seed)
+    mask = torch.ones(batch, seq_len)
+    mask[0, :3] = 0
+    mask[1, :] = 0
+    return torch.randn(batch, dim), torch.randn(batch, seq_len, dim), mask
+
+
 def tiny_model(name, model_root, seed=None, feature_map=None, **overrides):
     """Model ``name`` built on :func:`feature_map_for` (or ``feature_map``) at the size of
     :data:`TINY_MODELS`, embedding 4, learning rate 1e-2; ``overrides`` win. ``seed`` seeds

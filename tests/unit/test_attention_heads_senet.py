@@ -10,9 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 from fuxictr.pytorch.layers import DIN_Attention, SqueezeExcitation
-from helpers import feature_map_for, tiny_model
+from helpers import padded_history, tiny_model
 
-from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.models.layers import FieldSqueezeExcitation, TargetAttention, history_ages
 
@@ -80,18 +79,7 @@ def forward_before_heads(layer, target_item, history_sequence, mask=None):
 
 @pytest.fixture
 def seq():
-    torch.manual_seed(0)
-    mask = torch.ones(B, L)
-    mask[0, :3] = 0  # left padding
-    mask[1, :] = 0   # no history
-    return torch.randn(B, D), torch.randn(B, L, D), mask
-
-
-@pytest.fixture
-def batch(handmade):
-    loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
-                             item_info=handmade / "item_info.parquet", batch_size=16, max_len=6)
-    return next(iter(loader))
+    return padded_history(B, L, D)
 
 
 # --------------------------------------------------------------------------- one head = DIN
@@ -119,18 +107,18 @@ def test_one_head_is_the_attention_before_heads_bit_for_bit(seq, softmax, activa
 
 
 @pytest.mark.parametrize("name", ["DIN", "DIN_DCN"])
-def test_options_off_keep_the_model_bit_for_bit(name, tmp_path, batch):
+def test_options_off_keep_the_model_bit_for_bit(name, tmp_path, handmade_batch):
     explicit = tiny_model(name, tmp_path, seed=5, attention_heads=1, use_senet=False).eval()
     assert list(explicit.state_dict()) == KEYS_BEFORE[name]
     assert explicit.senet is None
     with torch.no_grad():
-        out = explicit(batch)["y_pred"]
+        out = explicit(handmade_batch)["y_pred"]
         explicit.attention_layers.forward = forward_before_heads.__get__(
             explicit.attention_layers)
-        assert torch.equal(out, explicit(batch)["y_pred"])
+        assert torch.equal(out, explicit(handmade_batch)["y_pred"])
     default = tiny_model(name, tmp_path, seed=5).eval()
     with torch.no_grad():
-        assert torch.equal(default(batch)["y_pred"], out)
+        assert torch.equal(default(handmade_batch)["y_pred"], out)
 
 
 # --------------------------------------------------------------------------- several heads
@@ -197,12 +185,12 @@ def test_field_senet_scales_each_field_of_its_own_width_by_one_weight():
 @pytest.mark.parametrize("options", [dict(attention_heads=2), dict(use_senet=True),
                                      dict(attention_heads=3, use_senet=True,
                                           excitation_activation="Sigmoid")])
-def test_models_train_with_the_options(name, options, tmp_path, batch):
+def test_models_train_with_the_options(name, options, tmp_path, handmade_batch):
     model = tiny_model(name, tmp_path, seed=5, **options)
     model.train()
-    out = model(batch)["y_pred"]
+    out = model(handmade_batch)["y_pred"]
     assert out.shape == (16, 1) and torch.isfinite(out).all()
-    model.compute_loss(model(batch), model.get_labels(batch)).backward()
+    model.compute_loss(model(handmade_batch), model.get_labels(handmade_batch)).backward()
     if options.get("use_senet"):
         # row fields, then the target's and each head's item fields (tags, id, 128-d column)
         assert model.senet.field_dims == [4, 4] + [4, 4, 128] * (1 + model.attention_layers.num_heads)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from fuxictr.pytorch.layers import MultiHeadTargetAttention
-from helpers import feature_map_for, tiny_model
+from helpers import padded_history, tiny_model
 
-from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.models.layers import (AdaptiveSparseTargetAttention, QuadraticLayer,
                                          QuadraticNeuralNetwork)
@@ -17,11 +16,7 @@ B, L, D = 6, 7, 4
 
 @pytest.fixture
 def seq():
-    torch.manual_seed(0)
-    mask = torch.ones(B, L)
-    mask[0, :3] = 0  # left padding
-    mask[1, :] = 0   # no history
-    return torch.randn(B, D), torch.randn(B, L, D), mask
+    return padded_history(B, L, D)
 
 
 def by_hand(layer, target, history, mask):
@@ -103,20 +98,13 @@ def test_quadratic_network_is_residual_blocks_and_a_readout():
         QuadraticLayer(D, num_row=0)
 
 
-@pytest.fixture
-def batch(handmade):
-    loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
-                             item_info=handmade / "item_info.parquet", batch_size=16, max_len=6)
-    return next(iter(loader))
-
-
-def test_qin_reads_row_target_and_interest(tmp_path, batch):
+def test_qin_reads_row_target_and_interest(tmp_path, handmade_batch):
     model = tiny_model("QIN", tmp_path, seed=0).eval()
     inputs = []
     model.qnn.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
     with torch.no_grad():
-        model(batch)
-    row, target, history, mask = model.embed_batch(batch)
+        model(handmade_batch)
+    row, target, history, mask = model.embed_batch(handmade_batch)
     with torch.no_grad():
         interest = model.attention_layers(target, history, mask)
     torch.testing.assert_close(inputs[0], torch.cat([row, target, interest], dim=-1))
