@@ -6,17 +6,19 @@ WWW 2021 (https://arxiv.org/abs/2008.13535).
 
 Composed from shared pieces, not copies: the attention is
 :class:`~fuxictr_mmctr.models.layers.TargetAttention` (FuxiCTR's ``DIN_Attention`` with optional
-position encodings; the layer :class:`~fuxictr_mmctr.models.DIN.DIN` calls) and the head is
+position encodings and heads), built with the optional SENET by DIN's own
+:class:`~fuxictr_mmctr.models.DIN.TargetAttentionInput`, and the head is
 :class:`~fuxictr_mmctr.models.layers.DCNHead`, the cross network + DNN of
 :class:`~fuxictr_mmctr.models.DCNv2.DCNv2`.
 """
 from __future__ import annotations
 
-from .layers import DCNHead, TargetAttention, field_senet
 from .base import MMCTRModel
+from .DIN import TargetAttentionInput
+from .layers import DCNHead
 
 
-class DIN_DCN(MMCTRModel):
+class DIN_DCN(TargetAttentionInput, MMCTRModel):
     """DIN target attention + DCN-V2 head (cross and DNN in parallel by default).
 
     Args:
@@ -77,19 +79,10 @@ class DIN_DCN(MMCTRModel):
                  reduction_ratio=3, excitation_activation="ReLU", **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        self.attention_layers = TargetAttention(
-            self.item_info_dim,
-            attention_units=list(attention_hidden_units),
-            hidden_activations=attention_hidden_activations,
-            output_activation=attention_output_activation,
-            dropout_rate=attention_dropout,
-            use_softmax=din_use_softmax, max_len=max_len,
-            position_encoding=position_encoding, recency_bias=recency_bias,
-            num_heads=attention_heads)
-        self.senet = field_senet(use_senet, self.field_dims(1 + attention_heads),
-                                 reduction_ratio, excitation_activation)
-        head_input_dim = self.row_feature_dim + self.item_info_dim + \
-            self.attention_layers.output_dim
+        head_input_dim = self.build_target_attention_input(
+            attention_hidden_units, attention_hidden_activations, attention_output_activation,
+            attention_dropout, din_use_softmax, max_len, position_encoding, recency_bias,
+            attention_heads, use_senet, reduction_ratio, excitation_activation)
         self.dcn = DCNHead(head_input_dim,
                            num_cross_layers=num_cross_layers, cross_type=cross_type,
                            low_rank=low_rank, num_experts=num_experts,
@@ -102,9 +95,4 @@ class DIN_DCN(MMCTRModel):
         self.finish_init(kwargs["optimizer"], kwargs["loss"], learning_rate)
 
     def forward(self, inputs):
-        row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
-        pooled = self.attention_layers(target_emb, history_emb, mask)    # (B, H * D_item)
-        x = self.concat_with_row(row_emb, target_emb, pooled)            # (B, D_row + (1+H) D_item)
-        if self.senet is not None:
-            x = self.senet(x)                                            # fields re-weighted
-        return {"y_pred": self.dcn(x)}                                   # (B, 1)
+        return {"y_pred": self.dcn(self.target_attention_input(inputs))}  # (B, 1)
