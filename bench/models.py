@@ -68,12 +68,13 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def ensure_sample(data_root: Path, preset: str, variant: str, seed: int):
-    """The sample of ``variant``/``seed`` (generated once, then reused) and its info."""
+def ensure_sample(data_root: Path, preset: str, variant: str, seed: int, world=None):
+    """The sample of ``variant``/``seed`` (and item view ``world``; generated once, then
+    reused) and its info."""
     from fuxictr_mmctr.data.sample import make_sample
 
     return make_sample(data_root / f"{variant}_s{seed}", preset=preset, seed=seed,
-                       variant=variant, images=False, item_vectors=False)
+                       variant=variant, images=False, item_vectors=False, world=world)
 
 
 def save_rows(out: Path, rows) -> None:
@@ -293,6 +294,9 @@ def main(argv=None) -> int:
     parser.add_argument("--full-epochs", type=int, default=20,
                         help="epoch cap of the full budget (early stopping ends it sooner)")
     parser.add_argument("--preset", default="bench")
+    parser.add_argument("--world", default=None, choices=["classic", "good", "partial"],
+                        help="item view of the samples (mmctr make-sample --world); use its own "
+                             "--data-root and --out")
     parser.add_argument("--data-root", default="data/bench")
     parser.add_argument("--work-dir", default=None, help="configs and checkpoints (default: tmp)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -316,7 +320,8 @@ def main(argv=None) -> int:
     work = None
     for variant in ([] if args.report else args.variants):
         for seed in args.seeds:
-            info = ensure_sample(Path(args.data_root).resolve(), args.preset, variant, seed)
+            info = ensure_sample(Path(args.data_root).resolve(), args.preset, variant, seed,
+                                 args.world)
             oracle = info.oracle["valid"]
             for budget in args.budgets:
                 settings = dict(BUDGETS[budget])

@@ -92,6 +92,8 @@ RULES: Mapping[str, Rule] = {
     "max_gradient_norm": Rule("float", low=0.0, low_open=True),
     "weight_decay": Rule("float", low=0.0),
     "label_smoothing": _PROBABILITY,
+    # the factor of FuxiCTR's learning-rate decay on a plateau (its own is 0.1; QIN's authors 0.5)
+    "lr_decay_factor": Rule("float", low=0.0, high=1.0, low_open=True),
     "embedding_regularizer": Rule("regularizer"),
     "net_regularizer": Rule("regularizer"),
     "monitor_mode": Rule("choice", choices=("max", "min")),
@@ -132,6 +134,12 @@ RULES: Mapping[str, Rule] = {
     "first_k_cols": _POSITIVE_INT,
     "dim_feedforward": _POSITIVE_INT,
     "reduction_ratio": Rule("float", low=0.0, low_open=True),
+    "excitation_activation": Rule("choice", choices=("ReLU", "Sigmoid", "relu", "sigmoid")),
+    # target attention (DIN, DIN_DCN, QIN) and QIN's quadratic network
+    "attention_heads": _POSITIVE_INT,
+    "attention_dim": _POSITIVE_INT,
+    "num_layers": _POSITIVE_INT,
+    "num_row": _POSITIVE_INT,
 }
 
 

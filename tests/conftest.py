@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ITEM_TYPES, ROOT, make_item_info_columns, make_split_columns, point_config_at, write_table
+from helpers import (ITEM_TYPES, ROOT, feature_map_for, make_item_info_columns, make_split_columns,
+                     point_config_at, write_table)
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,16 @@ def handmade(tmp_path):
     write_table(d / "valid.parquet", make_split_columns(20, 12, 6, seed=2))
     write_table(d / "test.parquet", make_split_columns(20, 12, 6, seed=3, label=False))
     return d
+
+
+@pytest.fixture
+def handmade_batch(handmade):
+    """The first batch (16 rows, history 6) of :func:`handmade`'s train split."""
+    from fuxictr_mmctr.data.loader import MMCTRDataLoader
+
+    loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
+                             item_info=handmade / "item_info.parquet", batch_size=16, max_len=6)
+    return next(iter(loader))
 
 
 @pytest.fixture(scope="session")

@@ -152,7 +152,21 @@ TINY_MODELS = {
     "DIN_DCN": dict(parallel_dnn_hidden_units=[16, 8], attention_hidden_units=[8],
                     num_cross_layers=2),
     "FiBiNET": dict(dnn_hidden_units=[16, 8]),
+    "QIN": dict(num_layers=2, num_row=2, attention_dim=8),
 }
+
+
+def padded_history(batch: int, seq_len: int, dim: int, seed: int = 0):
+    """Random ``(target (B, D), history (B, L, D), mask (B, L))``: row 0 left-padded by 3,
+    row 1 without any history item (its history values are left random: padding must not
+    count)."""
+    import torch
+
+    torch.manual_seed(seed)
+    mask = torch.ones(batch, seq_len)
+    mask[0, :3] = 0
+    mask[1, :] = 0
+    return torch.randn(batch, dim), torch.randn(batch, seq_len, dim), mask
 
 
 def tiny_model(name, model_root, seed=None, feature_map=None, **overrides):

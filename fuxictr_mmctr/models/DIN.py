@@ -12,10 +12,47 @@ from __future__ import annotations
 from fuxictr.pytorch.layers import MLP_Block
 
 from .base import MMCTRModel
-from .layers import TargetAttention, resolve_activations
+from .layers import TargetAttention, field_senet, resolve_activations
 
 
-class DIN(MMCTRModel):
+class TargetAttentionInput:
+    """What DIN and DIN_DCN share before their heads (a mixin of :class:`MMCTRModel`): the
+    target attention over the history (``attention_layers``, :class:`~fuxictr_mmctr.models.
+    layers.TargetAttention`) and the optional SENET over the head's input fields (``senet``).
+    """
+
+    def build_target_attention_input(self, attention_hidden_units, attention_hidden_activations,
+                                     attention_output_activation, attention_dropout,
+                                     din_use_softmax, max_len, position_encoding, recency_bias,
+                                     attention_heads, use_senet, reduction_ratio,
+                                     excitation_activation) -> int:
+        """Build ``attention_layers`` and ``senet``; returns the head's input width
+        ``D_row + (1 + H) D_item``."""
+        self.attention_layers = TargetAttention(
+            self.item_info_dim,
+            attention_units=list(attention_hidden_units),
+            hidden_activations=attention_hidden_activations,
+            output_activation=attention_output_activation,
+            dropout_rate=attention_dropout,
+            use_softmax=din_use_softmax, max_len=max_len,
+            position_encoding=position_encoding, recency_bias=recency_bias,
+            num_heads=attention_heads)
+        self.senet = field_senet(use_senet, self.field_dims(1 + attention_heads),
+                                 reduction_ratio, excitation_activation)
+        return self.row_feature_dim + self.item_info_dim + self.attention_layers.output_dim
+
+    def target_attention_input(self, inputs):
+        """``[row features, target item, pooled history]`` of a batch, SENET-weighted when on:
+        ``(B, D_row + (1 + H) D_item)``."""
+        row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
+        pooled = self.attention_layers(target_emb, history_emb, mask)    # (B, H * D_item)
+        x = self.concat_with_row(row_emb, target_emb, pooled)            # (B, D_row + (1+H) D_item)
+        if self.senet is not None:
+            x = self.senet(x)                                            # fields re-weighted
+        return x
+
+
+class DIN(TargetAttentionInput, MMCTRModel):
     """Deep Interest Network over the MicroLens item side.
 
     Args:
@@ -39,6 +76,16 @@ class DIN(MMCTRModel):
             the target attention's scores. Default: False.
         max_len: history length of the data (the loader's ``max_len``); sizes the age tables.
             Default: 100.
+        attention_heads: heads of the target attention (the Task-2 winner's multi-head DIN):
+            each head pools the history with its own scores, and the pools are concatenated
+            (:class:`~fuxictr_mmctr.models.layers.TargetAttention`); 1 is DIN's attention.
+            Default: 1.
+        use_senet: re-weight the fields of ``[row features, target item, pooled history]``
+            with SENET before the MLP (:class:`~fuxictr_mmctr.models.layers.
+            FieldSqueezeExcitation`, FuxiCTR's ``SqueezeExcitation`` as in FiBiNET).
+            Default: False.
+        reduction_ratio: SENET's squeeze ratio. Default: 3.
+        excitation_activation: SENET's weights, ``"ReLU"`` or ``"Sigmoid"``. Default: ``"ReLU"``.
         **kwargs: :class:`MMCTRModel` and FuxiCTR ``BaseModel`` arguments.
 
     Shapes: history ``(B, L, D_item)``, target ``(B, D_item)`` -> ``y_pred`` ``(B, 1)``.
@@ -50,19 +97,16 @@ class DIN(MMCTRModel):
                  attention_output_activation=None, attention_dropout=0.0,
                  learning_rate=1.0e-3, embedding_dim=10, net_dropout=0.0, batch_norm=False,
                  din_use_softmax=False, position_encoding="none", recency_bias=False,
-                 max_len=100, **kwargs):
+                 max_len=100, attention_heads=1, use_senet=False, reduction_ratio=3,
+                 excitation_activation="ReLU", **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         dnn_hidden_units = list(dnn_hidden_units)
-        self.attention_layers = TargetAttention(
-            self.item_info_dim,
-            attention_units=list(attention_hidden_units),
-            hidden_activations=attention_hidden_activations,
-            output_activation=attention_output_activation,
-            dropout_rate=attention_dropout,
-            use_softmax=din_use_softmax, max_len=max_len,
-            position_encoding=position_encoding, recency_bias=recency_bias)
-        self.dnn = MLP_Block(input_dim=self.row_feature_dim + 2 * self.item_info_dim,
+        head_input_dim = self.build_target_attention_input(
+            attention_hidden_units, attention_hidden_activations, attention_output_activation,
+            attention_dropout, din_use_softmax, max_len, position_encoding, recency_bias,
+            attention_heads, use_senet, reduction_ratio, excitation_activation)
+        self.dnn = MLP_Block(input_dim=head_input_dim,
                              output_dim=1,
                              hidden_units=dnn_hidden_units,
                              hidden_activations=resolve_activations(dnn_activations,
@@ -73,7 +117,4 @@ class DIN(MMCTRModel):
         self.finish_init(kwargs["optimizer"], kwargs["loss"], learning_rate)
 
     def forward(self, inputs):
-        row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
-        pooled = self.attention_layers(target_emb, history_emb, mask)  # (B, D_item)
-        y_pred = self.dnn(self.concat_with_row(row_emb, target_emb, pooled))  # (B, 1)
-        return {"y_pred": y_pred}
+        return {"y_pred": self.dnn(self.target_attention_input(inputs))}  # (B, 1)

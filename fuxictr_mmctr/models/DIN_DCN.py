@@ -6,17 +6,19 @@ WWW 2021 (https://arxiv.org/abs/2008.13535).
 
 Composed from shared pieces, not copies: the attention is
 :class:`~fuxictr_mmctr.models.layers.TargetAttention` (FuxiCTR's ``DIN_Attention`` with optional
-position encodings; the layer :class:`~fuxictr_mmctr.models.DIN.DIN` calls) and the head is
+position encodings and heads), built with the optional SENET by DIN's own
+:class:`~fuxictr_mmctr.models.DIN.TargetAttentionInput`, and the head is
 :class:`~fuxictr_mmctr.models.layers.DCNHead`, the cross network + DNN of
 :class:`~fuxictr_mmctr.models.DCNv2.DCNv2`.
 """
 from __future__ import annotations
 
-from .layers import DCNHead, TargetAttention
 from .base import MMCTRModel
+from .DIN import TargetAttentionInput
+from .layers import DCNHead
 
 
-class DIN_DCN(MMCTRModel):
+class DIN_DCN(TargetAttentionInput, MMCTRModel):
     """DIN target attention + DCN-V2 head (cross and DNN in parallel by default).
 
     Args:
@@ -37,6 +39,16 @@ class DIN_DCN(MMCTRModel):
             the target attention's scores. Default: False.
         max_len: history length of the data (the loader's ``max_len``); sizes the age tables.
             Default: 100.
+        attention_heads: heads of the target attention (the Task-2 winner's multi-head DIN):
+            each head pools the history with its own scores, and the pools are concatenated
+            (:class:`~fuxictr_mmctr.models.layers.TargetAttention`); 1 is DIN's attention.
+            Default: 1.
+        use_senet: re-weight the fields of ``[row features, target item, pooled history]``
+            with SENET before the DCN head (:class:`~fuxictr_mmctr.models.layers.
+            FieldSqueezeExcitation`, FuxiCTR's ``SqueezeExcitation`` as in FiBiNET).
+            Default: False.
+        reduction_ratio: SENET's squeeze ratio. Default: 3.
+        excitation_activation: SENET's weights, ``"ReLU"`` or ``"Sigmoid"``. Default: ``"ReLU"``.
         model_structure: DCN head layout, see :class:`~fuxictr_mmctr.models.layers.DCNHead`.
             Default: ``"parallel"``.
         cross_type: ``"matrix"``, ``"mix"`` or ``"vector"``. Default: ``"matrix"``.
@@ -63,18 +75,15 @@ class DIN_DCN(MMCTRModel):
                  parallel_dnn_hidden_units=(512, 256), stacked_dnn_hidden_units=(512, 256),
                  mlp_hidden_units=(), dnn_activations="ReLU", learning_rate=1.0e-3,
                  embedding_dim=10, net_dropout=0.0, batch_norm=False, position_encoding="none",
-                 recency_bias=False, max_len=100, **kwargs):
+                 recency_bias=False, max_len=100, attention_heads=1, use_senet=False,
+                 reduction_ratio=3, excitation_activation="ReLU", **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        self.attention_layers = TargetAttention(
-            self.item_info_dim,
-            attention_units=list(attention_hidden_units),
-            hidden_activations=attention_hidden_activations,
-            output_activation=attention_output_activation,
-            dropout_rate=attention_dropout,
-            use_softmax=din_use_softmax, max_len=max_len,
-            position_encoding=position_encoding, recency_bias=recency_bias)
-        self.dcn = DCNHead(self.row_feature_dim + 2 * self.item_info_dim,
+        head_input_dim = self.build_target_attention_input(
+            attention_hidden_units, attention_hidden_activations, attention_output_activation,
+            attention_dropout, din_use_softmax, max_len, position_encoding, recency_bias,
+            attention_heads, use_senet, reduction_ratio, excitation_activation)
+        self.dcn = DCNHead(head_input_dim,
                            num_cross_layers=num_cross_layers, cross_type=cross_type,
                            low_rank=low_rank, num_experts=num_experts,
                            model_structure=model_structure,
@@ -86,7 +95,4 @@ class DIN_DCN(MMCTRModel):
         self.finish_init(kwargs["optimizer"], kwargs["loss"], learning_rate)
 
     def forward(self, inputs):
-        row_emb, target_emb, history_emb, mask = self.embed_batch(inputs)
-        pooled = self.attention_layers(target_emb, history_emb, mask)    # (B, D_item)
-        y_pred = self.dcn(self.concat_with_row(row_emb, target_emb, pooled))  # (B, 1)
-        return {"y_pred": y_pred}
+        return {"y_pred": self.dcn(self.target_attention_input(inputs))}  # (B, 1)

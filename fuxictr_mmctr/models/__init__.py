@@ -9,9 +9,11 @@ from .DCNv2 import DCNv2
 from .DIN import DIN
 from .DIN_DCN import DIN_DCN
 from .FiBiNET import FiBiNET
+from .QIN import QIN
 from .TransformerDCN import TransformerDCN
 
-MODELS = {cls.__name__: cls for cls in (DIN, DCNv2, TransformerDCN, DIN_DCN, FiBiNET)}
+MODELS = {cls.__name__: cls for cls in (DIN, DCNv2, TransformerDCN, DIN_DCN, FiBiNET,
+                                             QIN)}
 
 
 def get_model(name: str):

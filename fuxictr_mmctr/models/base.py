@@ -67,6 +67,9 @@ class MMCTRModel(BaseModel):
             Default: 1.
         label_smoothing: targets become ``y * (1 - s) + s / 2`` in the loss. Default: 0.
         weight_decay: decoupled with ``optimizer: AdamW``, L2 with ``Adam``. Default: 0.
+        lr_decay_factor: the learning rate is multiplied by it when the monitored metric stops
+            improving (FuxiCTR's ``reduce_lr_on_plateau``, whose own factor is 0.1; QIN's
+            authors used 0.5). Default: 0.1.
         item_side: ``"features"`` (the loader gathers item columns) or ``"ids"`` (the loader
             ships item ids; item columns are gathered from tables on the model's device).
             Must match the loader's setting (both read the same config key). Default:
@@ -94,7 +97,8 @@ class MMCTRModel(BaseModel):
     def __init__(self, feature_map, model_id: str = "MMCTRModel", gpu: int = -1,
                  embedding_dim: int = 64, accumulation_steps: int = 1,
                  label_smoothing: float = 0.0, weight_decay: float = 0.0,
-                 item_side: str = "features", item_info: Optional[str] = None,
+                 lr_decay_factor: float = 0.1, item_side: str = "features",
+                 item_info: Optional[str] = None,
                  precision: str = "fp32", compile: bool = False,  # noqa: A002 (the config key)
                  compile_mode: str = "default", compile_backend: str = "inductor",
                  tf32: bool = False,
@@ -108,6 +112,7 @@ class MMCTRModel(BaseModel):
         self.accumulation_steps = int(accumulation_steps)
         self.label_smoothing = float(label_smoothing)
         self.weight_decay = float(weight_decay)
+        self.lr_decay_factor = float(check_value("lr_decay_factor", lr_decay_factor))
         sides = feature_sides(feature_map.features)
         self.row_features: List[str] = list(sides.row_inputs)
         self.item_features: List[str] = list(sides.item_inputs)
@@ -158,6 +163,13 @@ class MMCTRModel(BaseModel):
         """Width of :meth:`embed_row_features`: the row features a model embeds."""
         return sum(self._feature_dim(name) for name in self.row_features)
 
+    def field_dims(self, item_vectors: int = 2) -> List[int]:
+        """Widths of the fields of ``concat_with_row(row_emb, *items)``: each row feature, then
+        each item feature of each of ``item_vectors`` item-wide parts (the target item, the
+        pooled history, one per attention head)."""
+        item = [self._feature_dim(name) for name in self.item_features]
+        return [self._feature_dim(name) for name in self.row_features] + item * item_vectors
+
     def compile(self, optimizer, loss, lr):
         """FuxiCTR's ``compile`` over trainable parameters only, with weight decay."""
         names = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "adagrad": "Adagrad"}
@@ -168,6 +180,10 @@ class MMCTRModel(BaseModel):
         self.optimizer = getattr(torch.optim, name)(trainable, lr=lr,
                                                     weight_decay=self.weight_decay)
         self.loss_fn = get_loss(loss)
+
+    def lr_decay(self, factor=None, min_lr=1e-6):
+        """FuxiCTR's decay on a plateau (it calls ``lr_decay()``), by :attr:`lr_decay_factor`."""
+        return super().lr_decay(self.lr_decay_factor if factor is None else factor, min_lr)
 
     def get_output_activation(self, task):
         """FuxiCTR's output activation; the sigmoid computed in float32 (under autocast too)."""

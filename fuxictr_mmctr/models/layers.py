@@ -1,12 +1,19 @@
-"""Layers the MM-CTR models compose: written once, shared by DCNv2, TransformerDCN, FiBiNET and
-DIN_DCN.
+"""Layers the MM-CTR models compose: written once, shared by DIN, DCNv2, TransformerDCN, FiBiNET,
+DIN_DCN and QIN.
 
 * :class:`MaskedHistoryPooling`: mean / sum / max over the real items of a left-padded history.
 * :class:`HistoryPositionEncoding`: a learned embedding of each history item's age (0 = the most
   recent item) added to the history, as BST adds position embeddings.
-* :class:`TargetAttention`: FuxiCTR's ``DIN_Attention`` with optional position encoding and a
-  learned per-age recency bias on the attention scores (both off = ``DIN_Attention``'s output),
-  its MLP run on the real history positions only.
+* :class:`TargetAttention`: FuxiCTR's ``DIN_Attention`` with optional position encoding, a
+  learned per-age recency bias on the attention scores and several heads (all off =
+  ``DIN_Attention``'s output), its MLP run on the real history positions only.
+* :class:`FieldSqueezeExcitation`: FuxiCTR's ``SqueezeExcitation`` (SENET) over fields of any
+  widths laid side by side in one flat vector (DIN's and DIN_DCN's ``use_senet``).
+* :class:`AdaptiveSparseTargetAttention`: QIN's target attention, FuxiCTR's
+  ``MultiHeadTargetAttention`` with its softmax replaced by a ReLU gate
+  (:class:`ReLUGatedDotProductAttention`) and the target added back.
+* :class:`QuadraticNeuralNetwork`: QIN's stack of :class:`QuadraticLayer` (a learned quadratic
+  form of the input, the multi-head Khatri-Rao product of QNN) with residual connections.
 * :class:`MultiInterestPooling`: self-attentive multi-interest extraction (ComiRec-SA) and the
   target choosing among the interests.
 * :class:`CrossNetwork`: FuxiCTR's cross networks behind one switch (``vector`` = DCN's
@@ -29,14 +36,15 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..config_contract import check_value
+from ..config_contract import Rule, check_value
 from ..errors import ConfigError
 
 import torch
 from torch import nn
 
 from fuxictr.pytorch.layers import (CrossNet, CrossNetMix, CrossNetV2, DIN_Attention, Dice,
-                                    MLP_Block)
+                                    MLP_Block, MultiHeadTargetAttention,
+                                    ScaledDotProductAttention, SqueezeExcitation)
 
 
 def resolve_activations(activation, hidden_units: Sequence[int]):
@@ -123,9 +131,9 @@ class HistoryPositionEncoding(nn.Module):
 
 
 class TargetAttention(DIN_Attention):
-    """DIN's target attention (FuxiCTR's ``DIN_Attention``) that can see the order.
+    """DIN's target attention (FuxiCTR's ``DIN_Attention``) that can see the order, with heads.
 
-    The attention MLP is FuxiCTR's (``self.attention_layer``), and with both options off the
+    The attention MLP is FuxiCTR's (``self.attention_layer``), and with every option off the
     output is ``DIN_Attention``'s: the pooled history does not change when the history is
     permuted. The MLP runs on the real history positions only (a padded position's score is
     multiplied by 0, or masked out of the softmax, in ``DIN_Attention`` anyway), which saves
@@ -142,6 +150,13 @@ class TargetAttention(DIN_Attention):
     attention score: without softmax this adds a learned recency-weighted sum of the history,
     with softmax it tilts the weights towards (or away from) recent items.
 
+    ``num_heads`` (the models' ``attention_heads``, the multi-head target attention of the
+    MM-CTR Task-2 winner's DIN): the MLP's last layer gives one score per head (the hidden
+    layers are shared, so a head costs one output unit), each head pools the whole history
+    with its own weights (its own softmax with ``use_softmax``), and the heads' pools are
+    concatenated: ``output_dim = num_heads * D``. One head is ``DIN_Attention`` exactly (the
+    same modules, state_dict keys and outputs).
+
     Args:
         embedding_dim: width ``D`` of an item.
         attention_units, hidden_activations, output_activation, dropout_rate, batch_norm,
@@ -149,18 +164,29 @@ class TargetAttention(DIN_Attention):
         max_len: the longest history (size of the age tables). Default: 100.
         position_encoding: ``"none"`` or ``"learned"``. Default: ``"none"``.
         recency_bias: learn a score per age. Default: False.
+        num_heads: attention heads ``H``. Default: 1.
 
-    Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` -> ``(B, D)``.
+    Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` -> ``(B, H * D)``.
     """
 
     def __init__(self, embedding_dim: int = 64, attention_units=(32,),
                  hidden_activations="ReLU", output_activation=None, dropout_rate: float = 0.0,
                  batch_norm: bool = False, use_softmax: bool = False, max_len: int = 100,
-                 position_encoding: str = "none", recency_bias: bool = False):
+                 position_encoding: str = "none", recency_bias: bool = False,
+                 num_heads: int = 1):
         super().__init__(embedding_dim, attention_units=list(attention_units),
                          hidden_activations=hidden_activations,
                          output_activation=output_activation, dropout_rate=dropout_rate,
                          batch_norm=batch_norm, use_softmax=use_softmax)
+        self.num_heads = int(check_value("attention_heads", num_heads))
+        if self.num_heads > 1:  # DIN_Attention's MLP with one score per head
+            units = list(attention_units)
+            self.attention_layer = MLP_Block(
+                input_dim=4 * embedding_dim, output_dim=self.num_heads, hidden_units=units,
+                hidden_activations=resolve_activations(hidden_activations, units),
+                output_activation=output_activation, dropout_rates=dropout_rate,
+                batch_norm=batch_norm)
+        self.output_dim = self.num_heads * embedding_dim
         check_value("position_encoding", position_encoding)
         self.positions = (HistoryPositionEncoding(max_len, embedding_dim)
                           if position_encoding == "learned" else None)
@@ -176,7 +202,7 @@ class TargetAttention(DIN_Attention):
 
     def scores(self, target: torch.Tensor, seq: torch.Tensor,
                mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """``(B, L)`` raw attention scores, 0 at padded positions (the MLP skips them)."""
+        """``(B, H, L)`` raw attention scores, 0 at padded positions (the MLP skips them)."""
         batch_size, seq_len, dim = seq.shape
         flat_seq = seq.reshape(-1, dim)                                  # (B*L, D)
         flat_target = target.repeat_interleave(seq_len, dim=0)           # (B*L, D)
@@ -186,29 +212,32 @@ class TargetAttention(DIN_Attention):
             flat_seq, flat_target = flat_seq[keep], flat_target[keep]   # (N_real, D)
         attention_input = torch.cat([flat_target, flat_seq, flat_target - flat_seq,
                                      flat_target * flat_seq], dim=-1)    # (N, 4D)
-        real_scores = self.attention_layer(attention_input).squeeze(-1)  # (N,)
+        real_scores = self.attention_layer(attention_input)              # (N, H)
         if keep is None:
-            return real_scores.view(batch_size, seq_len)
-        if not gather:
-            return real_scores.masked_fill(~keep, 0.0).view(batch_size, seq_len)
-        scores = real_scores.new_zeros(batch_size * seq_len)
-        scores = scores.masked_scatter(keep, real_scores)
-        return scores.view(batch_size, seq_len)                          # (B, L)
+            scores = real_scores
+        elif not gather:
+            scores = real_scores.masked_fill(~keep.unsqueeze(-1), 0.0)
+        else:
+            scores = real_scores.new_zeros(batch_size * seq_len, self.num_heads)
+            scores = scores.masked_scatter(keep.unsqueeze(-1), real_scores)
+        return scores.view(batch_size, seq_len, self.num_heads).transpose(1, 2)  # (B, H, L)
 
     def forward(self, target_item, history_sequence, mask=None):
         seq = history_sequence if self.positions is None else self.positions(history_sequence)
-        seq_len = seq.shape[1]
-        scores = self.scores(target_item, seq, mask)                     # (B, L)
+        batch_size, seq_len, _ = seq.shape
+        scores = self.scores(target_item, seq, mask)                     # (B, H, L)
         if self.recency is not None:
             ages = history_ages(seq_len, seq.device).clamp(max=len(self.recency) - 1)
-            scores = scores + self.recency[ages].unsqueeze(0)
+            scores = scores + self.recency[ages]
         if mask is not None:
-            scores = scores * mask.float()
+            mask = mask.float().unsqueeze(1)                             # (B, 1, L)
+            scores = scores * mask
         if self.use_softmax:
             if mask is not None:
-                scores = scores - 1.0e9 * (1 - mask.float())
+                scores = scores - 1.0e9 * (1 - mask)
             scores = scores.softmax(dim=-1)
-        return (scores.unsqueeze(-1) * seq).sum(dim=1)                   # (B, D)
+        pooled = (scores.unsqueeze(-1) * seq.unsqueeze(1)).sum(dim=2)    # (B, H, D)
+        return pooled.view(batch_size, -1)                               # (B, H * D)
 
 
 class MultiInterestPooling(nn.Module):
@@ -504,3 +533,200 @@ class FieldProjector(nn.Module):
         chunks = torch.split(flat, self.field_dims, dim=-1)              # F x (B, d_f)
         return torch.stack([proj(chunk) for proj, chunk in zip(self.projections, chunks)],
                            dim=1)                                        # (B, F, D)
+
+
+class FieldSqueezeExcitation(nn.Module):
+    """SENET re-weighting (FuxiCTR's ``SqueezeExcitation``) of fields of any widths.
+
+    FuxiCTR's layer squeezes each field of a ``(B, F, D)`` stack to its mean, excites the ``F``
+    means through a bottleneck MLP and scales each field by its weight. Here the fields lie
+    side by side in one flat vector and may differ in width (an embedding of ``embedding_dim``
+    beside the 128-d item embedding): each is squeezed to the mean over its own width, the
+    excitation is FuxiCTR's (``self.senet.excitation``), and each field is scaled by its
+    weight. With equal widths this is ``SqueezeExcitation`` on the ``(B, F, D)`` view.
+
+    Args:
+        field_dims: width of each field, in order; they sum to the input width.
+        reduction_ratio: the bottleneck is ``max(1, int(F / reduction_ratio))`` wide.
+            Default: 3.
+        excitation_activation: the weights' activation, ``"ReLU"`` or ``"Sigmoid"``.
+            Default: ``"ReLU"``.
+
+    Shapes: ``(B, sum(field_dims))`` -> the same.
+    """
+
+    def __init__(self, field_dims: Sequence[int], reduction_ratio: float = 3,
+                 excitation_activation: str = "ReLU"):
+        super().__init__()
+        self.field_dims = [int(d) for d in field_dims]
+        check_value("reduction_ratio", reduction_ratio)
+        check_value("excitation_activation", excitation_activation)
+        self.senet = SqueezeExcitation(len(self.field_dims), reduction_ratio,
+                                       excitation_activation)
+        self.register_buffer("widths", torch.tensor(self.field_dims), persistent=False)
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        fields = torch.split(flat, self.field_dims, dim=-1)              # F x (B, d_f)
+        squeezed = torch.stack([f.mean(dim=-1) for f in fields], dim=-1)  # (B, F)
+        weights = self.senet.excitation(squeezed)                        # (B, F)
+        return flat * weights.repeat_interleave(self.widths, dim=-1)     # (B, sum d_f)
+
+
+def field_senet(use_senet: bool, field_dims: Sequence[int], reduction_ratio: float = 3,
+                excitation_activation: str = "ReLU") -> Optional[FieldSqueezeExcitation]:
+    """The models' ``use_senet`` switch: a :class:`FieldSqueezeExcitation` or None (no module,
+    so a model without it keeps its state_dict keys)."""
+    check_value("use_senet", use_senet, Rule("bool"))
+    if not use_senet:
+        return None
+    return FieldSqueezeExcitation(field_dims, reduction_ratio, excitation_activation)
+
+
+class ReLUGatedDotProductAttention(ScaledDotProductAttention):
+    """FuxiCTR's ``ScaledDotProductAttention`` with the softmax replaced by a ReLU.
+
+    ``ReLU(Q K^T / scale)``: a key scoring at or below zero gets exactly zero weight, and the
+    weights are not normalised (they need not sum to 1, and a history with no relevant item
+    pools to zeros). Masked keys (``mask == 0``) score 0 before the ReLU, so they get 0 too.
+
+    Shapes: ``Q (..., 1, d)``, ``K, V (..., L, d)``, mask broadcastable to ``(..., 1, L)`` ->
+    ``(output (..., 1, d), weights (..., 1, L))``.
+    """
+
+    def forward(self, Q, K, V, scale=None, mask=None):
+        scores = torch.matmul(Q, K.transpose(-1, -2))                     # (..., 1, L)
+        if scale:
+            scores = scores / scale
+        if mask is not None:
+            scores = scores.masked_fill(mask == 0, 0.0)
+        weights = torch.relu(scores)
+        if self.dropout is not None:
+            weights = self.dropout(weights)
+        return torch.matmul(weights, V), weights
+
+
+class AdaptiveSparseTargetAttention(MultiHeadTargetAttention):
+    """QIN's adaptive sparse target attention (ASTA).
+
+    Li et al., "Quadratic Interest Network for Multimodal Click-Through Rate Prediction",
+    arXiv 2504.17699: ``o = W_o ReLU(Q K^T / sqrt(d)) V + x_t`` with ``Q = W_q x_t`` (the target
+    item), ``K = W_k x_b``, ``V = W_v x_b`` (the history): FuxiCTR's ``MultiHeadTargetAttention``
+    (its projections and head split) with :class:`ReLUGatedDotProductAttention` in place of
+    the softmax, and the target added back. History items the target does not match get
+    exactly zero weight instead of a softmax's small share, so a long history does not
+    dilute the few relevant items. The authors' released code has one head
+    (``attention_dim = 2 * D``) and a bias on ``W_o`` (FuxiCTR's has none; the target added
+    back carries the offset); with ``H`` heads each scores in ``attention_dim / H``
+    dimensions (scaled by ``sqrt(attention_dim / H)``).
+
+    Args:
+        input_dim: width ``D`` of an item.
+        attention_dim: width of ``Q``, ``K``, ``V``; None = ``2 * D`` (the authors').
+            Default: None.
+        num_heads: heads ``H``; must divide ``attention_dim``. Default: 1.
+        dropout_rate: dropout on the attention weights. Default: 0.
+        max_len: the longest history (size of the age table). Default: 100.
+        position_encoding: ``"none"`` or ``"learned"`` (:class:`HistoryPositionEncoding` added
+            to the history before the projections). Default: ``"none"``.
+
+    Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` -> ``(B, D)``; a row with
+    no history item gives the target itself.
+    """
+
+    def __init__(self, input_dim: int, attention_dim: Optional[int] = None, num_heads: int = 1,
+                 dropout_rate: float = 0.0, max_len: int = 100,
+                 position_encoding: str = "none"):
+        attention_dim = int(check_value("attention_dim", attention_dim) or 2 * input_dim)
+        check_value("attention_heads", num_heads)
+        if attention_dim % num_heads:
+            raise ConfigError(f"attention_heads={num_heads} does not divide attention_dim="
+                              f"{attention_dim}", option="attention_heads")
+        super().__init__(input_dim, attention_dim=attention_dim, num_heads=num_heads,
+                         dropout_rate=dropout_rate, use_scale=True, use_qkvo=True)
+        self.dot_attention = ReLUGatedDotProductAttention(dropout_rate)
+        check_value("position_encoding", position_encoding)
+        self.positions = (HistoryPositionEncoding(max_len, input_dim)
+                          if position_encoding == "learned" else None)
+
+    def forward(self, target_item, history_sequence, mask=None):
+        if self.positions is not None:
+            history_sequence = self.positions(history_sequence)          # (B, L, D)
+        interest = super().forward(target_item, history_sequence, mask)  # (B, D)
+        return interest + target_item                                    # (B, D)
+
+
+class QuadraticLayer(nn.Module):
+    """One layer of QIN's Quadratic Neural Network: ``x * sum_r (W_r x + b_r)``.
+
+    The multi-head Khatri-Rao product of QNN (Li et al., "Revisiting Feature Interactions from
+    the Perspective of Quadratic Neural Networks for Click-through Rate Prediction",
+    arXiv 2505.17999): ``num_row`` linear maps of the input, each multiplied element-wise with
+    the input and summed, so every output unit is a learned quadratic form of the input (all
+    pairwise feature interactions, weighted). The sum of the rows is itself one linear map:
+    the rows change the parametrisation (a wider initial spread, dropout on each row), not
+    the functions the layer can express, which is what the authors' ``num_row`` tunes.
+
+    Args:
+        input_dim: width ``D`` of the input (and output).
+        num_row: rows ``R``. Default: 2.
+        net_dropout: dropout on each row's output. Default: 0.
+
+    Shapes: ``(B, D)`` -> ``(B, D)``.
+    """
+
+    def __init__(self, input_dim: int, num_row: int = 2, net_dropout: float = 0.0):
+        super().__init__()
+        self.num_row = int(check_value("num_row", num_row))
+        self.input_dim = int(input_dim)
+        self.linear = nn.Linear(self.input_dim, self.input_dim * self.num_row)
+        self.dropout = nn.Dropout(net_dropout) if net_dropout > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.linear(x)                                            # (B, R * D)
+        if self.dropout is not None:
+            rows = self.dropout(rows)
+        rows = rows.view(-1, self.num_row, self.input_dim)               # (B, R, D)
+        return x * rows.sum(dim=1)                                       # (B, D)
+
+
+class QuadraticNeuralNetwork(nn.Module):
+    """QIN's Quadratic Neural Network: residual :class:`QuadraticLayer` blocks, then a linear
+    read-out.
+
+    Each block is ``x + dropout(PReLU(batch_norm(QuadraticLayer(x))))``, as in the authors'
+    code, so ``num_layers`` blocks reach interactions of order ``2 ** num_layers``.
+
+    Args:
+        input_dim: width of the input features.
+        num_layers: blocks. Default: 3.
+        num_row: rows of each :class:`QuadraticLayer`. Default: 2.
+        net_dropout: dropout in each layer and block. Default: 0.
+        batch_norm: batch norm in each block. Default: False.
+        output_activation: e.g. the model's sigmoid. Default: None (a logit).
+
+    Shapes: ``(B, input_dim)`` -> ``(B, 1)``.
+    """
+
+    def __init__(self, input_dim: int, num_layers: int = 3, num_row: int = 2,
+                 net_dropout: float = 0.0, batch_norm: bool = False,
+                 output_activation: Optional[nn.Module] = None):
+        super().__init__()
+        check_value("num_layers", num_layers)
+        check_value("net_dropout", net_dropout)
+        self.blocks = nn.ModuleList()
+        for _ in range(int(num_layers)):
+            block = [QuadraticLayer(input_dim, num_row=num_row, net_dropout=net_dropout)]
+            if batch_norm:
+                block.append(nn.BatchNorm1d(input_dim))
+            block.append(nn.PReLU())
+            if net_dropout > 0:
+                block.append(nn.Dropout(net_dropout))
+            self.blocks.append(nn.Sequential(*block))
+        self.fc = nn.Linear(input_dim, 1)
+        self.output_activation = output_activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + block(x)                                             # (B, input_dim)
+        logit = self.fc(x)                                               # (B, 1)
+        return logit if self.output_activation is None else self.output_activation(logit)

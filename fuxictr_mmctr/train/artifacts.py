@@ -218,6 +218,7 @@ RUNTIME_KEYS = frozenset({
 TRAINING_KEYS = frozenset({
     "optimizer", "learning_rate", "loss", "batch_size", "epochs", "shuffle", "seed",
     "early_stop_patience", "monitor", "monitor_mode", "metrics", "reduce_lr_on_plateau",
+    "lr_decay_factor",
     "save_best_only", "eval_steps", "accumulation_steps", "label_smoothing", "weight_decay",
     "embedding_regularizer", "net_regularizer", "max_gradient_norm", "group_id", "split_type",
     "valid_size", "test_size", "min_categr_count",

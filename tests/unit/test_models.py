@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import feature_map_for, tiny_model
+from helpers import tiny_model
 
 import fuxictr_mmctr
-from fuxictr_mmctr.data.loader import MMCTRDataLoader
 from fuxictr_mmctr.models import MODELS, get_model
 from fuxictr_mmctr.models.base import MMCTRModel
 
@@ -26,31 +25,24 @@ def test_models_are_package_attributes():
         assert MODELS[name].__module__.endswith("." + name)  # one file per model, named after it
 
 
-@pytest.fixture
-def batch(handmade):
-    loader = MMCTRDataLoader(feature_map_for(), handmade / "train.parquet",
-                             item_info=handmade / "item_info.parquet", batch_size=16, max_len=6)
-    return next(iter(loader))
-
-
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_forward_backward_shapes(name, tmp_path, batch):
+def test_forward_backward_shapes(name, tmp_path, handmade_batch):
     model = build(name, tmp_path)
     model.train()
-    out = model(batch)["y_pred"]
+    out = model(handmade_batch)["y_pred"]
     assert out.shape == (16, 1)
     assert ((out > 0) & (out < 1)).all()
-    loss = model.compute_loss(model(batch), model.get_labels(batch))
+    loss = model.compute_loss(model(handmade_batch), model.get_labels(handmade_batch))
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_fully_padded_history_gives_finite_output(name, tmp_path, batch):
+def test_fully_padded_history_gives_finite_output(name, tmp_path, handmade_batch):
     model = build(name, tmp_path)
     model.eval()
-    batch_dict, item_dict, mask = batch
+    batch_dict, item_dict, mask = handmade_batch
     ids = item_dict["item_id"].view(16, -1).clone()
     ids[:, :-1] = 0
     item_dict = {"item_id": ids.view(-1),
@@ -64,41 +56,41 @@ def test_fully_padded_history_gives_finite_output(name, tmp_path, batch):
     assert torch.isfinite(out).all()
 
 
-def test_dice_activation_builds(tmp_path, batch):
+def test_dice_activation_builds(tmp_path, handmade_batch):
     model = build("DIN", tmp_path, dnn_activations="Dice", attention_hidden_activations="Dice")
-    assert model(batch)["y_pred"].shape == (16, 1)
+    assert model(handmade_batch)["y_pred"].shape == (16, 1)
 
 
-def test_gradient_accumulation_steps_every_k_batches(tmp_path, batch):
+def test_gradient_accumulation_steps_every_k_batches(tmp_path, handmade_batch):
     model = build("DIN", tmp_path, accumulation_steps=2)
     model._max_gradient_norm = 10.0
     model._steps_per_epoch = 5
     before = [p.detach().clone() for p in model.parameters()]
     model._batch_index = 0
-    model.train_step(batch)
+    model.train_step(handmade_batch)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no step yet
     model._batch_index = 1
-    model.train_step(batch)
+    model.train_step(handmade_batch)
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.parameters())
 
 
-def test_label_smoothing_changes_training_loss_only(tmp_path, batch):
+def test_label_smoothing_changes_training_loss_only(tmp_path, handmade_batch):
     plain = build("DIN", tmp_path)
     smooth = build("DIN", tmp_path, label_smoothing=0.2)
     smooth.load_state_dict(plain.state_dict())
     plain.eval(), smooth.eval()
-    y = plain.get_labels(batch)
-    assert torch.isclose(plain.add_loss(plain(batch), y), smooth.add_loss(smooth(batch), y))
+    y = plain.get_labels(handmade_batch)
+    assert torch.isclose(plain.add_loss(plain(handmade_batch), y), smooth.add_loss(smooth(handmade_batch), y))
     plain.train(), smooth.train()
     torch.manual_seed(0)
-    a = plain.add_loss(plain(batch), y)
+    a = plain.add_loss(plain(handmade_batch), y)
     torch.manual_seed(0)
-    b = smooth.add_loss(smooth(batch), y)
+    b = smooth.add_loss(smooth(handmade_batch), y)
     assert not torch.isclose(a, b)
 
 
-def test_checkpoint_is_written_atomically(tmp_path, batch, monkeypatch):
+def test_checkpoint_is_written_atomically(tmp_path, handmade_batch, monkeypatch):
     model = build("DIN", tmp_path)
     path = tmp_path / "best.model"
     model.save_weights(path)
