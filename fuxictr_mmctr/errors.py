@@ -84,6 +84,11 @@ class ConfigError(MMCTRError, ValueError):
         super().__init__(problem, option=option, path=path)
 
 
+class TrainingDiverged(MMCTRError, RuntimeError):
+    """A model's predictions became NaN or infinite while it trained (names the expid, epoch
+    and batch); a lower ``learning_rate`` or a ``max_gradient_norm`` usually cures it."""
+
+
 class MissingDependencyError(MMCTRError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

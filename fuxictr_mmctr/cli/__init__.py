@@ -23,7 +23,7 @@ from ..errors import run_guarded
 
 # command name -> ("module:COMMAND" under fuxictr_mmctr.cli, one-line help)
 COMMANDS = {
-    "demo": ("demo:DEMO", "the main job on the sample: make it, train DIN, write the zip"),
+    "demo": ("demo:DEMO", "a quick look at the sample: make it, train DIN, write the zip"),
     "init-config": ("config:INIT_CONFIG", "write the package's config folder to DIR"),
     "make-sample": ("data:MAKE_SAMPLE", "write a MicroLens-shaped sample dataset"),
     "validate": ("data:VALIDATE", "check a MicroLens data directory against the schema"),

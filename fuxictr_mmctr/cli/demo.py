@@ -1,4 +1,4 @@
-"""The main job on the bundled sample: make it, train DIN, write the zip (about 2 minutes).
+"""A quick look at the bundled sample: make it, train DIN, write the zip (about 2 minutes).
 
 ``mmctr demo`` (what ``make demo`` runs) is the same as::
 
@@ -76,5 +76,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO = Command("The main job on the sample: make it, train DIN, write the zip.", _add_arguments,
+DEMO = Command("A quick look at the sample: make it, train DIN, write the zip.", _add_arguments,
                _run)

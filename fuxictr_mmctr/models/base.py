@@ -39,8 +39,9 @@ from ..config_contract import check_value, rule_from_default
 from ..data.features import feature_sides
 from ..data.loader import item_table
 from ..data.schema import TARGET_COLUMN
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingDiverged
 from ..io import atomic_path
+from .layers import use_padding_aware_pooling
 from .observer import FitClock, FitObserver, batch_rows
 from .speed import (CompiledForward, FloatSigmoid, MixedPrecision, check_compile_backend,
                     check_compile_mode, set_tf32, strip_compiled_prefix)
@@ -118,6 +119,7 @@ class MMCTRModel(BaseModel):
         self.item_features: List[str] = list(sides.item_inputs)
         self.item_info_dim = sum(self._feature_dim(name) for name in self.item_features)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        use_padding_aware_pooling(self.embedding_layer)  # item_tags' mean, padding found right
         self.item_side = check_value("item_side", item_side)
         self.item_tables: List[str] = []
         if item_side == "ids":
@@ -292,7 +294,19 @@ class MMCTRModel(BaseModel):
         """The task loss in float32 (whatever dtype autocast left ``y_pred`` in)."""
         if self.training and self.label_smoothing > 0:
             y_true = y_true * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return self.loss_fn(return_dict["y_pred"].float(), y_true, reduction="mean")
+        y_pred = return_dict["y_pred"].float()
+        try:
+            return self.loss_fn(y_pred, y_true, reduction="mean")
+        except RuntimeError as exc:
+            # torch's binary_cross_entropy refuses a NaN probability with a message about
+            # the range; say what happened instead (checked only on failure: no sync per batch)
+            if torch.isfinite(y_pred).all():
+                raise
+            raise TrainingDiverged(
+                f"{self.model_id}: predictions became NaN or infinite at epoch "
+                f"{getattr(self, '_epoch_index', 0) + 1}, batch "
+                f"{getattr(self, '_batch_index', 0) + 1} (training diverged); lower "
+                "learning_rate or set max_gradient_norm", option="learning_rate") from exc
 
     def train_step(self, batch_data):
         """Forward, backward, and an optimizer step every ``accumulation_steps`` batches

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from fuxictr.pytorch.layers import (CrossNet, CrossNetMix, CrossNetV2, DIN_Attention, Dice,
-                                    MLP_Block, MultiHeadTargetAttention,
+                                    MaskedAveragePooling, MLP_Block, MultiHeadTargetAttention,
                                     ScaledDotProductAttention, SqueezeExcitation)
 
 
@@ -94,6 +94,40 @@ class MaskedHistoryPooling(nn.Module):
             return summed
         count = keep.sum(dim=1).clamp(min=1).to(history.dtype)          # (B, 1)
         return summed / count
+
+
+class PaddingAwareAveragePooling(MaskedAveragePooling):
+    """FuxiCTR's mean of a sequence feature's embeddings (``item_tags``), padding found right.
+
+    FuxiCTR's ``MaskedAveragePooling`` takes a position for padding when its embedding's
+    elements *sum* to 0 and divides by the count of the others plus 1e-12. A learned embedding
+    whose elements cancel exactly is then padding, a row of such tags has a count of 0, and its
+    mean is 1e12 times its sum: DCNv2 on the sample, epoch 4, met an ``item_tags`` mean of
+    5e10, its cross network overflowed and the loss refused the NaN. Padding here is an
+    all-zero embedding (row 0, FuxiCTR's ``padding_idx``); a row without tags pools to zeros.
+    Every other mean is the same bits as FuxiCTR's.
+
+    Shapes: ``(B, L, D)`` -> ``(B, D)``.
+    """
+
+    def forward(self, embedding_matrix: torch.Tensor, mask=None) -> torch.Tensor:
+        if mask is None:
+            mask = (embedding_matrix != 0).any(dim=-1)                    # (B, L)
+        count = mask.to(embedding_matrix.dtype).sum(-1, keepdim=True)     # (B, 1)
+        return embedding_matrix.sum(dim=1) / count.clamp(min=1)
+
+
+def use_padding_aware_pooling(embedding_layer: nn.Module) -> int:
+    """Replace every FuxiCTR ``MaskedAveragePooling`` feature encoder under
+    ``embedding_layer`` (a ``FeatureEmbedding``) by :class:`PaddingAwareAveragePooling`;
+    returns how many. Neither has weights, so checkpoints are unchanged."""
+    swapped = 0
+    for module in list(embedding_layer.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is MaskedAveragePooling:
+                setattr(module, name, PaddingAwareAveragePooling())
+                swapped += 1
+    return swapped
 
 
 class HistoryPositionEncoding(nn.Module):

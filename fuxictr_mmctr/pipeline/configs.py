@@ -4,7 +4,7 @@
 Each dataset is the shipped one of the chosen settings (``MicroLens_sample`` for ``sample``,
 ``MicroLens_1M_x1`` for ``default``) with its files pointed at the user's data folder and its
 ``item_info`` at the item side's table. The item features follow the table: every column the
-table has beyond the shipped ones becomes a ``source: item`` feature (a list of floats an
+table has beyond the shipped ones (but Task 1's alias ``item_emb``) becomes a ``source: item`` feature (a list of floats an
 ``embedding`` feature of its width, an integer column a ``categorical`` one whose vocabulary is
 read from the table), so Task 1's second vector and the semantic IDs reach the models, and the
 history items carry them too.
@@ -21,10 +21,15 @@ import pyarrow as pa
 import yaml
 
 from ..data.schema import DATASET_DIR, is_list_type, open_parquet
+from ..embeddings.export import ALIAS_COLUMN
 from ..errors import ConfigError
 from ..io import PathLike, atomic_path
 from ..models import MODELS
 from ..resources import packaged_config_dir
+
+# Bumped when what write_pipeline_config writes for the same inputs changes, so that a work dir
+# of an older package writes its configs again (2: Task 1's alias item_emb is no feature).
+CONFIG_FORMAT = 2
 
 # The shipped dataset each settings family trains on (its feature specs are the template).
 BASE_DATASETS = {"sample": "MicroLens_sample", "default": "MicroLens_1M_x1"}
@@ -41,13 +46,15 @@ def dataset_for(side: str) -> str:
 
 def item_feature_cols(table: PathLike, template: Sequence[dict]) -> List[dict]:
     """``template``'s feature specs plus one ``source: item`` feature per column of ``table``
-    that the template does not name (``item_id`` aside)."""
+    that the template does not name (``item_id`` and Task 1's alias ``item_emb`` aside)."""
     path = Path(table)
     schema = open_parquet(path).schema_arrow
     named = {col["name"] for col in template}
     cols = [copy.deepcopy(col) for col in template]
     for field in schema:
-        if field.name in named or field.name == "item_id":
+        # item_emb: Task 1's copy of item_emb_d128 under the official Task-1 name (the same
+        # vector; a second feature of it would only add a projection)
+        if field.name in named or field.name in ("item_id", ALIAS_COLUMN):
             continue
         if is_list_type(field.type) and pa.types.is_floating(field.type.value_type):
             width = open_parquet(path).read(columns=[field.name]).column(0)[0]

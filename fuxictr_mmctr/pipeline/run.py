@@ -36,14 +36,14 @@ from ..data.semantic_ids import QuantizerConfig
 from ..embeddings.pipeline import BuildConfig, build_embeddings
 from ..embeddings.encoders.clip import DEFAULT_CLIP
 from ..embeddings.student import StudentConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingDiverged
 from ..io import write_json
 from ..submit.blend import blend_predictions, read_labels, select_members
 from ..submit.metrics import auc, logloss
 from ..submit.submission import check_submission_zip, write_submission
 from ..train import experiment
 from ..train.blend import experiment_predictions
-from .configs import expid_for, write_pipeline_config
+from .configs import CONFIG_FORMAT, expid_for, write_pipeline_config
 from .stages import StageRecord, Stages, content_digest, require_outputs
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def _configs(stages: Stages, cfg: PipelineConfig, sides: Dict[str, Path]) -> Sta
     config_dir = cfg.work_dir / "config"
     key = dict(sides={name: content_digest(path) for name, path in sides.items()},
                models=list(cfg.models), settings=cfg.settings, overrides=_overrides(cfg),
-               data=str(cfg.data_dir.resolve()))
+               data=str(cfg.data_dir.resolve()), format=CONFIG_FORMAT)
 
     def step():
         expids = write_pipeline_config(config_dir, cfg.data_dir, sides, cfg.models,
@@ -321,15 +321,25 @@ def run_pipeline(cfg: PipelineConfig) -> PipelineResult:
              _item_sides(stages, cfg, task1).outputs.items()}
     configs = _configs(stages, cfg, sides)
     config_dir = require_outputs(configs, "config_dir")[0]
-    trained = {}
+    trained, diverged = {}, {}
     for side in cfg.item_sides:
         for model in cfg.models:
             expid = expid_for(model, side)
-            trained[expid] = _train(stages, cfg, config_dir, expid,
-                                    configs.result["expids"][expid], sides[side])
+            try:
+                trained[expid] = _train(stages, cfg, config_dir, expid,
+                                        configs.result["expids"][expid], sides[side])
+            except TrainingDiverged as exc:
+                # one model's divergence does not cost the others: it is left out of the
+                # blend, named in the report, and tried again by the next run (no record)
+                logger.warning("%s left out of the blend: %s", expid, exc)
+                diverged[expid] = str(exc)
+    if not trained:
+        raise TrainingDiverged(f"every training diverged: {diverged}")
     blend = _blend(stages, cfg, config_dir, trained)
     submission = _submission(stages, cfg, config_dir, blend)
     report = _report(cfg, stages, trained, blend, submission, time.perf_counter() - start)
+    if diverged:
+        report["diverged"] = diverged
     path = write_json(cfg.work_dir / "report.json", report)
     return PipelineResult(report=report, report_path=path,
                           zip_path=require_outputs(submission, "zip")[0])
@@ -375,6 +385,8 @@ def summary(report: dict) -> str:
                      f"{row['valid']['logloss']:>8.4f}  {'' if weight is None else f'{weight:.2f}'}")
     lines.append(f"  {'blend (' + report['blend']['method'] + ')':<29} "
                  f"{report['blend']['valid']['AUC']:>9.4f}   (chosen on valid: optimistic)")
+    for expid, why in report.get("diverged", {}).items():
+        lines.append(f"  {expid:<29} diverged, left out (rerun to retry): {why}")
     lines.append(f"\nbest: {report['best']['name']} (valid AUC {report['best']['valid_AUC']:.4f})")
     if "hidden_test" in report:
         hidden = report["hidden_test"]

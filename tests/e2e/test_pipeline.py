@@ -8,6 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from fuxictr_mmctr import cli
+from fuxictr_mmctr.errors import TrainingDiverged
+from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.submit.submission import check_submission_zip
 
 COMMON = ["--tiny-clip", "--epochs", "1", "--batch-size", "512", "--code-levels", "2",
@@ -55,6 +57,26 @@ def test_a_rerun_skips_every_stage_and_a_new_model_trains_alone(run, image_sampl
     # the configs are rewritten for the new expids; only DCNv2's trainings run
     assert {"train:DCNv2__given", "train:DCNv2__task1_codes"} <= ran
     assert not {"validate", "task1", "item_sides", "train:DIN__given"} & ran
+
+
+def test_a_diverged_model_is_left_out_and_named(run, image_sample, capsys, monkeypatch):
+    """One model's NaN does not cost the submission: the others are blended, the report and
+    the summary name it, and no record is written, so the next run tries it again."""
+    real = experiment.train
+
+    def diverging(config_dir, expid, *args, **kwargs):
+        if expid.startswith("FiBiNET"):
+            raise TrainingDiverged(f"{expid}: predictions became NaN at epoch 1, batch 3")
+        return real(config_dir, expid, *args, **kwargs)
+    monkeypatch.setattr(experiment, "train", diverging)
+    assert cli.main(["pipeline", "--data-dir", str(image_sample), "--work-dir", str(run),
+                     "--models", "DIN", "FiBiNET", *COMMON]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["diverged"]) == {"FiBiNET__given", "FiBiNET__task1_codes"}
+    assert not any(e.startswith("FiBiNET") for e in report["models"])
+    assert not any(e.startswith("FiBiNET") for e in report["blend"]["members"])
+    assert "diverged, left out" in capsys.readouterr().out
+    assert not (run / "stages" / "train__FiBiNET__given.json").exists()
 
 
 def test_a_bad_data_dir_is_one_line(tmp_path, capsys):

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fuxictr.pytorch.layers import MaskedAveragePooling
 from helpers import tiny_model
 
 import fuxictr_mmctr
+from fuxictr_mmctr.errors import TrainingDiverged
 from fuxictr_mmctr.models import MODELS, get_model
 from fuxictr_mmctr.models.base import MMCTRModel
+from fuxictr_mmctr.models.layers import PaddingAwareAveragePooling
 
 def build(name, tmp_path, **overrides):
     return tiny_model(name, tmp_path, **overrides)
@@ -90,6 +93,22 @@ def test_label_smoothing_changes_training_loss_only(tmp_path, handmade_batch):
     assert not torch.isclose(a, b)
 
 
+def test_nan_predictions_are_named_as_divergence(tmp_path, handmade_batch):
+    """torch's loss refuses a NaN probability with a message about its range; the model says
+    the training diverged, where, and what to change."""
+    model = build("DCNv2", tmp_path)
+    model._epoch_index, model._batch_index = 3, 41
+    out = model(handmade_batch)
+    y = model.get_labels(handmade_batch)
+    out["y_pred"] = out["y_pred"].detach().clone()
+    out["y_pred"][0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"epoch 4, batch 42 .*learning_rate"):
+        model.add_loss(out, y)
+    out["y_pred"][0] = 1.5   # finite but out of range: torch's own error, untouched
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        model.add_loss(out, y)
+
+
 def test_checkpoint_is_written_atomically(tmp_path, handmade_batch, monkeypatch):
     model = build("DIN", tmp_path)
     path = tmp_path / "best.model"
@@ -103,3 +122,23 @@ def test_checkpoint_is_written_atomically(tmp_path, handmade_batch, monkeypatch)
         model.save_weights(path)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".best")] == []
+
+
+def test_tag_mean_takes_padding_for_zero_rows_not_zero_sums():
+    """FuxiCTR's MaskedAveragePooling takes an embedding whose elements sum to 0 for padding
+    and divides by 0 + 1e-12 (a 5e10 mean seen in training); ours counts it."""
+    tags = torch.tensor([[[0.25, -0.25], [0.0, 0.0]],          # cancels exactly, then padding
+                         [[1.0, 2.0], [3.0, 0.5]],              # two real tags
+                         [[0.0, 0.0], [0.0, 0.0]]])             # no tags
+    assert MaskedAveragePooling()(tags)[0].abs().max() > 1e10  # FuxiCTR's
+    ours = PaddingAwareAveragePooling()(tags)
+    torch.testing.assert_close(ours, torch.tensor([[0.25, -0.25], [2.0, 1.25], [0.0, 0.0]]))
+    torch.testing.assert_close(ours[1], MaskedAveragePooling()(tags)[1])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_pools_tags_padding_aware(name, tmp_path):
+    model = build(name, tmp_path)
+    encoders = [m for m in model.embedding_layer.modules()
+                if isinstance(m, MaskedAveragePooling)]
+    assert encoders and all(type(m) is PaddingAwareAveragePooling for m in encoders)

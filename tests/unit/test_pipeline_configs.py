@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from fuxictr_mmctr.cli import load_command
+from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.models import MODELS
-from fuxictr_mmctr.pipeline.configs import expid_for, write_pipeline_config
+from fuxictr_mmctr.pipeline.configs import expid_for, item_feature_cols, write_pipeline_config
 from fuxictr_mmctr.resources import packaged_config_dir
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.train.config_keys import unknown_keys
@@ -39,3 +42,23 @@ def test_every_model_gets_an_expid_per_side_from_its_shipped_settings(handmade, 
         if model == "QIN":  # its own keys survive the copy
             for key in ("num_layers", "num_row", "lr_decay_factor", "batch_norm"):
                 assert params[key] == shipped[key], key
+
+
+def test_item_features_follow_the_table_without_the_task1_alias(tmp_path):
+    """A second vector and codes become item features (their width and kind read from the
+    table); Task 1's ``item_emb`` (the same vector as ``item_emb_d128``) does not."""
+    vec = pa.array([[0.0] * 4, [0.6, 0.8, 0.0, 0.0]], type=pa.list_(pa.float32()))
+    table = tmp_path / "item_info_x.parquet"
+    pq.write_table(pa.table({"item_id": [0, 1], "item_emb_d128": vec, "item_emb": vec,
+                             "item_emb_task1": pa.array([[0.0] * 3, [1.0, 0, 0]],
+                                                        type=pa.list_(pa.float32())),
+                             "sid_1": pa.array([0, 3], type=pa.int32())}), table)
+    template = [{"name": "item_emb_d128", "type": "embedding", "source": "item",
+                 "pretrain_dim": 4}]
+    cols = {c["name"]: c for c in item_feature_cols(table, template)}
+    assert set(cols) == {"item_emb_d128", "item_emb_task1", "sid_1"}
+    assert cols["item_emb_task1"]["pretrain_dim"] == 3
+    assert cols["sid_1"]["type"] == "categorical" and cols["sid_1"]["source"] == "item"
+    pq.write_table(pa.table({"item_id": [0, 1], "title": ["", "a"]}), table)
+    with pytest.raises(ConfigError, match="title"):
+        item_feature_cols(table, template)
