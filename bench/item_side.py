@@ -46,7 +46,7 @@ from fuxictr_mmctr.data.loader import MMCTRDataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loader import IlocCollate, StackedRows  # noqa: E402  (the official-style baseline)
-from models import BUDGETS, bench_config, machine, run_one  # noqa: E402
+from models import BUDGETS, bench_config, machine, run_one, start  # noqa: E402
 
 from fuxictr_mmctr.data.item_side import CANDIDATES, build_candidates  # noqa: E402
 
@@ -211,15 +211,10 @@ def side_table(rows, sides, columns) -> str:
 
 def auc_main(args) -> int:
     """Valid AUC of each model on each candidate item side of ``--data-dir``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out, saved, rows = start(args.threads, args.out)
     data_dir = Path(args.data_dir).resolve()
     where = os.path.normpath(args.data_dir)  # rows name the folder as given (a repo path)
     budget = dict(BUDGETS["fixed"], epochs=args.epochs, batch_size=args.batch_size)
-    out = Path(args.out)
-    saved = json.loads(out.read_text()) if out.exists() else {}
-    rows = saved.get("rows", [])
     done = {(r["data_dir"], r["model"], r["side"], r["route"], r.get("seed"),
              r["epochs_budget"], r["batch_size"]) for r in rows}
     jobs = [(m, s, rt, seed) for m in args.models for s in args.sides for rt in args.routes

@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import Tuple
 from collections import defaultdict
 from pathlib import Path
 
@@ -75,6 +76,19 @@ def ensure_sample(data_root: Path, preset: str, variant: str, seed: int, world=N
 
     return make_sample(data_root / f"{variant}_s{seed}", preset=preset, seed=seed,
                        variant=variant, images=False, item_vectors=False, world=world)
+
+
+def start(threads, out) -> Tuple[Path, dict, list]:
+    """What a bench script does first: INFO logging (gensim quiet), ``threads`` torch threads
+    (None or 0: torch's own), and ``(out, saved, rows)``: the file :func:`save_rows` wrote
+    there before (``{}`` and ``[]`` when there is none)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    return out, saved, saved.get("rows", [])
 
 
 def save_rows(out: Path, rows) -> None:
@@ -307,15 +321,10 @@ def main(argv=None) -> int:
     parser.add_argument("--html", default=None, metavar="FILE",
                         help="also write the rows as an HTML page with plots (mmctr report's)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out, saved, rows = start(args.threads, args.out)
     names = args.models or [REFERENCE] + sorted(MODELS, key=lambda n: (n != "DIN", n))
     pre_models = set(args.pretrained_models or [n for n in names
                                                  if n == REFERENCE or n in MODELS])
-    out = Path(args.out)
-    saved = json.loads(out.read_text()) if out.exists() else {}
-    rows = saved.get("rows", [])
     done = {(r["budget"], r["variant"], r["seed"], r["model"], r["route"]) for r in rows}
     work = None
     for variant in ([] if args.report else args.variants):

@@ -28,13 +28,11 @@ root.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/models.py, run as a script
 
@@ -141,12 +139,7 @@ def main(argv=None) -> int:
     parser.add_argument("--report", action="store_true",
                         help="print the tables of the rows in --out without running anything")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("gensim").setLevel(logging.WARNING)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    saved = json.loads(out.read_text()) if out.exists() else {}
-    rows = saved.get("rows", [])
+    out, saved, rows = bench_models.start(args.threads, args.out)
 
     def recipe(r):
         return (r["world"], r["seed"], tuple(r["models"]), tuple(r["item_sides"]),

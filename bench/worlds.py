@@ -19,7 +19,6 @@ not rerun. Run from the repository root.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -27,7 +26,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/models.py, run as a script
@@ -118,12 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--report", action="store_true",
                         help="print the table of the rows in --out without running anything")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("gensim").setLevel(logging.WARNING)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    saved = json.loads(out.read_text()) if out.exists() else {}
-    rows = saved.get("rows", [])
+    out, saved, rows = bench_models.start(args.threads, args.out)
     done = {(r["world"], r["seed"], r["side"]) for r in rows}
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_worlds_"))
     for world in ([] if args.report else args.worlds):
