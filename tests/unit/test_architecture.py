@@ -121,3 +121,11 @@ def test_test_modules_have_unique_names():
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         seen[path.name].append(str(path.relative_to(ROOT)))
     assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
+def test_every_folder_of_modules_is_a_package():
+    """setup.cfg's ``packages = find:`` skips a folder without ``__init__.py``: its modules
+    would work from the source tree and be missing from the wheel."""
+    folders = {path.parent for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts}
+    assert sorted(str(f.relative_to(ROOT)) for f in folders
+                  if not (f / "__init__.py").exists()) == []
