@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..data.item_side import (CANDIDATES, CODE_PREFIX, GIVEN_COLUMN, ItemSideSpec,
                               VectorSource, build_candidates, build_item_side)
+from ..data.schema import DATASET_DIR
 from ..data.semantic_ids import QuantizerConfig
 from ..errors import ConfigError
 from .options import Command
@@ -130,7 +131,7 @@ def _item_side(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         if args.add or args.codes_of or args.out:
             raise ConfigError("--add, --codes-of and --out go with --base", option="--data-dir")
-        made = build_candidates(args.data_dir / "MicroLens_1M_x1", names=args.candidates,
+        made = build_candidates(args.data_dir / DATASET_DIR, names=args.candidates,
                                 task1=args.task1, quantizer=_quantizer(args), force=args.force)
         for name, path in made.items():
             print(f"{name:<12} {path}")

@@ -19,10 +19,10 @@ from typing import Dict, Iterator, Optional
 
 from ..errors import MMCTRError
 from ..io import atomic_path
+from .schema import DATASET_DIR
 
 logger = logging.getLogger(__name__)
 
-DATASET_DIR = "MicroLens_1M_x1"
 MANIFEST_NAME = "_SUCCESS"
 FORMAT_VERSION = 2  # 2: truth/<split>.parquet, oracle metrics and the variant in the manifest
 

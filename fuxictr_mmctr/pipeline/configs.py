@@ -48,19 +48,19 @@ def item_feature_cols(table: PathLike, template: Sequence[dict]) -> List[dict]:
     """``template``'s feature specs plus one ``source: item`` feature per column of ``table``
     that the template does not name (``item_id`` and Task 1's alias ``item_emb`` aside)."""
     path = Path(table)
-    schema = open_parquet(path).schema_arrow
+    parquet = open_parquet(path)
     named = {col["name"] for col in template}
     cols = [copy.deepcopy(col) for col in template]
-    for field in schema:
+    for field in parquet.schema_arrow:
         # item_emb: Task 1's copy of item_emb_d128 under the official Task-1 name (the same
         # vector; a second feature of it would only add a projection)
         if field.name in named or field.name in ("item_id", ALIAS_COLUMN):
             continue
         if is_list_type(field.type) and pa.types.is_floating(field.type.value_type):
-            width = open_parquet(path).read(columns=[field.name]).column(0)[0]
+            first = parquet.read_row_group(0, columns=[field.name]).column(0)[0]
             cols.append({"name": field.name, "active": True, "dtype": "float",
                          "type": "embedding", "source": "item",
-                         "pretrain_dim": len(width.as_py())})
+                         "pretrain_dim": len(first.as_py())})
         elif pa.types.is_integer(field.type):
             cols.append({"name": field.name, "active": True, "dtype": "int",
                          "type": "categorical", "source": "item"})

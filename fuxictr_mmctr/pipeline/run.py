@@ -19,7 +19,6 @@ never written.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -31,6 +30,7 @@ import numpy as np
 
 from ..data.item_side import CANDIDATES, build_candidates
 from ..data.sample_files import read_truth
+from ..data.sample_store import MANIFEST_NAME, sample_oracle
 from ..data.schema import DATASET_DIR, count_rows, validate_data_dir
 from ..data.semantic_ids import QuantizerConfig
 from ..embeddings.pipeline import BuildConfig, build_embeddings
@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 # the models that led on them; held-out seeds 3-4 are bench/pipeline.py's.
 DEFAULT_MODELS = ("DIN", "DCNv2", "DIN_DCN")
 DEFAULT_SIDES = ("given_codes", "task1_codes")
-MANIFEST = "_SUCCESS"  # a generated sample's manifest (with the oracle and the truth files)
 
 
 @dataclass
@@ -121,7 +120,7 @@ class PipelineConfig:
             raise ConfigError("no model to train", option="--models")
         settings = self.settings
         if settings == "auto":
-            settings = "sample" if (data_dir / MANIFEST).is_file() else "default"
+            settings = "sample" if (data_dir / MANIFEST_NAME).is_file() else "default"
         out = Path(self.out) if self.out is not None else work_dir / "submission.zip"
         return PipelineConfig(**{**asdict(self), "data_dir": data_dir, "work_dir": work_dir,
                                  "settings": settings, "out": out,
@@ -296,11 +295,11 @@ def _submission(stages: Stages, cfg: PipelineConfig, config_dir: Path,
 def _hidden_test_auc(cfg: PipelineConfig, scores: np.ndarray) -> Optional[dict]:
     """On a generated sample: the submission's AUC against the test split's hidden labels,
     and the oracle's (the true click probabilities). None on real data."""
-    manifest = cfg.data_dir / MANIFEST
-    if not (cfg.data_dir / "truth" / "test.parquet").is_file() or not manifest.is_file():
+    if not (cfg.data_dir / "truth" / "test.parquet").is_file() or \
+            not (cfg.data_dir / MANIFEST_NAME).is_file():
         return None
     _, labels = read_truth(cfg.data_dir, "test")
-    oracle = json.loads(manifest.read_text()).get("oracle", {}).get("test", {}).get("AUC")
+    oracle = sample_oracle(cfg.data_dir).get("test", {}).get("AUC")
     value = auc(labels.astype(np.float64), scores)
     return {"AUC": value, "oracle_AUC": oracle,
             "AUC_over_oracle": value / oracle if oracle else None}

@@ -57,6 +57,18 @@ def torchrun(*args, cwd, env=None, timeout=900):
                           text=True, timeout=timeout)
 
 
+def run_expid_on_two_ranks(config_dir: Path, work: Path, expid: str = "DIN_sample"):
+    """``torchrun ... run_expid.py --expid EXPID --gpu -1`` in ``work`` (2 CPU ranks, gloo);
+    asserts it succeeded and returns ``(the run's log, the finished process)``."""
+    work.mkdir()
+    result = torchrun(ROOT / "run_expid.py", "--config", config_dir, "--expid", expid,
+                      "--gpu", -1, cwd=work)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    log = (work / "checkpoints" / "MicroLens_sample" / f"{expid}.log").read_text()
+    assert "world size 2, backend gloo" in log
+    return log, result
+
+
 def files_under(folder: Path):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
@@ -137,12 +149,7 @@ def test_run_expid_under_torchrun(tiny_sample, tmp_path):
                               batch_norm=True, batch_size=1024,
                               tracking="tensorboard" if tracked else "none")
     work = tmp_path / "work"
-    work.mkdir()
-    result = torchrun(ROOT / "run_expid.py", "--config", config_dir, "--expid", "DIN_sample",
-                      "--gpu", -1, cwd=work)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    log = (work / "checkpoints" / "MicroLens_sample" / "DIN_sample.log").read_text()
-    assert "world size 2, backend gloo" in log
+    log, _ = run_expid_on_two_ranks(config_dir, work)
     assert "batch_size 1024 is the global batch: rank shares [512, 512]" in log
     assert "the last batch of 880 rows: [440, 440]" in log
     assert "(1000 rows from 2 ranks)" in log

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import ROOT, point_config_at
-from test_distributed import exact_config, torchrun
+from test_distributed import exact_config, run_expid_on_two_ranks
 
 from fuxictr_mmctr.models import MODELS
 from fuxictr_mmctr.train import experiment
@@ -147,13 +147,7 @@ def test_data_parallel_bf16_compiled_matches_one_process(tiny_sample, tmp_path):
     config_dir = exact_config(tmp_path, tiny_sample, expids=("DIN_sample",), precision="bf16",
                               compile=True, compile_backend="aot_eager", batch_size=256,
                               max_len=8)
-    work = tmp_path / "ddp"
-    work.mkdir()
-    result = torchrun(ROOT / "run_expid.py", "--config", config_dir, "--expid", "DIN_sample",
-                      "--gpu", -1, cwd=work)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    log = (work / "checkpoints" / "MicroLens_sample" / "DIN_sample.log").read_text()
-    assert "world size 2, backend gloo" in log
+    log, result = run_expid_on_two_ranks(config_dir, tmp_path / "ddp")
     assert "precision bf16 (autocast cpu bfloat16), compiled" in log
     assert "training eagerly instead" not in log + result.stderr
     ddp_auc = float(re.findall(r"AUC: ([0-9.]+)", log)[-1])
