@@ -272,7 +272,9 @@ def _blend(stages: Stages, cfg: PipelineConfig, config_dir: Path,
 def _submission(stages: Stages, cfg: PipelineConfig, config_dir: Path,
                 blend: StageRecord) -> StageRecord:
     members = blend.result["members"]
-    key = dict(blend=blend.key, task=cfg.task, out=str(cfg.out))
+    # the test split is read only here: a changed test file rewrites the zip
+    key = dict(blend=blend.key, task=cfg.task, out=str(cfg.out),
+               test=content_digest(_split(cfg, "test")))
 
     def step():
         # The test split, scored only now and only for the blend's members.

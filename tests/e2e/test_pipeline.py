@@ -2,8 +2,11 @@
 submission check, a rerun skips every stage, and one more model trains only that model."""
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -57,6 +60,32 @@ def test_a_rerun_skips_every_stage_and_a_new_model_trains_alone(run, image_sampl
     # the configs are rewritten for the new expids; only DCNv2's trainings run
     assert {"train:DCNv2__given", "train:DCNv2__task1_codes"} <= ran
     assert not {"validate", "task1", "item_sides", "train:DIN__given"} & ran
+
+
+def test_a_changed_test_split_rewrites_the_zip_alone(run, image_sample):
+    """The test split is read by the submission stage only: a new test file (here the same
+    rows in reverse order) reruns that stage, and the zip follows the new order."""
+    command = ["pipeline", "--data-dir", str(image_sample), "--work-dir", str(run),
+               "--models", "DIN", "DCNv2", *COMMON]
+    assert cli.main(command) == 0     # up to date (the test before trained DCNv2)
+    test_file = image_sample / "MicroLens_1M_x1" / "test.parquet"
+    original = test_file.read_bytes()
+    before = _zip_scores(run / "submission.zip")
+    table = pq.read_table(test_file)
+    try:
+        pq.write_table(table.take(list(range(table.num_rows - 1, -1, -1))), test_file)
+        assert cli.main(command) == 0
+    finally:
+        test_file.write_bytes(original)
+    report = json.loads((run / "report.json").read_text())
+    ran = {s["name"] for s in report["stages"] if not s["skipped"]}
+    assert ran == {"validate", "submission"}     # checked again, scored again: nothing else
+    assert _zip_scores(run / "submission.zip") == pytest.approx(before[::-1])
+
+
+def _zip_scores(path):
+    with zipfile.ZipFile(path) as archive:
+        return list(pd.read_csv(io.BytesIO(archive.read("prediction.csv")))["Task2"])
 
 
 def test_a_diverged_model_is_left_out_and_named(run, image_sample, capsys, monkeypatch):
