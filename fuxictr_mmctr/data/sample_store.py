@@ -19,6 +19,7 @@ from typing import Dict, Iterator, Optional
 
 from ..errors import MMCTRError
 from ..io import atomic_path
+from .sample_world import PRESETS
 from .schema import DATASET_DIR
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,18 @@ def existing_sample(out_dir: Path, preset: str, seed: int, images: bool,
     if manifest.get("format_version") != FORMAT_VERSION:
         logger.warning("%s: a sample of format %s (now %d); regenerating", out_dir,
                        manifest.get("format_version"), FORMAT_VERSION)
+        return None
+    preset_sizes = PRESETS[preset]
+    counts = manifest.get("counts") or {}
+    stale = {name: (counts.get(name), size) for name, size in (
+        ("items", preset_sizes.n_items), ("train", preset_sizes.n_train),
+        ("valid", preset_sizes.n_valid), ("test", preset_sizes.n_test))
+        if counts.get(name) != size}
+    if stale:
+        # the preset's sizes changed since this sample was made: it is not what it names
+        logger.warning("%s: made when preset %s had other sizes (%s); regenerating", out_dir,
+                       preset, ", ".join(f"{k} {had} -> {now}" for k, (had, now) in
+                                         sorted(stale.items())))
         return None
     missing = [v for v in manifest["paths"].values() if not (out_dir / v).exists()]
     if missing:

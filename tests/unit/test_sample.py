@@ -210,6 +210,12 @@ def test_reuse_mismatch_and_force(tmp_path):
     again = make_sample(out, preset="tiny", seed=1, images=False)
     assert not again.created and again.paths == first.paths
     assert (out / DATASET_DIR / "train.parquet").stat().st_mtime_ns == stamp
+    # made when the preset had other sizes (a preset's sizes changed since): made again
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest["counts"]["test"] = TINY.n_test - 1
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    remade = make_sample(out, preset="tiny", seed=1, images=False)
+    assert remade.created and remade.counts["test"] == TINY.n_test
     with pytest.raises(SampleExistsError, match="seed=1"):
         make_sample(out, preset="tiny", seed=2, images=False)
     with pytest.raises(SampleExistsError, match="without images"):
