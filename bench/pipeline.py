@@ -58,7 +58,7 @@ def test_aucs(report: dict, labels: np.ndarray) -> dict:
 def one_world(args, world: str, seed: int) -> dict:
     info = make_sample(Path(args.data_root).resolve() / f"{world}_s{seed}", preset=args.preset,
                        seed=seed, variant=args.variant, world=world, images=True,
-                       item_vectors=False)
+                       item_vectors=True)
     work = Path(args.work_root).resolve() / f"{world}_s{seed}"
     common = dict(data_dir=info.out_dir, models=tuple(args.models), epochs=args.epochs,
                   batch_size=args.batch_size, tiny_clip=True, settings="sample")

@@ -109,6 +109,10 @@ def _item_side_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task1", type=Path,
                         help="with --data-dir: Task 1's item_info (default: "
                              "<data-dir>/MicroLens_1M_x1/item_info_task1.parquet)")
+    parser.add_argument("--content", type=Path,
+                        help="with --data-dir: the content-only item_info of `mmctr "
+                             "build-embeddings --source columns --fusion pca` (default: "
+                             "<data-dir>/MicroLens_1M_x1/item_info_content.parquet)")
     parser.add_argument("--base", type=Path,
                         help="instead of --data-dir: the item_info whose rows and columns the "
                              "output keeps")
@@ -132,14 +136,16 @@ def _item_side(args: argparse.Namespace) -> int:
         if args.add or args.codes_of or args.out:
             raise ConfigError("--add, --codes-of and --out go with --base", option="--data-dir")
         made = build_candidates(args.data_dir / DATASET_DIR, names=args.candidates,
-                                task1=args.task1, quantizer=_quantizer(args), force=args.force)
+                                task1=args.task1, content=args.content,
+                                quantizer=_quantizer(args), force=args.force)
         for name, path in made.items():
             print(f"{name:<12} {path}")
         return 0
     if args.out is None:
         raise ConfigError("--base needs --out", option="--out")
-    if args.candidates or args.task1:
-        raise ConfigError("--candidates and --task1 go with --data-dir", option="--base")
+    if args.candidates or args.task1 or args.content:
+        raise ConfigError("--candidates, --task1 and --content go with --data-dir",
+                          option="--base")
     spec = ItemSideSpec(base=args.base, out=args.out,
                         add=tuple(VectorSource.parse(a) for a in args.add),
                         codes_of=args.codes_of, quantizer=_quantizer(args), prefix=args.prefix,

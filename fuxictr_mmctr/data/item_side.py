@@ -11,7 +11,12 @@ package builds several, to train on each (each file beside ``item_info.parquet``
   written by ``mmctr build-embeddings``);
 * ``task1_codes``: ``item_info_task1_codes.parquet``, + the codes of Task 1's vector;
 * ``both``: ``item_info_both.parquet``, the given vector + Task 1's as ``item_emb_task1``;
-* ``both_codes``: ``item_info_both_codes.parquet``, + the codes of ``item_emb_task1``.
+* ``both_codes``: ``item_info_both_codes.parquet``, + the codes of ``item_emb_task1``;
+* ``content``: ``item_info_content.parquet``, a content-only vector as ``item_emb_d128``: the
+  precomputed text and image vectors of ``item_feature.parquet`` (``txt_emb_BERT``,
+  ``img_emb_CLIPRN50``), each L2-normalised, PCA to 128 (the Task-2 winner's recipe; an input,
+  written by ``mmctr build-embeddings --source columns --fusion pca``);
+* ``content_codes``: ``item_info_content_codes.parquet``, + the codes of that vector.
 
 :func:`build_item_side` writes one table from parts: a base ``item_info`` (its rows and columns
 kept), vector columns joined from other item tables (keyed by ``item_id``, any row order, under
@@ -279,6 +284,7 @@ def _check_written(tmp: Path, out: Path, expected: Dict[str, np.ndarray],
 # The candidate item sides of a dataset folder
 # --------------------------------------------------------------------------------------------
 TASK1_FILE = "item_info_task1.parquet"
+CONTENT_FILE = "item_info_content.parquet"
 
 
 @dataclass(frozen=True)
@@ -286,9 +292,12 @@ class Candidate:
     """One candidate item side of a ``MicroLens_1M_x1`` folder.
 
     Attributes:
-        name: ``given``, ``given_codes``, ``task1``, ``task1_codes``, ``both``, ``both_codes``.
+        name: ``given``, ``given_codes``, ``task1``, ``task1_codes``, ``both``, ``both_codes``,
+            ``content``, ``content_codes``.
         file: its table's file name in the folder.
-        base: ``given`` (``item_info.parquet``) or ``task1`` (Task 1's item_info).
+        base: ``given`` (``item_info.parquet``), ``task1`` (Task 1's item_info) or
+            ``content`` (the content-only table of ``build-embeddings --source columns
+            --fusion pca``).
         add_task1: Task 1's vector joined as ``item_emb_task1``.
         codes_of: the column quantised into ``sid_1..sid_L``, or None.
     """
@@ -308,6 +317,10 @@ class Candidate:
     def needs_task1(self) -> bool:
         return self.base == "task1" or self.add_task1
 
+    @property
+    def needs_content(self) -> bool:
+        return self.base == "content"
+
 
 CANDIDATES: Dict[str, Candidate] = {c.name: c for c in (
     Candidate("given", "item_info.parquet", "given"),
@@ -317,20 +330,26 @@ CANDIDATES: Dict[str, Candidate] = {c.name: c for c in (
     Candidate("both", "item_info_both.parquet", "given", add_task1=True),
     Candidate("both_codes", "item_info_both_codes.parquet", "given", add_task1=True,
               codes_of=TASK1_COLUMN),
+    Candidate("content", CONTENT_FILE, "content"),
+    Candidate("content_codes", "item_info_content_codes.parquet", "content",
+              codes_of=GIVEN_COLUMN),
 )}
 
 
 def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = None,
                      task1: Optional[PathLike] = None,
                      quantizer: QuantizerConfig = QuantizerConfig(),
-                     force: bool = False, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+                     force: bool = False, out_dir: Optional[PathLike] = None,
+                     content: Optional[PathLike] = None) -> Dict[str, Path]:
     """Write the candidate item sides of a ``MicroLens_1M_x1`` folder (see the module table).
 
     Args:
         dataset_dir: the folder of ``item_info.parquet``.
         names: candidates to make. Default: every one whose inputs exist (those of Task 1
-            only when its table is there).
+            and of the content table only when their tables are there).
         task1: Task 1's item_info. Default: ``<dataset_dir>/item_info_task1.parquet``.
+        content: the content-only item_info. Default:
+            ``<dataset_dir>/item_info_content.parquet``.
         quantizer: the codes' settings. Default: 3 levels of 64.
         force: rewrite tables that are up to date. Default: False.
         out_dir: where the tables are written (``mmctr pipeline`` keeps them in its work dir
@@ -346,21 +365,24 @@ def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = Non
     folder = Path(dataset_dir)
     given = folder / CANDIDATES["given"].file
     task1 = Path(task1) if task1 is not None else folder / TASK1_FILE
+    content = Path(content) if content is not None else folder / CONTENT_FILE
+    inputs = {"given": given, "task1": task1, "content": content}
     unknown = sorted(set(names or ()) - set(CANDIDATES))
     if unknown:
         raise ConfigError(f"unknown candidate(s) {unknown}; available: {list(CANDIDATES)}",
                           option="--candidates")
     if not given.exists():
         raise DataFileNotFound(given)
-    wanted = list(names) if names else [c for c in CANDIDATES
-                                        if task1.exists() or not CANDIDATES[c].needs_task1]
+    wanted = list(names) if names else [c for c in CANDIDATES if not _missing(CANDIDATES[c],
+                                                                              inputs)]
     made: Dict[str, Path] = {}
     for name in wanted:
         cand = CANDIDATES[name]
-        if cand.needs_task1 and not task1.exists():
-            raise DataValidationError(task1, f"file not found: candidate {name!r} needs Task "
-                                      "1's item_info (mmctr build-embeddings)")
-        base = task1 if cand.base == "task1" else given
+        missing = _missing(cand, inputs)
+        if missing:
+            raise DataValidationError(inputs[missing], f"file not found: candidate {name!r} "
+                                      f"needs {_MAKES[missing]}")
+        base = inputs[cand.base]
         if cand.is_input:
             made[name] = base
             continue
@@ -370,3 +392,15 @@ def build_candidates(dataset_dir: PathLike, names: Optional[Sequence[str]] = Non
             codes_of=cand.codes_of, quantizer=quantizer)
         made[name] = build_item_side(spec, force=force).out
     return made
+
+
+_MAKES = {"task1": "Task 1's item_info (mmctr build-embeddings)",
+          "content": "the content-only item_info (mmctr build-embeddings --source columns "
+                     "--fusion pca)"}
+
+
+def _missing(cand: Candidate, inputs: Dict[str, Path]) -> Optional[str]:
+    """``task1`` or ``content`` when the candidate needs that table and it is absent."""
+    needs = {"task1": cand.needs_task1, "content": cand.needs_content}
+    return next((table for table, need in needs.items()
+                 if need and not inputs[table].exists()), None)

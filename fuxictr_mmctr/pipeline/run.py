@@ -3,7 +3,8 @@ submission, in resumable stages.
 
 ::
 
-    validate -> task1 (build-embeddings) -> item_sides (semantic IDs, joined vectors)
+    validate -> task1 (build-embeddings) [-> content (item_feature's vectors, PCA)]
+      -> item_sides (semantic IDs, joined vectors)
       -> configs -> train:<model>__<side> (each) -> blend (chosen on valid) -> submission
 
 No single item side wins in every world (README "Item sides"): the given embedding is hard
@@ -28,7 +29,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data.item_side import CANDIDATES, build_candidates
+from ..data.item_side import CANDIDATES, CONTENT_FILE, TASK1_FILE, build_candidates
 from ..data.sample_files import read_truth
 from ..data.sample_store import MANIFEST_NAME, sample_oracle
 from ..data.schema import DATASET_DIR, count_rows, validate_data_dir
@@ -165,8 +166,14 @@ def _validate(stages: Stages, cfg: PipelineConfig) -> StageRecord:
     return stages.run("validate", key, step)
 
 
+def _build_config(cfg: PipelineConfig, out: Path, cache: str, sources, fusion) -> BuildConfig:
+    return BuildConfig(data_dir=cfg.data_dir, out=out, work_dir=cfg.work_dir / cache,
+                       tiny_clip=cfg.tiny_clip, seed=cfg.seed, sources=tuple(sources),
+                       fusion=fusion, student=StudentConfig(clip=cfg.clip, device=_device(cfg)))
+
+
 def _task1(stages: Stages, cfg: PipelineConfig) -> StageRecord:
-    out = cfg.work_dir / "item_sides" / "item_info_task1.parquet"
+    out = cfg.work_dir / "item_sides" / TASK1_FILE
     inputs = {name: cfg.data_dir / rel for name, rel in (
         ("item_info", f"{DATASET_DIR}/item_info.parquet"), ("item_seq", "item_seq.parquet"),
         ("item_feature", "item_feature.parquet"))}
@@ -176,29 +183,48 @@ def _task1(stages: Stages, cfg: PipelineConfig) -> StageRecord:
                fusion=cfg.fusion)
 
     def step():
-        build = BuildConfig(data_dir=cfg.data_dir, out=out,
-                            work_dir=cfg.work_dir / "task1_cache", tiny_clip=cfg.tiny_clip,
-                            seed=cfg.seed, sources=cfg.sources, fusion=cfg.fusion,
-                            student=StudentConfig(clip=cfg.clip, device=_device(cfg)))
-        result = build_embeddings(build)
+        result = build_embeddings(_build_config(cfg, out, "task1_cache", cfg.sources,
+                                                cfg.fusion))
         if not result.complete:
             raise ConfigError("Task 1 stopped before its CLIP pass was complete")
         return {"item_info": out}, {"report": result.report}
     return stages.run("task1", key, step)
 
 
+# The content-only item side: item_feature's precomputed text and image vectors, each
+# L2-normalised, PCA to 128 (the Task-2 winner's features); no teacher, no model.
+CONTENT_SOURCES, CONTENT_FUSION = ("columns",), "pca"
+
+
+def _content(stages: Stages, cfg: PipelineConfig) -> StageRecord:
+    out = cfg.work_dir / "item_sides" / CONTENT_FILE
+    inputs = {"item_info": cfg.data_dir / DATASET_DIR / "item_info.parquet",
+              "item_feature": cfg.data_dir / "item_feature.parquet"}
+    key = dict({k: content_digest(v) for k, v in inputs.items() if v.exists()}, seed=cfg.seed,
+               sources=list(CONTENT_SOURCES), fusion=CONTENT_FUSION)
+
+    def step():
+        result = build_embeddings(_build_config(cfg, out, "content_cache", CONTENT_SOURCES,
+                                                CONTENT_FUSION))
+        return {"item_info": out}, {"report": result.report}
+    return stages.run("content", key, step)
+
+
 def _device(cfg: PipelineConfig) -> str:
     return "cpu" if cfg.gpu < 0 else f"cuda:{cfg.gpu}"
 
 
-def _item_sides(stages: Stages, cfg: PipelineConfig, task1: Optional[Path]) -> StageRecord:
+def _item_sides(stages: Stages, cfg: PipelineConfig, task1: Optional[Path],
+                content: Optional[Path]) -> StageRecord:
     given = _split(cfg, "item_info")
     key = dict(given=content_digest(given), sides=list(cfg.item_sides),
                task1=content_digest(task1) if task1 else None,
                quantizer=asdict(cfg.quantizer))
+    if content is not None:   # (absent from the key before the content side existed)
+        key["content"] = content_digest(content)
 
     def step():
-        tables = build_candidates(given.parent, cfg.item_sides, task1=task1,
+        tables = build_candidates(given.parent, cfg.item_sides, task1=task1, content=content,
                                   quantizer=cfg.quantizer, out_dir=cfg.work_dir / "item_sides")
         return {name: path for name, path in tables.items()}, {
             "tables": {name: str(path) for name, path in tables.items()}}
@@ -318,8 +344,10 @@ def run_pipeline(cfg: PipelineConfig) -> PipelineResult:
     _validate(stages, cfg)
     needs_task1 = any(CANDIDATES[s].needs_task1 for s in cfg.item_sides)
     task1 = require_outputs(_task1(stages, cfg), "item_info")[0] if needs_task1 else None
+    needs_content = any(CANDIDATES[s].needs_content for s in cfg.item_sides)
+    content = require_outputs(_content(stages, cfg), "item_info")[0] if needs_content else None
     sides = {name: Path(path) for name, path in
-             _item_sides(stages, cfg, task1).outputs.items()}
+             _item_sides(stages, cfg, task1, content).outputs.items()}
     configs = _configs(stages, cfg, sides)
     config_dir = require_outputs(configs, "config_dir")[0]
     trained, diverged = {}, {}

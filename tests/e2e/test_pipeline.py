@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -112,3 +113,25 @@ def test_a_bad_data_dir_is_one_line(tmp_path, capsys):
     assert cli.main(["pipeline", "--data-dir", str(tmp_path), "--work-dir",
                      str(tmp_path / "w"), "--tiny-clip"]) == 2
     assert "no MicroLens_1M_x1/ folder" in capsys.readouterr().err
+
+
+def test_the_content_item_side_from_item_feature_vectors(tiny_sample, image_sample, tmp_path,
+                                                         capsys):
+    """``content_codes``: item_feature's text and image vectors, PCA to 128, and their codes, made
+    by the content stage (no teacher, no model) and trained on; without those columns the
+    pipeline stops at that stage, naming the file and column."""
+    work = tmp_path / "work"
+    args = ["--models", "DIN", "--epochs", "1", "--batch-size", "512", "--code-levels", "2",
+            "--codebook", "8", "--item-sides", "content_codes"]
+    assert cli.main(["pipeline", "--data-dir", str(tiny_sample), "--work-dir", str(work),
+                     *args]) == 0
+    report = json.loads((work / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]][:3] == ["validate", "content", "item_sides"]
+    assert set(report["models"]) == {"DIN__content_codes"}
+    table = pq.read_table(work / "item_sides" / "item_info_content_codes.parquet")
+    assert {"sid_1", "sid_2"} <= set(table.column_names)
+    vectors = np.asarray(table.column("item_emb_d128").to_pylist()[1:])
+    assert vectors.shape[1] == 128 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert cli.main(["pipeline", "--data-dir", str(image_sample), "--work-dir",
+                     str(tmp_path / "bad"), *args]) == 2
+    assert "item_feature.parquet, column 'txt_emb_BERT'" in capsys.readouterr().err

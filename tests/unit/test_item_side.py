@@ -170,7 +170,17 @@ def test_candidates_of_a_data_folder(handmade):
         build_candidates(handmade, names=["both"], quantizer=Q)
     _task1_table(handmade)
     made = build_candidates(handmade, quantizer=Q)
+    assert list(made) == [c for c in CANDIDATES if not c.startswith("content")]
+    with pytest.raises(DataValidationError, match="item_info_content.parquet.*--fusion pca"):
+        build_candidates(handmade, names=["content_codes"], quantizer=Q)
+    content = handmade / "content" / "item_info_content.parquet"
+    content.parent.mkdir()
+    (handmade / "item_info_task1.parquet").rename(content)   # any item table will do
+    _task1_table(handmade)
+    made = build_candidates(handmade, quantizer=Q, content=content)
     assert list(made) == list(CANDIDATES)
+    assert made["content"] == content
+    np.testing.assert_array_equal(vectors_of(made["content_codes"]), vectors_of(content))
     given = vectors_of(handmade / "item_info.parquet")
     task1 = vectors_of(handmade / "item_info_task1.parquet")
     for name, path in made.items():
