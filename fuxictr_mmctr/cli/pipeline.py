@@ -18,7 +18,8 @@ from ..data.semantic_ids import QuantizerConfig
 from ..embeddings.encoders.clip import DEFAULT_CLIP
 from ..embeddings.fusion import FUSIONS
 from ..models import MODELS
-from ..pipeline.run import DEFAULT_MODELS, DEFAULT_SIDES, PipelineConfig, run_pipeline, summary
+from ..pipeline.run import (DEFAULT_MODELS, DEFAULT_SIDES, SIDES_WITHOUT_VECTORS, PipelineConfig,
+                            run_pipeline, summary)
 from ..submit.blend import METHODS
 from ..submit.submission import TASK_COLUMNS
 from .options import Command, add_gpu_option
@@ -34,10 +35,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=sorted(MODELS), metavar="MODEL",
                         help=f"models to train on each item side (default: "
                              f"{' '.join(DEFAULT_MODELS)}; any of {', '.join(sorted(MODELS))})")
-    parser.add_argument("--item-sides", nargs="+", default=list(DEFAULT_SIDES),
+    parser.add_argument("--item-sides", nargs="+", default=[],
                         choices=list(CANDIDATES), metavar="SIDE",
-                        help=f"candidate item sides (default: {' '.join(DEFAULT_SIDES)}; any "
-                             f"of {', '.join(CANDIDATES)})")
+                        help=f"candidate item sides (default: {' '.join(DEFAULT_SIDES)}, or "
+                             f"{' '.join(SIDES_WITHOUT_VECTORS)} when item_feature.parquet has "
+                             f"no precomputed vectors; any of {', '.join(CANDIDATES)})")
     parser.add_argument("--settings", default="auto", choices=["auto", "sample", "default"],
                         help="each model's <Model>_sample or <Model>_default settings (auto: "
                              "sample on a generated sample, else default)")

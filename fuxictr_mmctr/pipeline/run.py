@@ -32,8 +32,9 @@ import numpy as np
 from ..data.item_side import CANDIDATES, CONTENT_FILE, TASK1_FILE, build_candidates
 from ..data.sample_files import read_truth
 from ..data.sample_store import MANIFEST_NAME, sample_oracle
-from ..data.schema import DATASET_DIR, count_rows, validate_data_dir
+from ..data.schema import DATASET_DIR, count_rows, open_parquet, validate_data_dir
 from ..data.semantic_ids import QuantizerConfig
+from ..embeddings.data import DEFAULT_VECTOR_COLUMNS
 from ..embeddings.pipeline import BuildConfig, build_embeddings
 from ..embeddings.encoders.clip import DEFAULT_CLIP
 from ..embeddings.student import StudentConfig
@@ -50,10 +51,13 @@ from .stages import StageRecord, Stages, content_digest, require_outputs
 logger = logging.getLogger(__name__)
 
 # The recipe (README "The pipeline"): the item sides that won per world on the bench worlds'
-# data seeds 1-2 (README "Item sides": codes of one vector help, codes of both do not), and
-# the models that led on them; held-out seeds 3-4 are bench/pipeline.py's.
+# data seeds 1-2 (README "Item sides": codes of one vector help, codes of both do not; the
+# content vector of item_feature's columns beat the given one in both worlds), and the models
+# that led on them; held-out seeds 3-4 are bench/pipeline.py's. Without item_feature's vector
+# columns the given embedding's codes take the content side's place.
 DEFAULT_MODELS = ("DIN", "DCNv2", "DIN_DCN")
-DEFAULT_SIDES = ("given_codes", "task1_codes")
+DEFAULT_SIDES = ("content_codes", "task1_codes")
+SIDES_WITHOUT_VECTORS = ("given_codes", "task1_codes")
 
 
 @dataclass
@@ -67,7 +71,8 @@ class PipelineConfig:
             predictions, ``report.json``, the zip).
         models: models to train on each item side. Default: :data:`DEFAULT_MODELS`.
         item_sides: candidate item sides (``fuxictr_mmctr.data.item_side.CANDIDATES``).
-            Default: :data:`DEFAULT_SIDES`.
+            Default (empty): :data:`DEFAULT_SIDES`, or :data:`SIDES_WITHOUT_VECTORS` when
+            ``item_feature.parquet`` lacks the precomputed vector columns.
         settings: ``sample`` (each model's ``<Model>_sample`` settings) or ``default`` (its
             real-data ``<Model>_default``); ``auto``: ``sample`` on a generated sample (a
             folder with a ``_SUCCESS`` manifest), else ``default``. Default: ``auto``.
@@ -91,7 +96,7 @@ class PipelineConfig:
     data_dir: Path
     work_dir: Path
     models: Tuple[str, ...] = DEFAULT_MODELS
-    item_sides: Tuple[str, ...] = DEFAULT_SIDES
+    item_sides: Tuple[str, ...] = ()
     settings: str = "auto"
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
@@ -113,8 +118,9 @@ class PipelineConfig:
         if not (data_dir / DATASET_DIR).is_dir():
             raise ConfigError(f"{data_dir}: no {DATASET_DIR}/ folder (the MicroLens root holds "
                               f"{DATASET_DIR}/train.parquet ...)", option="--data-dir")
-        unknown = sorted(set(self.item_sides) - set(CANDIDATES))
-        if unknown or not self.item_sides:
+        item_sides = tuple(self.item_sides) or default_sides(data_dir)
+        unknown = sorted(set(item_sides) - set(CANDIDATES))
+        if unknown or not item_sides:
             raise ConfigError(f"item side(s) {unknown or '(none)'}: choose among "
                               f"{list(CANDIDATES)}", option="--item-sides")
         if not self.models:
@@ -127,7 +133,20 @@ class PipelineConfig:
                                  "settings": settings, "out": out,
                                  "quantizer": self.quantizer,
                                  "models": tuple(self.models), "sources": tuple(self.sources),
-                                 "item_sides": tuple(dict.fromkeys(self.item_sides))})
+                                 "item_sides": tuple(dict.fromkeys(item_sides))})
+
+
+def default_sides(data_dir: Path) -> Tuple[str, ...]:
+    """:data:`DEFAULT_SIDES` when ``item_feature.parquet`` holds the content side's vector
+    columns, else :data:`SIDES_WITHOUT_VECTORS` (logged)."""
+    path = Path(data_dir) / "item_feature.parquet"
+    names = set(open_parquet(path).schema_arrow.names) if path.is_file() else set()
+    if set(DEFAULT_VECTOR_COLUMNS) <= names:
+        return DEFAULT_SIDES
+    logger.warning("%s has no %s: the content item side is left out, the given embedding's "
+                   "codes take its place (item sides %s)", path,
+                   " and ".join(DEFAULT_VECTOR_COLUMNS), " ".join(SIDES_WITHOUT_VECTORS))
+    return SIDES_WITHOUT_VECTORS
 
 
 @dataclass

@@ -13,6 +13,7 @@ from fuxictr_mmctr.cli import load_command
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.models import MODELS
 from fuxictr_mmctr.pipeline.configs import expid_for, item_feature_cols, write_pipeline_config
+from fuxictr_mmctr.pipeline.run import DEFAULT_SIDES, SIDES_WITHOUT_VECTORS, PipelineConfig
 from fuxictr_mmctr.resources import packaged_config_dir
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.train.config_keys import unknown_keys
@@ -62,3 +63,22 @@ def test_item_features_follow_the_table_without_the_task1_alias(tmp_path):
     pq.write_table(pa.table({"item_id": [0, 1], "title": ["", "a"]}), table)
     with pytest.raises(ConfigError, match="title"):
         item_feature_cols(table, template)
+
+
+def test_default_item_sides_follow_item_feature_vectors(tmp_path, caplog):
+    """The content side where item_feature holds the precomputed vectors; otherwise the given
+    embedding's codes in its place, said in the log; sides named by the user are kept."""
+    (tmp_path / "MicroLens_1M_x1").mkdir()
+    vec = pa.list_(pa.float32())
+    pq.write_table(pa.table({"item_id": pa.array([1], pa.int64()),
+                             "txt_emb_BERT": pa.array([[0.0]], vec),
+                             "img_emb_CLIPRN50": pa.array([[0.0]], vec)}),
+                   tmp_path / "item_feature.parquet")
+    config = PipelineConfig(data_dir=tmp_path, work_dir=tmp_path / "w")
+    assert config.resolved().item_sides == DEFAULT_SIDES == ("content_codes", "task1_codes")
+    pq.write_table(pa.table({"item_id": pa.array([1], pa.int64())}),
+                   tmp_path / "item_feature.parquet")
+    assert config.resolved().item_sides == SIDES_WITHOUT_VECTORS
+    assert "no txt_emb_BERT and img_emb_CLIPRN50" in caplog.text
+    named = PipelineConfig(data_dir=tmp_path, work_dir=tmp_path / "w", item_sides=("content",))
+    assert named.resolved().item_sides == ("content",)
