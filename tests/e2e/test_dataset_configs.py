@@ -77,7 +77,8 @@ def vocab_sample(tmp_path_factory):
 @pytest.fixture(scope="module")
 def item_sides_sample(tiny_sample, tmp_path_factory):
     """The tiny sample with every candidate item side: Task 1's item_info by
-    ``mmctr build-embeddings --tiny-clip``, the others by ``mmctr item-side``."""
+    ``mmctr build-embeddings --tiny-clip``, the content table by ``mmctr build-embeddings
+    --source columns --fusion pca``, the others by ``mmctr item-side``."""
     from fuxictr_mmctr import cli
 
     root = tmp_path_factory.mktemp("item_sides") / "sample"
@@ -85,6 +86,9 @@ def item_sides_sample(tiny_sample, tmp_path_factory):
     assert cli.main(["build-embeddings", "--data-dir", str(root), "--tiny-clip",
                      "--w2v-epochs", "1", "--projector-epochs", "2", "--num-workers", "0",
                      "--no-progress"]) == 0
+    assert cli.main(["build-embeddings", "--data-dir", str(root), "--source", "columns",
+                     "--fusion", "pca", "--out",
+                     str(root / "MicroLens_1M_x1" / "item_info_content.parquet")]) == 0
     assert cli.main(["item-side", "--data-dir", str(root)]) == 0
     return root
 

@@ -252,10 +252,13 @@ def test_a_signal_during_training_keeps_a_usable_checkpoint(tiny_sample, repo_co
     config_dir = fast_config(repo_config, tiny_sample, epochs=50, batch_size=256, max_len=8,
                              early_stop_patience=50)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # SIGINT as a terminal delivers it: a suite run as a background job (`make test &`,
+    # nohup) passes SIGINT ignored to its children, and Python then installs no handler
     proc = subprocess.Popen([sys.executable, str(ROOT / "run_expid.py"), "--config",
                              str(config_dir), "--expid", "DIN_sample", "--gpu", "-1"],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = tmp_path / "checkpoints" / "MicroLens_sample" / "DIN_sample.model"
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
