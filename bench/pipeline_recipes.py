@@ -36,8 +36,6 @@ from fuxictr_mmctr.submit.blend import blend_predictions, read_labels, select_me
 from fuxictr_mmctr.submit.metrics import auc  # noqa: E402
 from fuxictr_mmctr.train.blend import experiment_predictions  # noqa: E402
 
-logger = logging.getLogger("bench.pipeline_recipes")
-
 THREE = ("DIN", "DCNv2", "DIN_DCN")
 # name -> (models, item sides)
 RECIPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {

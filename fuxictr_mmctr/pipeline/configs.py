@@ -4,9 +4,9 @@
 Each dataset is the shipped one of the chosen settings (``MicroLens_sample`` for ``sample``,
 ``MicroLens_1M_x1`` for ``default``) with its files pointed at the user's data folder and its
 ``item_info`` at the item side's table. The item features follow the table: every column the
-table has beyond the shipped ones (but Task 1's alias ``item_emb``) becomes a ``source: item`` feature (a list of floats an
-``embedding`` feature of its width, an integer column a ``categorical`` one whose vocabulary is
-read from the table), so Task 1's second vector and the semantic IDs reach the models, and the
+table has beyond the shipped ones (but Task 1's alias ``item_emb``) becomes a ``source: item``
+feature (a list of floats an ``embedding`` feature of its width, an integer column a
+``categorical`` one whose vocabulary is read from the table), so Task 1's second vector and the semantic IDs reach the models, and the
 history items carry them too.
 """
 from __future__ import annotations

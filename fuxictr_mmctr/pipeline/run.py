@@ -162,6 +162,15 @@ def _split(cfg: PipelineConfig, name: str) -> Path:
     return cfg.data_dir / DATASET_DIR / f"{name}.parquet"
 
 
+def _item_input_digests(cfg: PipelineConfig, *names: str) -> Dict[str, str]:
+    """Content digests of the item-side inputs ``names`` (``item_info``, ``item_seq``,
+    ``item_feature``) that exist: the part of a Task-1-like stage's key its files decide."""
+    paths = {"item_info": _split(cfg, "item_info"),
+             "item_seq": cfg.data_dir / "item_seq.parquet",
+             "item_feature": cfg.data_dir / "item_feature.parquet"}
+    return {name: content_digest(paths[name]) for name in names if paths[name].exists()}
+
+
 def _stat_digest(folder: Path) -> str:
     """A cheap fingerprint of a folder of many files (images): names, sizes, mtimes."""
     if not folder.is_dir():
@@ -193,10 +202,7 @@ def _build_config(cfg: PipelineConfig, out: Path, cache: str, sources, fusion) -
 
 def _task1(stages: Stages, cfg: PipelineConfig) -> StageRecord:
     out = cfg.work_dir / "item_sides" / TASK1_FILE
-    inputs = {name: cfg.data_dir / rel for name, rel in (
-        ("item_info", f"{DATASET_DIR}/item_info.parquet"), ("item_seq", "item_seq.parquet"),
-        ("item_feature", "item_feature.parquet"))}
-    key = dict({k: content_digest(v) for k, v in inputs.items() if v.exists()},
+    key = dict(_item_input_digests(cfg, "item_info", "item_seq", "item_feature"),
                images=_stat_digest(cfg.data_dir / "item_images"), seed=cfg.seed,
                clip=cfg.clip, tiny_clip=cfg.tiny_clip, sources=list(cfg.sources),
                fusion=cfg.fusion)
@@ -217,9 +223,7 @@ CONTENT_SOURCES, CONTENT_FUSION = ("columns",), "pca"
 
 def _content(stages: Stages, cfg: PipelineConfig) -> StageRecord:
     out = cfg.work_dir / "item_sides" / CONTENT_FILE
-    inputs = {"item_info": cfg.data_dir / DATASET_DIR / "item_info.parquet",
-              "item_feature": cfg.data_dir / "item_feature.parquet"}
-    key = dict({k: content_digest(v) for k, v in inputs.items() if v.exists()}, seed=cfg.seed,
+    key = dict(_item_input_digests(cfg, "item_info", "item_feature"), seed=cfg.seed,
                sources=list(CONTENT_SOURCES), fusion=CONTENT_FUSION)
 
     def step():
