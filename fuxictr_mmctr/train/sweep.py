@@ -249,28 +249,30 @@ def tune(config_file, gpus: Sequence[str], tag: Optional[str] = None,
     todo = list(plan.todo)
     logger.info("%d experiments, %d already finished, %d to run on devices %s",
                 len(plan.trials), len(plan.trials) - len(todo), len(todo), list(gpus))
-    running: Dict[str, tuple] = {}  # gpu -> (expid, process)
+    # One slot per entry of ``gpus``: a device named twice (``--gpu -1 -1``: two CPU trials at
+    # once, or two trials sharing a large GPU) runs two trials, each tracked on its own.
+    running: Dict[int, tuple] = {}  # slot -> (expid, process)
     failed: List[str] = []
-    free = list(gpus)
+    free = list(range(len(gpus)))
     with stop_on_signals() as stop:
         try:
             while todo or running:
                 stop.check()
                 while todo and free:
-                    gpu = free.pop(0)
+                    slot = free.pop(0)
                     trial = todo.pop(0)
                     cmd = [sys.executable, "-u", "-m", "fuxictr_mmctr", "train", "--config",
-                           trial.config_dir, "--expid", trial.expid, "--gpu", str(gpu)]
-                    logger.info("Run %s on gpu %s", trial.expid, gpu)
-                    running[gpu] = (trial.expid, subprocess.Popen(cmd))
+                           trial.config_dir, "--expid", trial.expid, "--gpu", str(gpus[slot])]
+                    logger.info("Run %s on gpu %s", trial.expid, gpus[slot])
+                    running[slot] = (trial.expid, subprocess.Popen(cmd))
                 time.sleep(min(poll_seconds, 1.0) if running else 0)
-                for gpu, (expid, proc) in list(running.items()):
+                for slot, (expid, proc) in list(running.items()):
                     if proc.poll() is not None:
                         if proc.returncode != 0:
                             logger.error("%s failed with exit code %d", expid, proc.returncode)
                             failed.append(expid)
-                        del running[gpu]
-                        free.append(gpu)
+                        del running[slot]
+                        free.append(slot)
         finally:  # a signal, or any error of the driver: no trial outlives it
             end_processes({expid: proc for expid, proc in running.values()})
     return failed

@@ -139,3 +139,34 @@ def test_sweep_report_reprints_the_saved_summaries(tmp_path, capsys):
     assert "| 1 | true | 0.8400 | 0.8400 | 0.9800 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         sweeps.main([])
+
+
+def test_a_device_named_twice_runs_two_trials_and_tracks_both(monkeypatch):
+    """``--gpu -1 -1``: two CPU trials at once, each waited for (none orphaned, none run twice)."""
+    from fuxictr_mmctr.train import sweep
+
+    trials = [sweep.Trial("cfg", f"DIN_sample_{i:03d}") for i in range(5)]
+    monkeypatch.setattr(sweep, "sweep_plan", lambda config, tag=None: sweep.SweepPlan(
+        trials, list(trials)))
+    alive, started, most = [], [], [0]
+
+    class FakeTrial:
+        def __init__(self, cmd):
+            self.expid, self.gpu = cmd[cmd.index("--expid") + 1], cmd[cmd.index("--gpu") + 1]
+            self.polls, self.returncode = 0, None
+            alive.append(self)
+            started.append((self.expid, self.gpu))
+            most[0] = max(most[0], len(alive))
+
+        def poll(self):
+            self.polls += 1
+            if self.polls >= 2 and self.returncode is None:  # ends on its second poll
+                self.returncode = 1 if self.expid.endswith("3") else 0
+                alive.remove(self)
+            return self.returncode
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeTrial)
+    failed = sweep.tune("unused.yaml", ["-1", "-1"], poll_seconds=0)
+    assert [e for e, _ in started] == [t.expid for t in trials]
+    assert {g for _, g in started} == {"-1"} and most[0] == 2 and not alive
+    assert failed == ["DIN_sample_003"]
