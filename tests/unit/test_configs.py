@@ -112,7 +112,8 @@ def test_tuner_config(path):
 
     from fuxictr_mmctr.train.config_keys import known_keys
 
-    model = load_model_config(str(base_dir), config["base_expid"])["model"]
+    base = load_model_config(str(base_dir), config["base_expid"])
+    model = base["model"]
     assert model in MODELS
     datasets = config["dataset_id"] if isinstance(config["dataset_id"], list) else [
         config["dataset_id"]]
@@ -120,6 +121,11 @@ def test_tuner_config(path):
     assert datasets and all(d in known for d in datasets), datasets
     space = config["tuner_space"]
     assert set(space) <= known_keys(model), set(space) - known_keys(model)
+    # FuxiCTR's autotuner refuses ("Invalid params in tuner config") a tuned key that neither
+    # the base expid nor the dataset spells out, even one the model knows by its default
+    for dataset_id in datasets:
+        unset = set(space) - set(base) - set(known[dataset_id])
+        assert not unset, f"{config['base_expid']} lacks the tuned key(s) {sorted(unset)}"
     for key, values in space.items():
         for value in values if isinstance(values, list) else [values]:
             _check_types(f"{path.name}:{key}", {key: value})
