@@ -41,6 +41,10 @@ class QIN(MMCTRModel):
         attention_dropout: dropout on ASTA's weights. Default: 0.
         position_encoding: ``"none"`` or ``"learned"``: a learned embedding of each history
             item's age added before ASTA (BST-style). Default: ``"none"``.
+        attention_normalization: ``"none"`` (the authors': ASTA's raw ReLU weights, whose
+            sum grows with the matching items and their scores) or ``"sum"`` (the ReLU
+            weights divided by their sum: a weighted mean over the matching items, still
+            exactly zero elsewhere). Default: ``"none"``.
         max_len: history length of the data (the loader's ``max_len``); sizes the age table.
             Default: 100.
         learning_rate: Default: 1.0e-3.
@@ -58,14 +62,15 @@ class QIN(MMCTRModel):
 
     def __init__(self, feature_map, model_id="QIN", gpu=-1, num_layers=3, num_row=3,
                  attention_dim=None, attention_heads=1, attention_dropout=0.0,
-                 position_encoding="none", max_len=100, learning_rate=1.0e-3,
-                 embedding_dim=10, net_dropout=0.0, batch_norm=True, **kwargs):
+                 position_encoding="none", attention_normalization="none", max_len=100,
+                 learning_rate=1.0e-3, embedding_dim=10, net_dropout=0.0, batch_norm=True,
+                 **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         self.attention_layers = AdaptiveSparseTargetAttention(
             self.item_info_dim, attention_dim=attention_dim, num_heads=attention_heads,
             dropout_rate=attention_dropout, max_len=max_len,
-            position_encoding=position_encoding)
+            position_encoding=position_encoding, normalization=attention_normalization)
         self.qnn = QuadraticNeuralNetwork(self.row_feature_dim + 2 * self.item_info_dim,
                                           num_layers=num_layers, num_row=num_row,
                                           net_dropout=net_dropout, batch_norm=batch_norm,

@@ -619,13 +619,28 @@ def field_senet(use_senet: bool, field_dims: Sequence[int], reduction_ratio: flo
 class ReLUGatedDotProductAttention(ScaledDotProductAttention):
     """FuxiCTR's ``ScaledDotProductAttention`` with the softmax replaced by a ReLU.
 
-    ``ReLU(Q K^T / scale)``: a key scoring at or below zero gets exactly zero weight, and the
-    weights are not normalised (they need not sum to 1, and a history with no relevant item
-    pools to zeros). Masked keys (``mask == 0``) score 0 before the ReLU, so they get 0 too.
+    ``ReLU(Q K^T / scale)``: a key scoring at or below zero gets exactly zero weight. With
+    ``normalization="none"`` (QIN's authors') the weights are not normalised (they need not
+    sum to 1, and a history with no relevant item pools to zeros), so the pooled history's
+    scale grows with the number of matching items and with the scores themselves. With
+    ``"sum"`` they are divided by their sum: a weighted mean over the matching items only,
+    as bounded as a softmax's and as sparse as the ReLU's (a history with no matching item
+    still pools to zeros). Masked keys (``mask == 0``) score 0 before the ReLU, so they get 0
+    too.
+
+    Args:
+        dropout_rate: dropout on the weights. Default: 0.
+        normalization: ``"none"`` or ``"sum"``. Default: ``"none"``.
 
     Shapes: ``Q (..., 1, d)``, ``K, V (..., L, d)``, mask broadcastable to ``(..., 1, L)`` ->
     ``(output (..., 1, d), weights (..., 1, L))``.
     """
+
+    EPS = 1.0e-6  # an all-zero row stays zero
+
+    def __init__(self, dropout_rate: float = 0.0, normalization: str = "none"):
+        super().__init__(dropout_rate)
+        self.normalization = check_value("attention_normalization", normalization)
 
     def forward(self, Q, K, V, scale=None, mask=None):
         scores = torch.matmul(Q, K.transpose(-1, -2))                     # (..., 1, L)
@@ -634,6 +649,8 @@ class ReLUGatedDotProductAttention(ScaledDotProductAttention):
         if mask is not None:
             scores = scores.masked_fill(mask == 0, 0.0)
         weights = torch.relu(scores)
+        if self.normalization == "sum":
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + self.EPS)
         if self.dropout is not None:
             weights = self.dropout(weights)
         return torch.matmul(weights, V), weights
@@ -662,6 +679,9 @@ class AdaptiveSparseTargetAttention(MultiHeadTargetAttention):
         max_len: the longest history (size of the age table). Default: 100.
         position_encoding: ``"none"`` or ``"learned"`` (:class:`HistoryPositionEncoding` added
             to the history before the projections). Default: ``"none"``.
+        normalization: ``"none"`` (the authors': raw ReLU weights) or ``"sum"`` (the ReLU
+            weights divided by their sum: a sparse weighted mean; see
+            :class:`ReLUGatedDotProductAttention`). Default: ``"none"``.
 
     Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` -> ``(B, D)``; a row with
     no history item gives the target itself.
@@ -669,7 +689,7 @@ class AdaptiveSparseTargetAttention(MultiHeadTargetAttention):
 
     def __init__(self, input_dim: int, attention_dim: Optional[int] = None, num_heads: int = 1,
                  dropout_rate: float = 0.0, max_len: int = 100,
-                 position_encoding: str = "none"):
+                 position_encoding: str = "none", normalization: str = "none"):
         attention_dim = int(check_value("attention_dim", attention_dim) or 2 * input_dim)
         check_value("attention_heads", num_heads)
         if attention_dim % num_heads:
@@ -677,7 +697,7 @@ class AdaptiveSparseTargetAttention(MultiHeadTargetAttention):
                               f"{attention_dim}", option="attention_heads")
         super().__init__(input_dim, attention_dim=attention_dim, num_heads=num_heads,
                          dropout_rate=dropout_rate, use_scale=True, use_qkvo=True)
-        self.dot_attention = ReLUGatedDotProductAttention(dropout_rate)
+        self.dot_attention = ReLUGatedDotProductAttention(dropout_rate, normalization)
         check_value("position_encoding", position_encoding)
         self.positions = (HistoryPositionEncoding(max_len, input_dim)
                           if position_encoding == "learned" else None)

@@ -43,6 +43,36 @@ def test_asta_is_relu_gated_target_attention_plus_the_target(seq, heads):
     assert not torch.allclose(weights.sum(-1)[2:], torch.ones(B - 2, heads, 1))  # unnormalised
 
 
+@pytest.mark.parametrize("heads", [1, 2])
+def test_sum_normalised_asta_is_a_sparse_weighted_mean(seq, heads):
+    """``attention_normalization: sum``: the same ReLU weights divided by their sum, so each
+    row with a matching item pools a weighted mean (sums to 1), the zeros stay exactly zero,
+    and a row with none still pools to zeros (the target alone)."""
+    target, history, mask = seq
+    torch.manual_seed(1)
+    raw = AdaptiveSparseTargetAttention(D, num_heads=heads).eval()
+    torch.manual_seed(1)
+    layer = AdaptiveSparseTargetAttention(D, num_heads=heads, normalization="sum").eval()
+    _, weights = by_hand(raw, target, history, mask)                      # (B, H, 1, L)
+    total = weights.sum(-1, keepdim=True)
+    mean = weights / (total + layer.dot_attention.EPS)
+    v = raw.W_v(history).view(B, L, heads, -1).transpose(1, 2)
+    expected = raw.W_o((mean @ v).view(B, -1)) + target
+    torch.testing.assert_close(layer(target, history, mask), expected)
+    matched = total.squeeze(-1) > 0
+    assert matched.any()
+    torch.testing.assert_close(mean.sum(-1)[matched], torch.ones(int(matched.sum())),
+                               atol=1e-3, rtol=0)                        # 1 up to the eps
+    assert torch.equal(mean == 0, weights == 0)                           # as sparse as raw
+    # the pooled history no longer grows with the scores: scaling the keys' projection by 10
+    # multiplies the raw weights by 10 and leaves the normalised ones unchanged
+    with torch.no_grad():
+        layer.W_k.weight.mul_(10.0)
+    torch.testing.assert_close(layer(target, history, mask), expected, atol=1e-3, rtol=0)
+    with pytest.raises(ConfigError, match="attention_normalization"):
+        AdaptiveSparseTargetAttention(D, normalization="softmax")
+
+
 def test_asta_padding_gets_no_weight_and_an_empty_history_gives_the_target(seq):
     target, history, mask = seq
     layer = AdaptiveSparseTargetAttention(D, num_heads=2).eval()
