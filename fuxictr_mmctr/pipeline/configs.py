@@ -70,6 +70,40 @@ def item_feature_cols(table: PathLike, template: Sequence[dict]) -> List[dict]:
     return cols
 
 
+def shipped_settings(models: Sequence[str], settings: str) -> dict:
+    """What the pipeline's configs start from, read from the installed package: the shipped
+    ``Base``, the dataset template of ``settings`` and each model's ``<Model>_<settings>``.
+
+    Returns:
+        ``{"Base": {...}, "dataset": {...}, "models": {model: params}}``.
+
+    Raises:
+        ConfigError: unknown settings or model.
+    """
+    if settings not in BASE_DATASETS:
+        raise ConfigError(f"settings {settings!r}: expected one of {list(BASE_DATASETS)}",
+                          option="--settings")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; available: {sorted(MODELS)}",
+                          option="--models")
+    shipped = packaged_config_dir()
+    datasets = yaml.safe_load((shipped / "dataset_config.yaml").read_text())
+    return {"Base": yaml.safe_load((shipped / "model_config" / "Base.yaml").read_text())["Base"],
+            "dataset": datasets[BASE_DATASETS[settings]],
+            "models": {model: yaml.safe_load((shipped / "model_config" / f"{model}.yaml")
+                                             .read_text())[f"{model}_{settings}"]
+                       for model in models}}
+
+
+def shipped_settings_digest(models: Sequence[str], settings: str) -> str:
+    """sha256 of :func:`shipped_settings`: part of the pipeline's configs stage key, so a
+    package whose shipped defaults changed (a swept ``<Model>_sample``) writes the configs
+    again, and only the models whose settings changed train again."""
+    return hashlib.sha256(json.dumps(shipped_settings(models, settings), sort_keys=True,
+                                     default=str).encode()).hexdigest()
+
+
 def write_pipeline_config(out_dir: PathLike, data_dir: PathLike, sides: Mapping[str, PathLike],
                           models: Sequence[str], settings: str, overrides: Mapping,
                           model_root: PathLike) -> Dict[str, str]:
@@ -88,16 +122,8 @@ def write_pipeline_config(out_dir: PathLike, data_dir: PathLike, sides: Mapping[
         expid -> sha256 of everything its training reads from the config (its params and its
         dataset's spec): a pipeline retrains an expid only when that changes.
     """
-    if settings not in BASE_DATASETS:
-        raise ConfigError(f"settings {settings!r}: expected one of {list(BASE_DATASETS)}",
-                          option="--settings")
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise ConfigError(f"unknown model(s) {unknown}; available: {sorted(MODELS)}",
-                          option="--models")
-    shipped = packaged_config_dir()
-    datasets = yaml.safe_load((shipped / "dataset_config.yaml").read_text())
-    template = datasets[BASE_DATASETS[settings]]
+    shipped = shipped_settings(models, settings)
+    template = shipped["dataset"]
     splits = Path(data_dir) / DATASET_DIR
     dataset_config: Dict[str, dict] = {}
     for side, table in sides.items():
@@ -109,12 +135,9 @@ def write_pipeline_config(out_dir: PathLike, data_dir: PathLike, sides: Mapping[
                     item_info=str(Path(table).resolve()),
                     feature_cols=item_feature_cols(table, template["feature_cols"]))
         dataset_config[dataset_for(side)] = spec
-    model_config = {"Base": yaml.safe_load((shipped / "model_config" / "Base.yaml")
-                                           .read_text())["Base"]}
-    model_config["Base"]["model_root"] = f"{Path(model_root).resolve()}/"
+    model_config = {"Base": dict(shipped["Base"], model_root=f"{Path(model_root).resolve()}/")}
     for model in models:
-        expids = yaml.safe_load((shipped / "model_config" / f"{model}.yaml").read_text())
-        base = expids[f"{model}_{settings}"]
+        base = shipped["models"][model]
         for side in sides:
             model_config[expid_for(model, side)] = dict(base, dataset_id=dataset_for(side),
                                                         **overrides)

@@ -45,7 +45,7 @@ from ..submit.metrics import auc, logloss
 from ..submit.submission import check_submission_zip, write_submission
 from ..train import experiment
 from ..train.blend import experiment_predictions
-from .configs import CONFIG_FORMAT, expid_for, write_pipeline_config
+from .configs import CONFIG_FORMAT, expid_for, shipped_settings_digest, write_pipeline_config
 from .stages import StageRecord, Stages, content_digest, require_outputs
 
 logger = logging.getLogger(__name__)
@@ -267,7 +267,8 @@ def _configs(stages: Stages, cfg: PipelineConfig, sides: Dict[str, Path]) -> Sta
     config_dir = cfg.work_dir / "config"
     key = dict(sides={name: content_digest(path) for name, path in sides.items()},
                models=list(cfg.models), settings=cfg.settings, overrides=_overrides(cfg),
-               data=str(cfg.data_dir.resolve()), format=CONFIG_FORMAT)
+               data=str(cfg.data_dir.resolve()), format=CONFIG_FORMAT,
+               shipped=shipped_settings_digest(cfg.models, cfg.settings))
 
     def step():
         expids = write_pipeline_config(config_dir, cfg.data_dir, sides, cfg.models,

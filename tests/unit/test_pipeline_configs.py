@@ -82,3 +82,25 @@ def test_default_item_sides_follow_item_feature_vectors(tmp_path, caplog):
     assert "no txt_emb_BERT and img_emb_CLIPRN50" in caplog.text
     named = PipelineConfig(data_dir=tmp_path, work_dir=tmp_path / "w", item_sides=("content",))
     assert named.resolved().item_sides == ("content",)
+
+
+def test_the_configs_key_follows_the_shipped_settings_of_the_chosen_models(tmp_path,
+                                                                          monkeypatch):
+    """A package whose shipped ``DIN_sample`` changed (a new sweep's default) changes the
+    pipeline's configs-stage key for a work dir that trains DIN, and for no other; before,
+    an existing work dir kept the old configs and trainings."""
+    import shutil
+
+    from fuxictr_mmctr.pipeline import configs
+
+    shipped = tmp_path / "mmctr_config"
+    shutil.copytree(packaged_config_dir(), shipped)
+    monkeypatch.setattr(configs, "packaged_config_dir", lambda: shipped)
+    before = {m: configs.shipped_settings_digest([m], "sample") for m in ("DIN", "DCNv2")}
+    assert before["DIN"] != before["DCNv2"]
+    din = shipped / "model_config" / "DIN.yaml"
+    din.write_text(din.read_text().replace("attention_heads: 4", "attention_heads: 2", 1))
+    assert configs.shipped_settings_digest(["DIN"], "sample") != before["DIN"]
+    assert configs.shipped_settings_digest(["DCNv2"], "sample") == before["DCNv2"]
+    with pytest.raises(ConfigError, match="unknown model"):
+        configs.shipped_settings_digest(["DIM"], "sample")
