@@ -55,29 +55,37 @@ pipeline: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mmctr demo
 
+# The unit tests run in two pytest-xdist workers (one per core: they only compute, no test
+# spawns a process); the end-to-end tests, which train and time processes, one at a time.
+UNIT := -m "not slow" -n 2
+E2E := -m slow
+
 ## The test suite: unit tests then end-to-end tests (about 7 minutes on 2 quiet CPU cores)
 test: $(STAMP)
 	$(BIN)/python $(VERSIONS)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(UNIT)
+	$(BIN)/python -m pytest -q $(E2E)
 
-## The unit tests only (no training, no subprocess; 731 tests in 68-73 s on 2 quiet cores)
+## The unit tests only (no training, no subprocess; two workers)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(UNIT)
 
 ## The whole suite in the newest set of versions setup.cfg allows (FuxiCTR 2.3.10, pandas 3, ...)
 test-latest: $(LATEST_STAMP)
 	$(LATEST_VENV)/bin/python $(VERSIONS)
-	$(LATEST_VENV)/bin/python -m pytest -q
+	$(LATEST_VENV)/bin/python -m pytest -q $(UNIT)
+	$(LATEST_VENV)/bin/python -m pytest -q $(E2E)
 
 ## The unit tests in the newest set
 test-latest-fast: $(LATEST_STAMP)
 	$(LATEST_VENV)/bin/python $(VERSIONS)
-	$(LATEST_VENV)/bin/python -m pytest -q -m "not slow"
+	$(LATEST_VENV)/bin/python -m pytest -q $(UNIT)
 
 ## The whole suite at the floors of setup.cfg's ranges (FuxiCTR 2.3.7, NumPy 1.26, pandas 2.0, ...)
 test-oldest: $(OLDEST_STAMP)
 	$(OLDEST_VENV)/bin/python $(VERSIONS)
-	$(OLDEST_VENV)/bin/python -m pytest -q
+	$(OLDEST_VENV)/bin/python -m pytest -q $(UNIT)
+	$(OLDEST_VENV)/bin/python -m pytest -q $(E2E)
 
 # the former name of test-latest (the newest set includes the newest FuxiCTR 2.3.x)
 test-fuxictr-latest: test-latest
