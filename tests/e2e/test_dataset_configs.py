@@ -60,7 +60,8 @@ def test_benchmark_datasets_share_the_specs_of_a_trained_dataset():
     trained_specs = [specs(d) for d in TRAINED]
     assert BENCH_ONLY
     for dataset_id in BENCH_ONLY:
-        assert dataset_id.startswith("MicroLens_bench_"), dataset_id
+        # the sweeps' datasets: the bench preset's and the item-side worlds' seeds
+        assert dataset_id.startswith(("MicroLens_bench_", "MicroLens_world_")), dataset_id
         assert specs(dataset_id) in trained_specs, dataset_id
 
 
