@@ -649,8 +649,9 @@ class ReLUGatedDotProductAttention(ScaledDotProductAttention):
         if mask is not None:
             scores = scores.masked_fill(mask == 0, 0.0)
         weights = torch.relu(scores)
-        if self.normalization == "sum":
-            weights = weights / (weights.sum(dim=-1, keepdim=True) + self.EPS)
+        if self.normalization == "sum":  # in fp32 under autocast, as autocast runs a softmax
+            gates = weights.float()
+            weights = (gates / (gates.sum(dim=-1, keepdim=True) + self.EPS)).to(weights.dtype)
         if self.dropout is not None:
             weights = self.dropout(weights)
         return torch.matmul(weights, V), weights

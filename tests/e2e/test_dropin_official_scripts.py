@@ -54,9 +54,10 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
     assert {p.name for p in (ROOT / "config" / "mmctr_config" / "model_config").glob("*.yaml")} \
         == {p.name for p in (config / "model_config").glob("*.yaml")}
     datasets = yaml.safe_load((config / "dataset_config.yaml").read_text())
-    # the data of the benchmark datasets (made by bench/models.py) and of the candidate item
-    # sides other than the given one (made by mmctr item-side) is not shipped: left out, named
-    made = ("MicroLens_bench_",) + tuple(f"MicroLens_sample_{side}" for side in CANDIDATES
+    # the data of the benchmark and sweep datasets (made by bench/models.py and mmctr
+    # make-sample) and of the candidate item sides other than the given one (made by mmctr
+    # item-side) is not shipped: left out, named
+    made = ("MicroLens_bench_", "MicroLens_world_") + tuple(f"MicroLens_sample_{side}" for side in CANDIDATES
                                          if side != "given")
     assert all(d.startswith(made) and "not found" in why for d, why in result.skipped.items())
     assert {"MicroLens_1M_x1", "MicroLens_sample"} <= set(result.datasets)
