@@ -10,6 +10,10 @@ import pyarrow.parquet as pq
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The sweeps' datasets in config/mmctr_config/dataset_config.yaml: the bench preset's samples
+# and the item-side worlds' sweep seeds. No expid trains them and their data is not shipped
+# (made by bench/models.py and mmctr make-sample).
+SWEEP_DATASET_PREFIXES = ("MicroLens_bench_", "MicroLens_world_")
 
 
 def write_table(path: Path, columns: dict, types: dict | None = None) -> Path:

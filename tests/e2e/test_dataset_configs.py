@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 import yaml
-from helpers import ROOT, point_config_at
+from helpers import ROOT, SWEEP_DATASET_PREFIXES, point_config_at
 
 from fuxictr_mmctr.submit.submission import check_submission_zip
 from fuxictr_mmctr.train import experiment
@@ -60,8 +60,7 @@ def test_benchmark_datasets_share_the_specs_of_a_trained_dataset():
     trained_specs = [specs(d) for d in TRAINED]
     assert BENCH_ONLY
     for dataset_id in BENCH_ONLY:
-        # the sweeps' datasets: the bench preset's and the item-side worlds' seeds
-        assert dataset_id.startswith(("MicroLens_bench_", "MicroLens_world_")), dataset_id
+        assert dataset_id.startswith(SWEEP_DATASET_PREFIXES), dataset_id
         assert specs(dataset_id) in trained_specs, dataset_id
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import ROOT
+from helpers import ROOT, SWEEP_DATASET_PREFIXES
 from official_repo import (OFFICIAL_CONFIG, OFFICIAL_SRC, TRAIN_ROWS, fast_expid, import_src,
                            make_official_repo, run_official, tree)
 
@@ -54,11 +54,10 @@ def test_drop_in_then_the_official_scripts_train_our_models(official):
     assert {p.name for p in (ROOT / "config" / "mmctr_config" / "model_config").glob("*.yaml")} \
         == {p.name for p in (config / "model_config").glob("*.yaml")}
     datasets = yaml.safe_load((config / "dataset_config.yaml").read_text())
-    # the data of the benchmark and sweep datasets (made by bench/models.py and mmctr
-    # make-sample) and of the candidate item sides other than the given one (made by mmctr
-    # item-side) is not shipped: left out, named
-    made = ("MicroLens_bench_", "MicroLens_world_") + tuple(f"MicroLens_sample_{side}" for side in CANDIDATES
-                                         if side != "given")
+    # the data of the sweeps' datasets and of the candidate item sides other than the given
+    # one (made by mmctr item-side) is not shipped: left out, named
+    made = SWEEP_DATASET_PREFIXES + tuple(f"MicroLens_sample_{side}" for side in CANDIDATES
+                                          if side != "given")
     assert all(d.startswith(made) and "not found" in why for d, why in result.skipped.items())
     assert {"MicroLens_1M_x1", "MicroLens_sample"} <= set(result.datasets)
     assert set(datasets) == set(result.datasets)
