@@ -16,7 +16,8 @@
   results CSV (the working directory): ``mlflow ui --backend-store-uri ./mlruns``. MLflow 3
   keeps its file store in maintenance mode behind ``MLFLOW_ALLOW_FILE_STORE=true``, which is
   set for the process when this default store is used (a database store needs SQLAlchemy and a
-  10 s schema migration per new store; the file store needs nothing and takes parallel trials).
+  10 s schema migration per new store; the file store needs nothing and takes parallel
+  trials, a lock file in it making the experiment's creation one step: :func:`file_store_lock`).
 
 What is tracked (the same names in both): after each evaluation of ``fit`` (once per epoch by
 default; the step is the evaluation's number, so the epoch) ``train/loss`` (the log's ``Train
@@ -43,9 +44,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Dict, Iterator, Mapping, Optional
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from .. import compat
-from ..config_contract import TRACKERS, check_value
+from ..config_contract import check_value
 from ..errors import ConfigError, require
 from ..io import PathLike
 from ..models.observer import Evaluation
@@ -246,6 +249,10 @@ class MLflowTracker(Tracker):
         self.run_id: Optional[str] = None
 
     def _experiment_id(self, mlflow) -> str:
+        with file_store_lock(self.uri):
+            return self._get_or_create_experiment(mlflow)
+
+    def _get_or_create_experiment(self, mlflow) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
@@ -287,6 +294,32 @@ class MLflowTracker(Tracker):
     def _close(self, status: str) -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status)
+
+
+@contextlib.contextmanager
+def file_store_lock(uri: str) -> Iterator[None]:
+    """Hold ``<store>/.experiments.lock`` for a ``file:`` tracking URI (else nothing).
+
+    MLflow's file store checks that a new experiment's name is free and then writes it, two
+    steps with nothing between them: the trials of a sweep starting together each created the
+    experiment, and each logged into its own copy, only one of which the UI and
+    ``get_experiment_by_name`` show (one run of two was lost). A tracking server or a database
+    store keeps names unique itself. The lock file sits in the store's root, which MLflow
+    reads for folders only.
+    """
+    if not uri.startswith("file:"):
+        yield
+        return
+    import fcntl  # POSIX only: imported where the lock is taken, so the module loads anywhere
+
+    root = Path(url2pathname(urlparse(uri).path))
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".experiments.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 TRACKER_CLASSES = {"none": Tracker, "tensorboard": TensorBoardTracker, "mlflow": MLflowTracker}

@@ -113,3 +113,43 @@ def test_a_failing_store_is_warned_about_once_and_training_goes_on(monkeypatch, 
     warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "could not log the evaluation" in warnings[0]
     assert tracker.status == "FAILED"  # closed all the same, with the run's outcome
+
+
+def test_trials_starting_together_share_one_mlflow_experiment(tmp_path, monkeypatch):
+    """MLflow's file store checks the name, then writes the experiment: trials that start at
+    once each made their own copy, and one trial's run was lost to the UI (seen in a Ray sweep).
+    A pause between the two steps makes every thread pass the check without the store lock."""
+    mlflow = pytest.importorskip("mlflow")
+    import threading
+    import time
+
+    from mlflow.store.tracking.file_store import FileStore
+
+    check = FileStore._validate_experiment_does_not_exist
+
+    def slow_check(self, name):
+        check(self, name)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(FileStore, "_validate_experiment_does_not_exist", slow_check)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    start, ids, errors = threading.Barrier(4), [], []
+
+    def trial(n):
+        start.wait()
+        try:
+            ids.append(tracking.MLflowTracker({"model_id": f"E{n}"}, tmp_path / "sweep")
+                       .experiment_id)
+        except Exception as exc:  # noqa: BLE001  reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=trial, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(ids) == 4 and len(set(ids)) == 1
+    names = [e.name for e in mlflow.MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+             .search_experiments()]
+    assert names.count("sweep") == 1
