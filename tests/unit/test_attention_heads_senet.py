@@ -87,7 +87,8 @@ def seq():
 @pytest.mark.parametrize("softmax", [False, True])
 @pytest.mark.parametrize("activation", ["ReLU", "Dice"])
 @pytest.mark.parametrize("order", [{}, dict(position_encoding="learned", recency_bias=True)])
-def test_one_head_is_the_attention_before_heads_bit_for_bit(seq, softmax, activation, order):
+def test_one_head_is_the_attention_before_heads(seq, softmax, activation, order):
+    """Within float rounding: the first layer is applied by linearity now (``first_layer``)."""
     target, history, mask = seq
     torch.manual_seed(3)
     layer = TargetAttention(D, attention_units=[8, 4], hidden_activations=activation,
@@ -101,13 +102,13 @@ def test_one_head_is_the_attention_before_heads_bit_for_bit(seq, softmax, activa
         if order:
             layer.recency.normal_()
         out = layer(target, history, mask)
-        assert torch.equal(out, forward_before_heads(layer, target, history, mask))
+        torch.testing.assert_close(out, forward_before_heads(layer, target, history, mask))
         if not order:  # and FuxiCTR's DIN_Attention, on the same weights
             torch.testing.assert_close(out, DIN_Attention.forward(layer, target, history, mask))
 
 
 @pytest.mark.parametrize("name", ["DIN", "DIN_DCN"])
-def test_options_off_keep_the_model_bit_for_bit(name, tmp_path, handmade_batch):
+def test_options_off_keep_the_model(name, tmp_path, handmade_batch):
     explicit = tiny_model(name, tmp_path, seed=5, attention_heads=1, use_senet=False).eval()
     assert list(explicit.state_dict()) == KEYS_BEFORE[name]
     assert explicit.senet is None
@@ -115,10 +116,38 @@ def test_options_off_keep_the_model_bit_for_bit(name, tmp_path, handmade_batch):
         out = explicit(handmade_batch)["y_pred"]
         explicit.attention_layers.forward = forward_before_heads.__get__(
             explicit.attention_layers)
-        assert torch.equal(out, explicit(handmade_batch)["y_pred"])
+        torch.testing.assert_close(out, explicit(handmade_batch)["y_pred"])
     default = tiny_model(name, tmp_path, seed=5).eval()
     with torch.no_grad():
         assert torch.equal(default(handmade_batch)["y_pred"], out)
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_the_first_layer_by_linearity_is_the_linear_layer_on_the_four_parts(seq, heads):
+    """``first_layer`` = FuxiCTR's first ``nn.Linear`` on ``[t, s, t - s, t * s]``, in value
+    and in the weight's and the inputs' gradients, for the gathered real items."""
+    target, history, mask = seq
+    torch.manual_seed(4)
+    layer = TargetAttention(D, attention_units=[8], num_heads=heads)
+    keep = mask.reshape(-1) > 0
+    rows = torch.arange(B).repeat_interleave(L)[keep]
+    results = []
+    for by_parts in (True, False):
+        layer.zero_grad()
+        t = target.clone().requires_grad_()
+        s = history.reshape(-1, D)[keep].clone().requires_grad_()
+        if by_parts:
+            out = layer.first_layer(t, s, rows)
+        else:
+            tt = t[rows]
+            out = layer.attention_layer.mlp[0](torch.cat([tt, s, tt - s, tt * s], dim=-1))
+        out.pow(2).sum().backward()
+        weight = layer.attention_layer.mlp[0].weight
+        results.append((out.detach(), t.grad, s.grad, weight.grad.clone(),
+                        layer.attention_layer.mlp[0].bias.grad.clone()))
+    assert results[0][0].shape == (int(keep.sum()), 8)
+    for by_parts, plain in zip(*results):
+        torch.testing.assert_close(by_parts, plain, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- several heads

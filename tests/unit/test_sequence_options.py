@@ -56,7 +56,8 @@ def test_target_attention_off_is_din_attention_and_order_blind(seq, softmax):
     theirs = DIN_Attention(D, attention_units=[8], use_softmax=softmax).eval()
     theirs.load_state_dict(ours.state_dict())
     rows = []
-    ours.attention_layer.register_forward_hook(lambda m, inp, out: rows.append(len(inp[0])))
+    # the MLP after its first layer (which ``first_layer`` applies by parts)
+    ours.attention_layer.mlp[1].register_forward_hook(lambda m, inp, out: rows.append(len(inp[0])))
     out = ours(target, history, mask)
     assert rows == [int(mask.sum())]  # the attention MLP skips the padding
     torch.testing.assert_close(out, theirs(target, history, mask))
