@@ -138,7 +138,7 @@ RULES: Mapping[str, Rule] = {
     # target attention (DIN, DIN_DCN, QIN) and QIN's quadratic network
     "attention_heads": _POSITIVE_INT,
     "attention_dim": _POSITIVE_INT,
-    "attention_normalization": Rule("choice", choices=("none", "sum")),
+    "attention_normalization": Rule("choice", choices=("none", "sum", "sum_plus_one")),
     "num_layers": _POSITIVE_INT,
     "num_row": _POSITIVE_INT,
 }

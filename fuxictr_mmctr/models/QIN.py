@@ -44,7 +44,8 @@ class QIN(MMCTRModel):
         attention_normalization: ``"none"`` (the authors': ASTA's raw ReLU weights, whose
             sum grows with the matching items and their scores) or ``"sum"`` (the ReLU
             weights divided by their sum: a weighted mean over the matching items, still
-            exactly zero elsewhere). Default: ``"none"``.
+            exactly zero elsewhere) or ``"sum_plus_one"`` (divided by ``1 + sum``: no jump
+            where the first item starts to match). Default: ``"none"``.
         max_len: history length of the data (the loader's ``max_len``); sizes the age table.
             Default: 100.
         learning_rate: Default: 1.0e-3.

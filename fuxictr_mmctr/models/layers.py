@@ -646,12 +646,14 @@ class ReLUGatedDotProductAttention(ScaledDotProductAttention):
     scale grows with the number of matching items and with the scores themselves. With
     ``"sum"`` they are divided by their sum: a weighted mean over the matching items only,
     as bounded as a softmax's and as sparse as the ReLU's (a history with no matching item
-    still pools to zeros). Masked keys (``mask == 0``) score 0 before the ReLU, so they get 0
-    too.
+    still pools to zeros). ``"sum_plus_one"`` divides them by ``1 + sum``: continuous where
+    ``"sum"`` jumps (one key crossing zero turns zeros into a full mean there), close to the
+    raw weights while they are small and to the mean once they add up to much more than 1.
+    Masked keys (``mask == 0``) score 0 before the ReLU, so they get 0 too.
 
     Args:
         dropout_rate: dropout on the weights. Default: 0.
-        normalization: ``"none"`` or ``"sum"``. Default: ``"none"``.
+        normalization: ``"none"``, ``"sum"`` or ``"sum_plus_one"``. Default: ``"none"``.
 
     Shapes: ``Q (..., 1, d)``, ``K, V (..., L, d)``, mask broadcastable to ``(..., 1, L)`` ->
     ``(output (..., 1, d), weights (..., 1, L))``.
@@ -670,9 +672,10 @@ class ReLUGatedDotProductAttention(ScaledDotProductAttention):
         if mask is not None:
             scores = scores.masked_fill(mask == 0, 0.0)
         weights = torch.relu(scores)
-        if self.normalization == "sum":  # in fp32 under autocast, as autocast runs a softmax
+        if self.normalization != "none":  # in fp32 under autocast, as autocast runs a softmax
             gates = weights.float()
-            weights = (gates / (gates.sum(dim=-1, keepdim=True) + self.EPS)).to(weights.dtype)
+            offset = self.EPS if self.normalization == "sum" else 1.0
+            weights = (gates / (gates.sum(dim=-1, keepdim=True) + offset)).to(weights.dtype)
         if self.dropout is not None:
             weights = self.dropout(weights)
         return torch.matmul(weights, V), weights
@@ -701,9 +704,10 @@ class AdaptiveSparseTargetAttention(MultiHeadTargetAttention):
         max_len: the longest history (size of the age table). Default: 100.
         position_encoding: ``"none"`` or ``"learned"`` (:class:`HistoryPositionEncoding` added
             to the history before the projections). Default: ``"none"``.
-        normalization: ``"none"`` (the authors': raw ReLU weights) or ``"sum"`` (the ReLU
-            weights divided by their sum: a sparse weighted mean; see
-            :class:`ReLUGatedDotProductAttention`). Default: ``"none"``.
+        normalization: ``"none"`` (the authors': raw ReLU weights), ``"sum"`` (the ReLU
+            weights divided by their sum: a sparse weighted mean) or ``"sum_plus_one"``
+            (divided by ``1 + sum``); see :class:`ReLUGatedDotProductAttention`.
+            Default: ``"none"``.
 
     Shapes: target ``(B, D)``, history ``(B, L, D)``, mask ``(B, L)`` -> ``(B, D)``; a row with
     no history item gives the target itself.

@@ -148,3 +148,29 @@ def test_lr_decay_factor(tmp_path):
     assert default.lr_decay() == pytest.approx(1.0e-3)  # FuxiCTR's own factor, 0.1
     with pytest.raises(ConfigError, match="lr_decay_factor"):
         tiny_model("QIN", tmp_path, lr_decay_factor=0)
+
+
+def test_sum_plus_one_weights_are_sparse_continuous_and_below_a_mean(seq):
+    """``sum_plus_one``: the ReLU weights over ``1 + sum``: zeros stay exactly zero, each
+    row's weights sum to ``total / (1 + total)`` < 1, and small weights barely move (no jump
+    from "no matching item" to a full mean)."""
+    target, history, mask = seq
+    torch.manual_seed(1)
+    raw = AdaptiveSparseTargetAttention(D).eval()
+    torch.manual_seed(1)
+    layer = AdaptiveSparseTargetAttention(D, normalization="sum_plus_one").eval()
+    _, weights = by_hand(raw, target, history, mask)                      # (B, 1, 1, L)
+    total = weights.sum(-1, keepdim=True)
+    damped = weights / (1.0 + total)
+    v = raw.W_v(history).view(B, L, 1, -1).transpose(1, 2)
+    torch.testing.assert_close(layer(target, history, mask),
+                               raw.W_o((damped @ v).view(B, -1)) + target)
+    assert torch.equal(damped == 0, weights == 0)
+    torch.testing.assert_close(damped.sum(-1), (total / (1 + total)).squeeze(-1))
+    assert (damped.sum(-1) < 1).all()
+    # keys scoring just above zero: weights close to the raw ones ("sum" makes them a mean)
+    keys = torch.tensor([0.0, 1e-4, -1.0, 2e-4]).view(1, 4, 1)
+    pooled, small = layer.dot_attention(torch.ones(1, 1, 1), keys, torch.eye(4).unsqueeze(0))
+    expected = torch.tensor([[[0.0, 1e-4, 0.0, 2e-4]]]) / (1 + 3e-4)
+    torch.testing.assert_close(small, expected, atol=1e-9, rtol=1e-6)
+    torch.testing.assert_close(pooled, expected, atol=1e-9, rtol=1e-6)
