@@ -108,6 +108,7 @@ def session(gpu: int = -1, timeout_s: Optional[float] = None, backend: Optional[
         torch.cuda.set_device(local_rank)
     owns = not dist.is_initialized()
     if owns:
+        _import_before_the_group()
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     else:
         backend = dist.get_backend()
@@ -120,6 +121,21 @@ def session(gpu: int = -1, timeout_s: Optional[float] = None, backend: Optional[
     finally:
         if owns and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _import_before_the_group() -> None:
+    """Import ``torch._dynamo`` before the process group exists.
+
+    Imported while a group exists (transformers imports it, so does ``torch.compile``), it keeps
+    a reference to the group that :func:`dist.destroy_process_group` cannot drop: the gloo
+    threads (``gloo_tcp_loop``, ``pt_gloo_runloop``) then outlive the interpreter and are torn
+    down at exit, where now and then one is still joinable and the rank dies of
+    ``terminate called without an active exception`` (SIGABRT) after its work is done; torchrun
+    then reports the job failed and ends the other ranks (seen in CI: ``torchrun ...
+    build-embeddings``, rank 1 leaving while rank 0 trained the teacher). Imported first, it
+    holds nothing and ``destroy_process_group`` ends the threads (checked by
+    tests/e2e/test_process_group_exit.py)."""
+    import torch._dynamo  # noqa: F401  (about 2 s, once per process; the ranks import it anyway)
 
 
 def configure_logging(cluster: Cluster) -> None:
