@@ -156,7 +156,7 @@ TINY_MODELS = {
     "DIN_DCN": dict(parallel_dnn_hidden_units=[16, 8], attention_hidden_units=[8],
                     num_cross_layers=2),
     "FiBiNET": dict(dnn_hidden_units=[16, 8]),
-    "QIN": dict(num_layers=2, num_row=2, attention_dim=8),
+    "QIN": dict(num_layers=2, num_row=2, attention_dim=16),  # QIN_sample: 16 heads of 1
 }
 
 
