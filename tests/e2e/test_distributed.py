@@ -31,8 +31,11 @@ EXACT = {"epochs": 1, "batch_size": 857, "verbose": 0, "batch_norm": False, "net
 LEARNING_RATE = {"DIN_DCN_sample": 1.0e-3}
 # QIN without batch norm: its three quadratic layers raise the input to the 8th power and half
 # the rows' sigmoids saturate at initialisation (the one-row last batch then has no gradient);
-# one layer keeps every row finite
-MODEL_PARAMS = {"QIN_sample": {"num_layers": 1}}
+# one layer keeps every row finite. Four ASTA heads, not QIN_sample's 16: the gradients agree
+# within 1e-5 either way, but over the epoch's steps 16 narrow heads, each weight a
+# share of a small sum, let the two runs' rounding drift to 1.6e-4 in logloss (4 heads: within
+# the 1e-4 this test holds every model to)
+MODEL_PARAMS = {"QIN_sample": {"num_layers": 1, "attention_heads": 4}}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
