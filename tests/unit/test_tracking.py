@@ -125,7 +125,9 @@ def test_trials_starting_together_share_one_mlflow_experiment(tmp_path, monkeypa
 
     from mlflow.store.tracking.file_store import FileStore
 
-    check = FileStore._validate_experiment_does_not_exist
+    check = getattr(FileStore, "_validate_experiment_does_not_exist", None)
+    if check is None:
+        pytest.skip("this MLflow's file store has no separate name check to pause after")
 
     def slow_check(self, name):
         check(self, name)
