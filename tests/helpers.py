@@ -2,6 +2,9 @@
 config copies pointed at test data, models built from a config."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # and the item-side worlds' sweep seeds. No expid trains them and their data is not shipped
 # (made by bench/models.py and mmctr make-sample).
 SWEEP_DATASET_PREFIXES = ("MicroLens_bench_", "MicroLens_world_")
+# Two CPU processes on this machine (gloo): the launch every torchrun test uses.
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def torchrun(*args, cwd, env=None, timeout=900) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 ARGS`` in ``cwd`` with the checkout on the
+    path; output captured as text."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([*TORCHRUN, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def write_table(path: Path, columns: dict, types: dict | None = None) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, point_config_at
+from helpers import ROOT, point_config_at, torchrun
 
 from fuxictr_mmctr.train import experiment
 
@@ -36,7 +36,6 @@ LEARNING_RATE = {"DIN_DCN_sample": 1.0e-3}
 # share of a small sum, let the two runs' rounding drift to 1.6e-4 in logloss (4 heads: within
 # the 1e-4 this test holds every model to)
 MODEL_PARAMS = {"QIN_sample": {"num_layers": 1, "attention_heads": 4}}
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 def exact_config(root: Path, data_root: Path, expids=EXPIDS, **overrides) -> Path:
@@ -52,12 +51,6 @@ def exact_config(root: Path, data_root: Path, expids=EXPIDS, **overrides) -> Pat
                     config[expid]["learning_rate"] = LEARNING_RATE[expid]
         path.write_text(yaml.safe_dump(config))
     return config_dir
-
-
-def torchrun(*args, cwd, env=None, timeout=900):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([*TORCHRUN, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def run_expid_on_two_ranks(config_dir: Path, work: Path, expid: str = "DIN_sample"):

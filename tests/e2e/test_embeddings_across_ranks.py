@@ -3,13 +3,9 @@
 resumes after a stop."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pyarrow.parquet as pq
-from helpers import ROOT, build_embeddings_cli
+from helpers import build_embeddings_cli, torchrun
 
 ARGS = ("--tiny-clip", "--w2v-epochs", "1", "--projector-epochs", "2", "--num-workers", "0",
         "--no-progress", "--batch-size", "16")
@@ -32,16 +28,12 @@ def test_two_ranks_give_the_features_and_item_info_of_one_process(tiny_sample, t
     assert build_embeddings_cli("--data-dir", tiny_sample, *ARGS, *sources, "--out",
                                 one / "item_info.parquet", "--work-dir", one / "work") == 0
 
-    def torchrun(*extra):
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        return subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-             "2", "-m", "fuxictr_mmctr.cli", "build-embeddings", "--data-dir", str(tiny_sample),
-             *ARGS, *sources, "--out", str(two / "item_info.parquet"), "--work-dir",
-             str(two / "work"), *extra], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=600)
+    def launch(*extra):
+        return torchrun("-m", "fuxictr_mmctr.cli", "build-embeddings", "--data-dir", tiny_sample,
+                        *ARGS, *sources, "--out", two / "item_info.parquet", "--work-dir",
+                        two / "work", *extra, cwd=tmp_path, timeout=600)
 
-    stopped = torchrun("--max-batches", "2")          # as if killed after 2 batches per rank
+    stopped = launch("--max-batches", "2")          # as if killed after 2 batches per rank
     assert stopped.returncode != 0 and "exitcode  : 3" in stopped.stderr, stopped.stderr[-3000:]
     cache = _cache(two / "work", "clip")
     assert np.load(cache / "done.npy").sum() == 2 * 2 * 16   # both ranks' shards were merged
@@ -49,7 +41,7 @@ def test_two_ranks_give_the_features_and_item_info_of_one_process(tiny_sample, t
     assert not list((two / "work" / "features").glob("text-*"))   # stopped before it
     assert not (two / "item_info.parquet").exists()
 
-    resumed = torchrun()
+    resumed = launch()
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for kind, part in (("clip", "image"), ("clip", "text"), ("text", "text")):
         assert np.load(_cache(two / "work", kind) / "done.npy")[1:].all()

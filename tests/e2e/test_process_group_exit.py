@@ -8,13 +8,10 @@ way. :func:`fuxictr_mmctr.process_group.session` imports it before creating the 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, torchrun
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path("/proc/self/task").is_dir(),
@@ -22,11 +19,8 @@ pytestmark = [pytest.mark.slow,
 
 
 def test_no_gloo_thread_outlives_the_process_group(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(ROOT / "tests" / "e2e" / "process_group_exit_worker.py"), str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = torchrun(ROOT / "tests" / "e2e" / "process_group_exit_worker.py", tmp_path,
+                      cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
         threads = json.loads((tmp_path / f"threads.rank{rank}.json").read_text())
