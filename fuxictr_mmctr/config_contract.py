@@ -118,6 +118,7 @@ RULES: Mapping[str, Rule] = {
     "model_structure": Rule("choice",
                             choices=("parallel", "stacked", "stacked_parallel", "crossnet_only")),
     "history_pooling": Rule("choice", choices=("mean", "sum", "max", "multi_interest")),
+    "cross_input_norm": Rule("choice", choices=("none", "batch", "layer")),
     "dnn_hidden_units": _UNITS,
     "attention_hidden_units": _UNITS,
     "mlp_hidden_units": _UNITS,

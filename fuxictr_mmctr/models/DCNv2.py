@@ -45,6 +45,9 @@ class DCNv2(MMCTRModel):
         embedding_dim: Default: 10.
         net_dropout: Default: 0.
         batch_norm: Default: False.
+        cross_input_norm: ``"none"``, ``"batch"`` or ``"layer"``: normalise the cross
+            network's input (:class:`~fuxictr_mmctr.models.layers.DCNHead`'s ``input_norm``).
+            Default: ``"none"``.
         **kwargs: :class:`MMCTRModel` and FuxiCTR ``BaseModel`` arguments.
 
     Shapes: history ``(B, L, D_item)``, target ``(B, D_item)`` -> ``y_pred`` ``(B, 1)``.
@@ -56,7 +59,7 @@ class DCNv2(MMCTRModel):
                  parallel_dnn_hidden_units=(512, 256), mlp_hidden_units=(),
                  dnn_activations="ReLU", history_pooling="mean", learning_rate=1.0e-3,
                  embedding_dim=10, net_dropout=0.0, batch_norm=False, num_interests=4,
-                 position_encoding="none", max_len=100, **kwargs):
+                 position_encoding="none", max_len=100, cross_input_norm="none", **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         self.history_pooling = history_pooling_layer(
@@ -71,7 +74,8 @@ class DCNv2(MMCTRModel):
                            stacked_dnn_hidden_units=stacked_dnn_hidden_units,
                            mlp_hidden_units=mlp_hidden_units, dnn_activations=dnn_activations,
                            net_dropout=net_dropout, batch_norm=batch_norm,
-                           output_activation=self.output_activation)
+                           output_activation=self.output_activation,
+                           input_norm=cross_input_norm)
         self.finish_init(kwargs["optimizer"], kwargs["loss"], learning_rate)
 
     def forward(self, inputs):

@@ -63,6 +63,9 @@ class DIN_DCN(TargetAttentionInput, MMCTRModel):
         embedding_dim: Default: 10.
         net_dropout: Default: 0.
         batch_norm: Default: False.
+        cross_input_norm: ``"none"``, ``"batch"`` or ``"layer"``: normalise the cross
+            network's input (:class:`~fuxictr_mmctr.models.layers.DCNHead`'s ``input_norm``).
+            Default: ``"none"``.
         **kwargs: :class:`MMCTRModel` and FuxiCTR ``BaseModel`` arguments.
 
     Shapes: history ``(B, L, D_item)``, target ``(B, D_item)`` -> ``y_pred`` ``(B, 1)``.
@@ -76,7 +79,8 @@ class DIN_DCN(TargetAttentionInput, MMCTRModel):
                  mlp_hidden_units=(), dnn_activations="ReLU", learning_rate=1.0e-3,
                  embedding_dim=10, net_dropout=0.0, batch_norm=False, position_encoding="none",
                  recency_bias=False, max_len=100, attention_heads=1, use_senet=False,
-                 reduction_ratio=3, excitation_activation="ReLU", **kwargs):
+                 reduction_ratio=3, excitation_activation="ReLU", cross_input_norm="none",
+                 **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         head_input_dim = self.build_target_attention_input(
@@ -91,7 +95,8 @@ class DIN_DCN(TargetAttentionInput, MMCTRModel):
                            stacked_dnn_hidden_units=stacked_dnn_hidden_units,
                            mlp_hidden_units=mlp_hidden_units, dnn_activations=dnn_activations,
                            net_dropout=net_dropout, batch_norm=batch_norm,
-                           output_activation=self.output_activation)
+                           output_activation=self.output_activation,
+                           input_norm=cross_input_norm)
         self.finish_init(kwargs["optimizer"], kwargs["loss"], learning_rate)
 
     def forward(self, inputs):

@@ -47,6 +47,9 @@ class TransformerDCN(MMCTRModel):
         embedding_dim: Default: 64.
         net_dropout: dropout in the DNN and MLP. Default: 0.2.
         batch_norm: Default: False.
+        cross_input_norm: ``"none"``, ``"batch"`` or ``"layer"``: normalise the cross
+            network's input (:class:`~fuxictr_mmctr.models.layers.DCNHead`'s ``input_norm``).
+            Default: ``"none"``.
         **kwargs: :class:`MMCTRModel` and FuxiCTR ``BaseModel`` arguments.
 
     Shapes: history ``(B, L, D_item)``, target ``(B, D_item)`` -> ``y_pred`` ``(B, 1)``.
@@ -58,7 +61,7 @@ class TransformerDCN(MMCTRModel):
                  transformer_layers=2, transformer_dropout=0.2, dim_feedforward=256,
                  first_k_cols=16, concat_max_pool=True, reproduce_published_mask_bug=False,
                  learning_rate=5.0e-4, embedding_dim=64, net_dropout=0.2, batch_norm=False,
-                 position_encoding="none", max_len=100, **kwargs):
+                 position_encoding="none", max_len=100, cross_input_norm="none", **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         self.encoder = TransformerHistoryEncoder(
@@ -73,7 +76,8 @@ class TransformerDCN(MMCTRModel):
                            parallel_dnn_hidden_units=dcn_hidden_units,
                            mlp_hidden_units=mlp_hidden_units,
                            dnn_activations=hidden_activations, net_dropout=net_dropout,
-                           batch_norm=batch_norm, output_activation=self.output_activation)
+                           batch_norm=batch_norm, output_activation=self.output_activation,
+                           input_norm=cross_input_norm)
         self.finish_init(kwargs["optimizer"], kwargs["loss"], learning_rate)
 
     def forward(self, inputs):

@@ -394,6 +394,17 @@ class CrossNetwork(nn.Module):
         return self.cross(x_0).reshape(x_0.shape[0], -1)                # (B, input_dim)
 
 
+def input_normalization(kind: str, dim: int) -> nn.Module:
+    """``"none"`` (identity, no parameters), ``"batch"`` or ``"layer"`` normalisation of
+    ``(B, dim)`` features (the ``cross_input_norm`` key)."""
+    kind = check_value("cross_input_norm", kind)
+    if kind == "batch":
+        return nn.BatchNorm1d(dim)
+    if kind == "layer":
+        return nn.LayerNorm(dim)
+    return nn.Identity()
+
+
 class DCNHead(nn.Module):
     """DCN-V2's head: a cross network and a DNN, then an MLP to one output.
 
@@ -414,6 +425,12 @@ class DCNHead(nn.Module):
         net_dropout: dropout in the DNNs and the MLP. Default: 0.
         batch_norm: batch norm in the DNNs and the MLP. Default: False.
         output_activation: e.g. ``nn.Sigmoid()`` for a probability. Default: None (logit).
+        input_norm: normalise the cross network's input ``x_0`` (the DNN sees it as it is; its
+            own ``batch_norm`` follows each linear layer): ``"none"``, ``"batch"``
+            (``BatchNorm1d``) or ``"layer"`` (``LayerNorm``). The cross network multiplies
+            ``x_0`` into every layer, so an input whose scale grows (DIN's unnormalised
+            attention sum over a long history) makes it diverge; a normalised ``x_0`` keeps
+            each layer's product bounded. Default: ``"none"`` (DCN-V2 as published).
 
     Shapes: ``(B, input_dim)`` -> ``(B, 1)``.
     """
@@ -424,9 +441,10 @@ class DCNHead(nn.Module):
                  stacked_dnn_hidden_units: Sequence[int] = (512, 256),
                  mlp_hidden_units: Sequence[int] = (), dnn_activations="ReLU",
                  net_dropout: float = 0.0, batch_norm: bool = False,
-                 output_activation: Optional[nn.Module] = None):
+                 output_activation: Optional[nn.Module] = None, input_norm: str = "none"):
         super().__init__()
         self.model_structure = check_value("model_structure", model_structure)
+        self.input_norm = input_normalization(input_norm, input_dim)
         self.crossnet = CrossNetwork(input_dim, num_cross_layers, cross_type, low_rank,
                                      num_experts)
 
@@ -455,7 +473,7 @@ class DCNHead(nn.Module):
                              dropout_rates=net_dropout, batch_norm=batch_norm)
 
     def forward(self, x_0: torch.Tensor) -> torch.Tensor:
-        cross_out = self.crossnet(x_0)                                   # (B, input_dim)
+        cross_out = self.crossnet(self.input_norm(x_0))                  # (B, input_dim)
         parts = []
         if self.stacked_dnn is not None:
             parts.append(self.stacked_dnn(cross_out))                    # (B, H_stacked)

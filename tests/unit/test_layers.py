@@ -76,6 +76,24 @@ def test_dcn_head_structures(structure, mlp):
     assert out.shape == (4, 1) and ((out > 0) & (out < 1)).all()
 
 
+def test_cross_input_norm_bounds_the_cross_network_and_leaves_the_dnn_alone():
+    """``layer``: the cross branch sees ``x_0`` normalised, so a 1000x larger input (DIN's
+    unnormalised attention sum over a long history) gives the same cross output; the DNN
+    still sees the input as it is. ``none`` adds no parameter (old checkpoints load)."""
+    torch.manual_seed(0)
+    head = DCNHead(9, num_cross_layers=2, parallel_dnn_hidden_units=(8,), input_norm="layer")
+    x = torch.randn(4, 9)
+    cross = lambda inp: head.crossnet(head.input_norm(inp))           # noqa: E731
+    torch.testing.assert_close(cross(1000 * x), cross(x), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(head.parallel_dnn(1000 * x), head.parallel_dnn(x))
+    plain = DCNHead(9, num_cross_layers=2, parallel_dnn_hidden_units=(8,))
+    assert set(plain.state_dict()) == set(head.state_dict()) - {"input_norm.weight",
+                                                                  "input_norm.bias"}
+    assert set(DCNHead(9, input_norm="batch").state_dict()) >= {"input_norm.running_mean"}
+    with pytest.raises(ValueError, match="cross_input_norm"):
+        DCNHead(9, input_norm="group")
+
+
 def test_dcn_head_rejects_unknown_structure():
     with pytest.raises(ValueError, match="model_structure"):
         DCNHead(4, model_structure="sideways")
