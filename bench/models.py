@@ -28,6 +28,7 @@ Run from the repository root.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Tuple
+from typing import Optional, Tuple
 from collections import defaultdict
 from pathlib import Path
 
@@ -110,16 +111,26 @@ def _expid_name(model: str, route: str) -> str:
 
 
 def bench_config(src: Path, dst: Path, sample_root: Path, model_root: Path, budget: dict,
-                 expids) -> Path:
+                 expids, normalize_vectors: Optional[str] = None) -> Path:
     """A copy of config dir ``src`` whose sample datasets read ``sample_root``, whose checkpoints
     go to ``model_root``, and whose ``expids`` train on the budget's epochs and batch size.
 
-    ``DIN_official`` (and ``_pretrained``) are added: ``DIN_default``'s settings on the sample.
+    ``DIN_official`` (and ``_pretrained``) are added: ``DIN_default``'s settings on the sample,
+    reading the given vectors as the official code does (``MicroLens_sample_official``: no
+    ``normalize_vectors``). ``normalize_vectors`` sets that key on every dense item vector of
+    the sample's other datasets (default: as shipped).
     """
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
     point_at_sample(dst, sample_root)
+    datasets_file = dst / "dataset_config.yaml"
+    datasets = yaml.safe_load(datasets_file.read_text())
+    for name in ("MicroLens_sample", "MicroLens_sample_pretrained"):
+        datasets[f"{name}_official"] = _with_vector_norm(datasets[name], None)
+        if normalize_vectors is not None:
+            datasets[name] = _with_vector_norm(datasets[name], normalize_vectors)
+    datasets_file.write_text(yaml.safe_dump(datasets, sort_keys=False))
     base = dst / "model_config" / "Base.yaml"
     base_cfg = yaml.safe_load(base.read_text())
     base_cfg["Base"]["model_root"] = str(model_root) + "/"
@@ -127,8 +138,9 @@ def bench_config(src: Path, dst: Path, sample_root: Path, model_root: Path, budg
     din = dst / "model_config" / "DIN.yaml"
     din_cfg = yaml.safe_load(din.read_text())
     official = dict(din_cfg["DIN_default"])
-    din_cfg[REFERENCE] = dict(official, dataset_id="MicroLens_sample")
-    din_cfg[f"{REFERENCE}_pretrained"] = dict(official, dataset_id="MicroLens_sample_pretrained")
+    din_cfg[REFERENCE] = dict(official, dataset_id="MicroLens_sample_official")
+    din_cfg[f"{REFERENCE}_pretrained"] = dict(official,
+                                             dataset_id="MicroLens_sample_pretrained_official")
     din.write_text(yaml.safe_dump(din_cfg, sort_keys=False))
     for path in (dst / "model_config").glob("*.yaml"):
         cfg = yaml.safe_load(path.read_text())
@@ -140,6 +152,18 @@ def bench_config(src: Path, dst: Path, sample_root: Path, model_root: Path, budg
         if changed:
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dst
+
+
+def _with_vector_norm(dataset: dict, mode: Optional[str]) -> dict:
+    """``dataset`` with ``normalize_vectors: mode`` on each dense item vector (its item
+    embedding column, or the pretrained table of ``item_id``); None removes the key."""
+    dataset = copy.deepcopy(dataset)
+    for feature in dataset["feature_cols"]:
+        if feature.get("type") == "embedding" or "pretrained_emb" in feature:
+            feature.pop("normalize_vectors", None)
+            if mode is not None:
+                feature["normalize_vectors"] = mode
+    return dataset
 
 
 def count_parameters(config_dir: Path, expid: str) -> int:
@@ -314,6 +338,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default="data/bench")
     parser.add_argument("--work-dir", default=None, help="configs and checkpoints (default: tmp)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--normalize-vectors", default=None, choices=["none", "mean_norm", "l2"],
+                        help="the given item vector's normalize_vectors for every model but "
+                             "DIN_official (default: as shipped)")
     parser.add_argument("--out", default="bench_models.json",
                         help="rows as JSON; finished runs found there are skipped")
     parser.add_argument("--report", action="store_true",
@@ -346,7 +373,8 @@ def main(argv=None) -> int:
                 tag = f"{variant}_s{seed}_{budget}"
                 config_dir = bench_config(Path(args.config), work / tag / "config",
                                           info.out_dir.resolve(), work / tag / "checkpoints",
-                                          settings, {_expid_name(m, rt) for m, rt in jobs})
+                                          settings, {_expid_name(m, rt) for m, rt in jobs},
+                                          args.normalize_vectors)
                 for model, route in jobs:
                     expid = _expid_name(model, route)
                     logger.info("== %s %s seed %d: %s", budget, variant, seed, expid)

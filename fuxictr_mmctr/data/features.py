@@ -43,8 +43,9 @@ import pyarrow.compute as pc
 from .. import compat
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path
-from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, check_finite_rows, column_max,
-                     is_list_type, list_column_values, open_parquet, warn_if_constant)
+from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, VECTOR_NORMS, check_columns,
+                     check_finite_rows, column_max, is_list_type, list_column_values,
+                     normalise_vectors, open_parquet, warn_if_constant)
 
 from fuxictr.preprocess import FeatureProcessor
 from fuxictr.preprocess.tokenizer import load_pretrain_emb
@@ -420,12 +421,21 @@ def _resolve_pretrained(col: dict, item_info: Optional[PathLike], pretrained_dir
         raise ConfigError(f"feature {name}: pretrain_dim must be an integer")
     source = str(col["pretrained_emb"])
     column = col.pop("pretrained_emb_column", "item_emb_d128")
+    norm = col.get("normalize_vectors", "none")
+    if norm not in VECTOR_NORMS:
+        raise ConfigError(f"feature {name}: normalize_vectors={norm!r}, expected one of "
+                          f"{list(VECTOR_NORMS)}")
+    if norm != "none" and not source.endswith(".parquet"):
+        raise ConfigError(f"feature {name}: normalize_vectors={norm!r} rescales a parquet "
+                          f"source as it is read; {source} is an h5 file, written as it is "
+                          "used: rescale it when you write it")
     table = None
     if source.endswith(".parquet"):
         n_items = (column_max(_locate(root, item_info), TARGET_COLUMN)
                    if item_info and col.get("source") == ITEM_SOURCE else None)
         keys, values = read_embedding_table(_locate(root, source), column, dim=dim,
                                             n_items=n_items)
+        values = normalise_vectors(values, norm)
         target = os.path.join(str(pretrained_dir), f"pretrained_source_{name}.h5")
         table = PretrainedTable(path=target, keys=keys, values=values)
         logger.info("Pretrained %s: %s[%s] -> %s (%d x %d)", name, source, column, target,
@@ -482,10 +492,14 @@ class MMCTRFeatureProcessor(FeatureProcessor):
     def fit_embedding_col(self, col):
         """FuxiCTR's, keeping ``pretrain_dim``: a dense ``type: embedding`` column of width
         ``pretrain_dim`` is then projected to ``embedding_dim`` (FuxiCTR 2.3.7 drops the key,
-        so its Linear would expect ``embedding_dim`` inputs)."""
+        so its Linear would expect ``embedding_dim`` inputs); and ``normalize_vectors``, which
+        the loaders read from the feature map (:func:`~fuxictr_mmctr.data.loader.item_table`)."""
         super().fit_embedding_col(col)
+        spec = self.feature_map.features[col["name"]]
         if "pretrain_dim" in col:
-            self.feature_map.features[col["name"]]["pretrain_dim"] = int(col["pretrain_dim"])
+            spec["pretrain_dim"] = int(col["pretrain_dim"])
+        if col.get("normalize_vectors", "none") != "none":
+            spec["normalize_vectors"] = col["normalize_vectors"]
 
     def fit(self, train_ddf=None, rebuild_dataset=False, **kwargs):
         if not rebuild_dataset:

@@ -48,8 +48,8 @@ from ..config_contract import check_value
 from ..errors import ConfigError
 from .device import host_empty, loader_device, prefetch_to_device
 from .features import feature_sides
-from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays,
-                     check_item_table, read_item_info, read_split)
+from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, VECTOR_NORMS, ItemTable, SplitArrays,
+                     check_item_table, normalise_vectors, read_item_info, read_split)
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ Batch = Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], torch.Tensor]
 # tables and the train, valid and test loaders of one run share one read of the item side.
 # Only :func:`item_table` touches it.
 _ITEM_CACHE: Dict[tuple, ItemTable] = {}
+# The same table with its vector columns rescaled (``normalize_vectors``), keyed by the cache
+# key and the modes: the raw arrays stay shared, the rescaled ones are made once.
+_SCALED_CACHE: Dict[tuple, ItemTable] = {}
 
 
 def item_table(item_info, feature_map=None) -> ItemTable:
@@ -81,6 +84,7 @@ def item_table(item_info, feature_map=None) -> ItemTable:
     columns = list(feature_sides(feature_map.features).item_columns) \
         if feature_map is not None else []
     widths, vocab = _item_expectations(feature_map, columns)
+    norms = vector_norms(feature_map, columns)
     path = Path(item_info)
     key = (str(path.resolve()), path.stat().st_mtime_ns if path.exists() else None)
     cached = _ITEM_CACHE.get(key)
@@ -91,7 +95,44 @@ def item_table(item_info, feature_map=None) -> ItemTable:
                                           list_widths=widths, vocab_sizes=vocab)
     elif widths or vocab:  # read for another config earlier: check it against this one
         check_item_table(_ITEM_CACHE[key], widths, vocab)
-    return _ITEM_CACHE[key]
+    if not norms:
+        return _ITEM_CACHE[key]
+    scaled_key = (key, tuple(sorted(norms.items())))
+    if scaled_key not in _SCALED_CACHE:
+        _SCALED_CACHE.clear()  # at most one rescaled copy alive too
+        raw = _ITEM_CACHE[key]
+        _SCALED_CACHE[scaled_key] = ItemTable(path=raw.path, columns={
+            name: normalise_vectors(array, norms[name]) if name in norms else array
+            for name, array in raw.columns.items()})
+        for name, mode in norms.items():
+            logger.info("%s: %s normalize_vectors %s (mean L2 norm %.4g -> %.4g)", raw.path, name,
+                        mode, _mean_norm(raw.columns[name]),
+                        _mean_norm(_SCALED_CACHE[scaled_key].columns[name]))
+    return _SCALED_CACHE[scaled_key]
+
+
+def _mean_norm(values: np.ndarray) -> float:
+    norms = np.linalg.norm(values, axis=1)
+    return float(norms[norms > 0].mean()) if (norms > 0).any() else 0.0
+
+
+def vector_norms(feature_map, columns) -> Dict[str, str]:
+    """``{column: mode}`` of every dense item column whose feature spec asks for
+    ``normalize_vectors`` other than ``none`` (:func:`~fuxictr_mmctr.data.schema.
+    normalise_vectors`)."""
+    found = {}
+    for name in columns:
+        spec = feature_map.features[name]
+        mode = spec.get("normalize_vectors", "none")
+        if mode not in VECTOR_NORMS:
+            raise ConfigError(f"feature {name}: normalize_vectors={mode!r}, expected one of "
+                              f"{list(VECTOR_NORMS)}")
+        if mode != "none":
+            if spec.get("type") != "embedding":
+                raise ConfigError(f"feature {name}: normalize_vectors needs a dense "
+                                  f"`type: embedding` column, not {spec.get('type')}")
+            found[name] = mode
+    return found
 
 
 def _item_expectations(feature_map, columns):

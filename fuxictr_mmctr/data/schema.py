@@ -331,6 +331,38 @@ def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[i
 
 # --------------------------------------------------------------------------- item_info
 
+VECTOR_NORMS = ("none", "mean_norm", "l2")
+
+
+def normalise_vectors(values: np.ndarray, mode: str) -> np.ndarray:
+    """An item vector column rescaled as its feature's ``normalize_vectors`` key says.
+
+    The given ``item_emb_d128`` is not normalised (a PCA output: mean L2 norm ~36 on the
+    bench worlds), and a model's first layers see it raw; ``mean_norm`` divides the whole
+    column by one factor, the items' mean L2 norm (directions and relative lengths kept:
+    an invertible change of scale), ``l2`` brings every vector to unit length (lengths
+    dropped), ``none`` keeps it as stored.
+
+    Args:
+        values: ``(N, D)`` float32 (item_info's ``(n_items + 1, D)``, row 0 the padding item).
+        mode: one of :data:`VECTOR_NORMS`.
+
+    Returns:
+        a new ``(N, D)`` float32 array (``values`` itself for ``none``); rows of norm 0 (the
+        padding row, items without a vector) stay 0 and do not count in the mean.
+    """
+    if mode == "none":
+        return values
+    norms = np.linalg.norm(values, axis=1, keepdims=True)               # (n+1, 1)
+    if mode == "mean_norm":
+        real = norms[norms > 0]                                         # the padding row: 0
+        scale = float(real.mean()) if real.size else 1.0
+        return (values / np.float32(scale)).astype(np.float32, copy=False)
+    if mode == "l2":
+        return np.divide(values, norms, out=np.zeros_like(values), where=norms > 0)
+    raise ValueError(f"normalize_vectors: {mode!r} is not one of {VECTOR_NORMS}")
+
+
 def read_item_info(path, columns: Optional[Sequence[str]] = None,
                    list_widths: Optional[Mapping[str, int]] = None,
                    vocab_sizes: Optional[Mapping[str, int]] = None) -> ItemTable:

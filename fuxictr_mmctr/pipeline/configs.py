@@ -28,8 +28,15 @@ from ..models import MODELS
 from ..resources import packaged_config_dir
 
 # Bumped when what write_pipeline_config writes for the same inputs changes, so that a work dir
-# of an older package writes its configs again (2: Task 1's alias item_emb is no feature).
-CONFIG_FORMAT = 2
+# of an older package writes its configs again (2: Task 1's alias item_emb is no feature;
+# 3: every dense item vector gets VECTOR_NORM).
+CONFIG_FORMAT = 3
+
+# How the pipeline's models read every dense item vector that its template leaves unset
+# (``normalize_vectors``, README "The given vector's scale"): the given item_emb_d128 is not
+# normalised, Task 1's and the content vectors are unit vectors (mean_norm leaves them as
+# they are).
+VECTOR_NORM = "mean_norm"
 
 # The shipped dataset each settings family trains on (its feature specs are the template).
 BASE_DATASETS = {"sample": "MicroLens_sample", "default": "MicroLens_1M_x1"}
@@ -46,7 +53,8 @@ def dataset_for(side: str) -> str:
 
 def item_feature_cols(table: PathLike, template: Sequence[dict]) -> List[dict]:
     """``template``'s feature specs plus one ``source: item`` feature per column of ``table``
-    that the template does not name (``item_id`` and Task 1's alias ``item_emb`` aside)."""
+    that the template does not name (``item_id`` and Task 1's alias ``item_emb`` aside); every
+    dense item vector the template leaves unset is read with :data:`VECTOR_NORM`."""
     path = Path(table)
     parquet = open_parquet(path)
     named = {col["name"] for col in template}
@@ -67,6 +75,9 @@ def item_feature_cols(table: PathLike, template: Sequence[dict]) -> List[dict]:
         else:
             raise ConfigError(f"column {field.name!r} ({field.type}) of {path} is neither a "
                               "vector nor an id: no item feature can read it")
+    for col in cols:
+        if col.get("type") == "embedding" and col.get("source") == "item":
+            col.setdefault("normalize_vectors", VECTOR_NORM)
     return cols
 
 

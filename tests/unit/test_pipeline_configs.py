@@ -12,7 +12,8 @@ import pytest
 from fuxictr_mmctr.cli import load_command
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.models import MODELS
-from fuxictr_mmctr.pipeline.configs import expid_for, item_feature_cols, write_pipeline_config
+from fuxictr_mmctr.pipeline.configs import (VECTOR_NORM, expid_for, item_feature_cols,
+                                            write_pipeline_config)
 from fuxictr_mmctr.pipeline.run import DEFAULT_SIDES, SIDES_WITHOUT_VECTORS, PipelineConfig
 from fuxictr_mmctr.resources import packaged_config_dir
 from fuxictr_mmctr.train import experiment
@@ -60,6 +61,12 @@ def test_item_features_follow_the_table_without_the_task1_alias(tmp_path):
     assert set(cols) == {"item_emb_d128", "item_emb_task1", "sid_1"}
     assert cols["item_emb_task1"]["pretrain_dim"] == 3
     assert cols["sid_1"]["type"] == "categorical" and cols["sid_1"]["source"] == "item"
+    # every dense vector is read with the pipeline's normalize_vectors unless the template says
+    assert cols["item_emb_d128"]["normalize_vectors"] == VECTOR_NORM
+    assert cols["item_emb_task1"]["normalize_vectors"] == VECTOR_NORM
+    assert "normalize_vectors" not in cols["sid_1"]
+    kept = item_feature_cols(table, [dict(template[0], normalize_vectors="none")])
+    assert kept[0]["normalize_vectors"] == "none"
     pq.write_table(pa.table({"item_id": [0, 1], "title": ["", "a"]}), table)
     with pytest.raises(ConfigError, match="title"):
         item_feature_cols(table, template)

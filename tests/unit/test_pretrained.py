@@ -14,7 +14,7 @@ from fuxictr.pytorch.layers import PretrainedEmbedding
 
 from fuxictr_mmctr.train import experiment
 from fuxictr_mmctr.data.loader import MMCTRDataLoader
-from fuxictr_mmctr.errors import DataValidationError
+from fuxictr_mmctr.errors import ConfigError, DataValidationError
 from fuxictr_mmctr.data.features import read_embedding_table
 
 
@@ -56,6 +56,27 @@ def test_another_column_of_another_file(handmade_config, handmade, tmp_path):
     weight = pretrained_layer(model).pretrain_embedding.weight.detach().numpy()
     np.testing.assert_allclose(weight[1:13], np.array(cols["item_emb_d128"][1:]), rtol=1e-6)
     np.testing.assert_array_equal(weight[0], 0)  # padding row added
+
+
+def test_normalize_vectors_rescales_the_pretrained_table(handmade_config, handmade):
+    """``normalize_vectors: mean_norm`` on the pretrained ``item_id`` rescales the table as
+    it is written (the items' mean L2 norm becomes 1); an h5 source is refused by name."""
+    params = experiment.load_params(handmade_config, "DIN_sample_pretrained")
+    spec = next(col for col in params["feature_cols"] if col["name"] == "item_id")
+    spec["normalize_vectors"] = "mean_norm"
+    feature_map = experiment.build_feature_map(params)
+    with h5py.File(os.path.join(feature_map.data_dir,
+                                feature_map.features["item_id"]["pretrained_emb"])) as hf:
+        values = hf["value"][:]
+    raw = np.array(pd.read_parquet(handmade / "item_info.parquet")["item_emb_d128"].to_list())
+    factor = np.linalg.norm(raw[1:], axis=1).mean()
+    np.testing.assert_allclose(values, raw / factor, rtol=1e-5, atol=1e-7)
+    h5 = feature_map.data_dir + "/" + feature_map.features["item_id"]["pretrained_emb"]
+    params = experiment.load_params(handmade_config, "DIN_sample_pretrained")
+    spec = next(col for col in params["feature_cols"] if col["name"] == "item_id")
+    spec.update(pretrained_emb=h5, normalize_vectors="l2")
+    with pytest.raises(ConfigError, match="item_id: normalize_vectors='l2'.*h5 file"):
+        experiment.build_feature_map(params)
 
 
 # ------------------------------------------------------------------ frozen means frozen
