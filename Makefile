@@ -49,7 +49,7 @@ $(OLDEST_STAMP): setup.cfg constraints-oldest.txt pyproject.toml
 ## budget) -> a blend -> a checked submission (runs/pipeline/submission.zip; rerun resumes)
 pipeline: $(STAMP)
 	$(BIN)/mmctr make-sample --out data/sample --preset default
-	$(BIN)/mmctr pipeline --data-dir data/sample --work-dir runs/pipeline --tiny-clip --epochs 3
+	$(BIN)/mmctr pipeline --data-dir data/sample --work-dir runs/pipeline --tiny-clip --epochs 3 --jobs 2
 
 ## A quick look on the sample: make it, train DIN (1 epoch, ~2 min), write submission/DIN_demo.zip
 demo: $(STAMP)

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from ..data.item_side import CANDIDATES, CONTENT_FILE, TASK1_FILE, build_candidates
 from ..data.sample_files import read_truth
@@ -91,6 +94,9 @@ class PipelineConfig:
         task: the submission column. Default: ``Task2``.
         out: the submission zip. Default: ``<work_dir>/submission.zip``.
         rerun: stage names (or ``train:`` prefixes) to run even when up to date.
+        jobs: trainings at a time, each in its own process with the torch threads split
+            between them (``--jobs 2`` on a 2-core CPU: about 1.4x the rows per second of one
+            two-thread training). Default: 1 (in this process).
     """
 
     data_dir: Path
@@ -112,6 +118,7 @@ class PipelineConfig:
     task: str = "Task2"
     out: Optional[Path] = None
     rerun: Tuple[str, ...] = ()
+    jobs: int = 1
 
     def resolved(self) -> "PipelineConfig":
         data_dir, work_dir = Path(self.data_dir), Path(self.work_dir)
@@ -125,6 +132,8 @@ class PipelineConfig:
                               f"{list(CANDIDATES)}", option="--item-sides")
         if not self.models:
             raise ConfigError("no model to train", option="--models")
+        if int(self.jobs) < 1:
+            raise ConfigError(f"--jobs {self.jobs}: at least 1", option="--jobs")
         settings = self.settings
         if settings == "auto":
             settings = "sample" if (data_dir / MANIFEST_NAME).is_file() else "default"
@@ -278,16 +287,80 @@ def _configs(stages: Stages, cfg: PipelineConfig, sides: Dict[str, Path]) -> Sta
     return stages.run("configs", key, step)
 
 
-def _train(stages: Stages, cfg: PipelineConfig, config_dir: Path, expid: str,
-           expid_key: str, table: Path) -> StageRecord:
-    """One model on one item side; its key is its own config and item table, so adding a
-    model or an item side leaves the others' trainings alone."""
-    def step():
-        result = experiment.train(config_dir, expid, cfg.gpu, record=False)
-        return {"checkpoint": result.checkpoint}, {"valid": dict(result.valid_metrics)}
-    key = {"config": expid_key, "item_table": content_digest(table),
-           "splits": [content_digest(_split(cfg, s)) for s in ("train", "valid")]}
-    return stages.run(f"train:{expid}", key, step)
+def _train_key(cfg: PipelineConfig, expid_key: str, table: Path) -> dict:
+    """A training's key: its own config and item table, so adding a model or an item side
+    leaves the others' trainings alone."""
+    return {"config": expid_key, "item_table": content_digest(table),
+            "splits": [content_digest(_split(cfg, s)) for s in ("train", "valid")]}
+
+
+def _train_one(config_dir: Path, expid: str, gpu: int, threads: Optional[int] = None):
+    """One model on one item side: ``(outputs, result, seconds)``. Module level, so a worker
+    process of :func:`_train_all` can run it (``threads``: its torch threads)."""
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    result = experiment.train(config_dir, expid, gpu, record=False)
+    return ({"checkpoint": result.checkpoint}, {"valid": dict(result.valid_metrics)},
+            time.perf_counter() - start)
+
+
+def _train_all(stages: Stages, cfg: PipelineConfig, config_dir: Path, expid_keys: Dict[str, str],
+               tables: Dict[str, Path]) -> Tuple[Dict[str, StageRecord], Dict[str, str]]:
+    """Every training that is not up to date, ``cfg.jobs`` at a time: ``(trained, diverged)``.
+
+    With ``jobs`` > 1 the trainings run in worker processes (``concurrent.futures``, spawned),
+    the torch threads split between them: on a CPU, two one-thread trainings get through more
+    rows per second than one two-thread training (small batches leave the second thread
+    idle). Each finished training is recorded as it finishes, so a killed run keeps it.
+    """
+    trained: Dict[str, StageRecord] = {}
+    diverged: Dict[str, str] = {}
+    pending = {}
+    for expid, expid_key in expid_keys.items():
+        key = _train_key(cfg, expid_key, tables[expid])
+        done = stages.current(f"train:{expid}", key)
+        if done is not None:
+            trained[expid] = done
+        else:
+            pending[expid] = key
+
+    def finish(expid, run):
+        try:
+            outputs, result, seconds = run()
+        except TrainingDiverged as exc:
+            # one model's divergence does not cost the others: it is left out of the blend,
+            # named in the report, and tried again by the next run (no record)
+            logger.warning("%s left out of the blend: %s", expid, exc)
+            diverged[expid] = str(exc)
+            return
+        trained[expid] = stages.save(f"train:{expid}", pending[expid], outputs, result, seconds)
+
+    jobs = min(cfg.jobs, len(pending))
+    if jobs <= 1:
+        for expid in pending:
+            logger.info("stage train:%s: running", expid)
+            finish(expid, lambda: _train_one(config_dir, expid, cfg.gpu))
+    else:
+        threads = max(1, torch.get_num_threads() // jobs)
+        logger.info("%d trainings, %d at a time (%d torch thread(s) each)", len(pending), jobs,
+                    threads)
+        with ProcessPoolExecutor(max_workers=jobs,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_one, config_dir, expid, cfg.gpu, threads): expid
+                       for expid in pending}
+            try:
+                for future in as_completed(futures):
+                    finish(futures[future], future.result)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    order = list(expid_keys)                    # the report's order: item side, then model,
+    for expid in order:                         # not the order the workers finished in
+        name = f"train:{expid}"
+        if name in stages.records:
+            stages.records[name] = stages.records.pop(name)
+    return {e: trained[e] for e in order if e in trained}, diverged
 
 
 def _valid_predictions(cfg: PipelineConfig, config_dir: Path, expids: Sequence[str]):
@@ -374,18 +447,10 @@ def run_pipeline(cfg: PipelineConfig) -> PipelineResult:
              _item_sides(stages, cfg, task1, content).outputs.items()}
     configs = _configs(stages, cfg, sides)
     config_dir = require_outputs(configs, "config_dir")[0]
-    trained, diverged = {}, {}
-    for side in cfg.item_sides:
-        for model in cfg.models:
-            expid = expid_for(model, side)
-            try:
-                trained[expid] = _train(stages, cfg, config_dir, expid,
-                                        configs.result["expids"][expid], sides[side])
-            except TrainingDiverged as exc:
-                # one model's divergence does not cost the others: it is left out of the
-                # blend, named in the report, and tried again by the next run (no record)
-                logger.warning("%s left out of the blend: %s", expid, exc)
-                diverged[expid] = str(exc)
+    expids = {expid_for(model, side): side for side in cfg.item_sides for model in cfg.models}
+    trained, diverged = _train_all(stages, cfg, config_dir,
+                                   {e: configs.result["expids"][e] for e in expids},
+                                   {e: sides[side] for e, side in expids.items()})
     if not trained:
         raise TrainingDiverged(f"every training diverged: {diverged}")
     blend = _blend(stages, cfg, config_dir, trained)

@@ -100,18 +100,31 @@ class Stages:
         Returns:
             the stage's :class:`StageRecord` (``skipped`` when it was up to date).
         """
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-        done = self.load(name)
-        if done is not None and done.key == digest and not self._forced(name) and \
-                all(Path(p).exists() for p in done.outputs.values()):
-            logger.info("stage %s: up to date, skipped (%.1f s when it ran)", name, done.seconds)
-            done.skipped = True
-            self.records[name] = done
+        done = self.current(name, key)
+        if done is not None:
             return done
         logger.info("stage %s: running", name)
         start = time.perf_counter()
         outputs, result = step()
-        record = StageRecord(name=name, key=digest, seconds=round(time.perf_counter() - start, 3),
+        return self.save(name, key, outputs, result, time.perf_counter() - start)
+
+    def current(self, name: str, key: Mapping[str, Any]) -> Optional[StageRecord]:
+        """The record of ``name`` when it is up to date (same ``key``, outputs all there, not
+        forced by ``rerun``), marked ``skipped``; else None: the stage must run."""
+        done = self.load(name)
+        if done is None or done.key != _key_digest(key) or self._forced(name) or \
+                not all(Path(p).exists() for p in done.outputs.values()):
+            return None
+        logger.info("stage %s: up to date, skipped (%.1f s when it ran)", name, done.seconds)
+        done.skipped = True
+        self.records[name] = done
+        return done
+
+    def save(self, name: str, key: Mapping[str, Any], outputs: Mapping[str, PathLike],
+             result: Mapping[str, Any], seconds: float) -> StageRecord:
+        """Record a finished run of ``name`` (for a step that ran elsewhere, e.g. in a worker
+        process): written atomically, so a killed pipeline keeps every finished stage."""
+        record = StageRecord(name=name, key=_key_digest(key), seconds=round(seconds, 3),
                              outputs={k: str(v) for k, v in outputs.items()},
                              result=dict(result),
                              finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -119,6 +132,10 @@ class Stages:
         self.records[name] = record
         logger.info("stage %s: done in %.1f s", name, record.seconds)
         return record
+
+
+def _key_digest(key: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def require_outputs(record: StageRecord, *names: str) -> Tuple[Path, ...]:

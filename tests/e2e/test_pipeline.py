@@ -54,12 +54,16 @@ def test_a_rerun_skips_every_stage_and_a_new_model_trains_alone(run, image_sampl
     report = json.loads((run / "report.json").read_text())
     assert all(s["skipped"] for s in report["stages"])
     assert "up to date" in capsys.readouterr().out
+    # the two new trainings run at once, each in a worker process (--jobs 2)
     assert cli.main(["pipeline", "--data-dir", str(image_sample), "--work-dir", str(run),
-                     "--models", "DIN", "DCNv2", *COMMON]) == 0
+                     "--models", "DIN", "DCNv2", "--jobs", "2", *COMMON]) == 0
     report = json.loads((run / "report.json").read_text())
     ran = {s["name"] for s in report["stages"] if not s["skipped"]}
     # the configs are rewritten for the new expids; only DCNv2's trainings run
     assert {"train:DCNv2__given", "train:DCNv2__task1_codes"} <= ran
+    assert list(report["models"]) == ["DIN__given", "DCNv2__given", "DIN__task1_codes",
+                                      "DCNv2__task1_codes"]
+    assert all(0.5 < m["valid"]["AUC"] <= 1 for m in report["models"].values())
     assert not {"validate", "task1", "item_sides", "train:DIN__given"} & ran
 
 

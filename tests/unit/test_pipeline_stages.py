@@ -47,6 +47,20 @@ def test_a_failed_step_leaves_no_record(tmp_path):
     assert not Stages(tmp_path).run("a", {}, _step(tmp_path / "a.txt", calls)).skipped
 
 
+def test_a_step_run_elsewhere_is_saved_and_then_up_to_date(tmp_path):
+    """What the pipeline's parallel trainings do: ask whether a stage must run (``current``),
+    run it in a worker, then ``save`` its record; the next run finds it up to date."""
+    out, key = tmp_path / "a.txt", {"setting": 1}
+    assert Stages(tmp_path).current("train:A", key) is None
+    out.write_text("x")
+    saved = Stages(tmp_path).save("train:A", key, {"file": out}, {"AUC": 0.7}, 12.5)
+    found = Stages(tmp_path).current("train:A", key)
+    assert found.skipped and found.seconds == 12.5 and found.result == {"AUC": 0.7}
+    assert found.key == saved.key
+    assert Stages(tmp_path).current("train:A", {"setting": 2}) is None
+    assert Stages(tmp_path, rerun=("train:",)).current("train:A", key) is None
+
+
 def test_content_digest_follows_bytes_not_names(tmp_path):
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     a.write_bytes(b"same")
