@@ -191,7 +191,8 @@ def main(argv=None) -> int:
         p.add_argument("--" + key.replace("_", "-"), type=float if key != "batch_size" else int)
     p.add_argument("--epochs", type=int, help="OUTSIDE the Task-1 protocol: cap DIN epochs for a "
                    "quick comparison on a slow machine (printed in the table header)")
-    p.add_argument("--w2v-epochs", type=int, default=5)
+    p.add_argument("--w2v-epochs", type=int, default=5, help="the teacher's Word2Vec epochs")
+    p.add_argument("--w2v-window", type=int, default=5, help="its context window")
     p.add_argument("--device", default="auto", help="where the models of the sources run")
     p.add_argument("--batch-size-extract", type=int, default=64, help="items per model batch")
     p.add_argument("--seed", type=int, default=2024)
@@ -223,7 +224,8 @@ def main(argv=None) -> int:
     recipes.update(dict(args.extra))
     cfg = BuildConfig(data_dir=data, out=work / "item_info.parquet", work_dir=work / "cache",
                       tiny_clip=args.clip is None, seed=args.seed,
-                      teacher=TeacherConfig(epochs=args.w2v_epochs, seed=args.seed),
+                      teacher=TeacherConfig(epochs=args.w2v_epochs, window=args.w2v_window,
+                                            seed=args.seed),
                       student=StudentConfig(clip=args.clip or StudentConfig.clip,
                                             device=args.device,
                                             batch_size=args.batch_size_extract),
