@@ -338,7 +338,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default="data/bench")
     parser.add_argument("--work-dir", default=None, help="configs and checkpoints (default: tmp)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
-    parser.add_argument("--normalize-vectors", default=None, choices=["none", "mean_norm", "l2"],
+    parser.add_argument("--normalize-vectors", default=None, choices=["none", "mean_norm", "l2", "standard"],
                         help="the given item vector's normalize_vectors for every model but "
                              "DIN_official (default: as shipped)")
     parser.add_argument("--out", default="bench_models.json",

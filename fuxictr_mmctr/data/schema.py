@@ -331,7 +331,7 @@ def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[i
 
 # --------------------------------------------------------------------------- item_info
 
-VECTOR_NORMS = ("none", "mean_norm", "l2")
+VECTOR_NORMS = ("none", "mean_norm", "l2", "standard")
 
 
 def normalise_vectors(values: np.ndarray, mode: str) -> np.ndarray:
@@ -341,7 +341,8 @@ def normalise_vectors(values: np.ndarray, mode: str) -> np.ndarray:
     bench worlds), and a model's first layers see it raw; ``mean_norm`` divides the whole
     column by one factor, the items' mean L2 norm (directions and relative lengths kept:
     an invertible change of scale), ``l2`` brings every vector to unit length (lengths
-    dropped), ``none`` keeps it as stored.
+    dropped), ``standard`` centres and scales each dimension to unit variance over the items
+    (scikit-learn's ``StandardScaler``: an invertible affine map), ``none`` keeps it as stored.
 
     Args:
         values: ``(N, D)`` float32 (item_info's ``(n_items + 1, D)``, row 0 the padding item).
@@ -360,6 +361,16 @@ def normalise_vectors(values: np.ndarray, mode: str) -> np.ndarray:
         return (values / np.float32(scale)).astype(np.float32, copy=False)
     if mode == "l2":
         return np.divide(values, norms, out=np.zeros_like(values), where=norms > 0)
+    if mode == "standard":
+        real = norms[:, 0] > 0
+        if not real.any():
+            return values
+        mean = values[real].mean(axis=0)                                 # (D,)
+        std = values[real].std(axis=0)
+        std[std == 0] = 1.0                                              # a constant dimension
+        out = np.zeros_like(values)
+        out[real] = (values[real] - mean) / std
+        return out.astype(np.float32, copy=False)
     raise ValueError(f"normalize_vectors: {mode!r} is not one of {VECTOR_NORMS}")
 
 

@@ -1,6 +1,7 @@
 """``normalize_vectors`` on a dense item vector (the given ``item_emb_d128`` is not normalised):
-``mean_norm`` rescales the column by one factor, ``l2`` each vector; the loaders read it from
-the feature map, the raw table stays shared, and a bad value names the feature."""
+``mean_norm`` rescales the column by one factor, ``l2`` each vector, ``standard`` each
+dimension; the loaders read it from the feature map, the raw table stays shared, and a bad
+value names the feature."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,7 +43,12 @@ def test_mean_norm_is_one_factor_and_l2_one_length():
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), (norms > 0).astype(float),
                                rtol=1e-6)
     np.testing.assert_allclose(unit[1] * norms[1], values[1], rtol=1e-5)   # same direction
-    assert scaled.dtype == unit.dtype == np.float32
+    standard = normalise_vectors(values, "standard")
+    real = norms > 0
+    np.testing.assert_allclose(standard[real].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(standard[real].std(axis=0), 1, rtol=1e-4)
+    np.testing.assert_array_equal(standard[~real], 0)                 # padding stays 0
+    assert scaled.dtype == unit.dtype == standard.dtype == np.float32
     assert normalise_vectors(values, "none") is values
     with pytest.raises(ValueError, match="normalize_vectors"):
         normalise_vectors(values, "max")
