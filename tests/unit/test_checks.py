@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helpers import tiny_model
+from helpers import ROOT, tiny_model
 
 from fuxictr_mmctr.errors import ConfigError
 from fuxictr_mmctr.train import experiment
@@ -60,14 +60,14 @@ def test_good_values_pass_including_fuxictr_regularizer_strings():
                   "dnn_hidden_units": [], "item_side": "ids", "shuffle": False})
 
 
-def test_every_shipped_expid_passes(repo_config):
-    import glob
-
+@pytest.mark.parametrize("model_file", sorted(
+    p.name for p in (ROOT / "config" / "mmctr_config" / "model_config").glob("*.yaml")))
+def test_every_shipped_expid_passes(repo_config, model_file):
+    """One case per model file, so the test workers share the expids."""
     config = repo_config / "mmctr_config"
-    for path in glob.glob(str(config / "model_config" / "*.yaml")):
-        for expid in yaml.safe_load(open(path)):
-            if expid != "Base":
-                check_params(experiment.load_params(config, expid, needs=()))
+    for expid in yaml.safe_load((config / "model_config" / model_file).read_text()):
+        if expid != "Base":
+            check_params(experiment.load_params(config, expid, needs=()))
 
 
 def test_gpu_without_cuda_is_refused():
