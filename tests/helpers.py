@@ -90,6 +90,17 @@ def point_config_at(config_dir: Path, data_root: Path) -> Path:
     return out
 
 
+def set_sample_feature(config_dir: Path, column: str, **keys) -> None:
+    """Set ``keys`` on feature ``column`` of ``MicroLens_sample`` in a copied config's
+    ``dataset_config.yaml`` (``config_dir`` is its ``mmctr_config``)."""
+    path = Path(config_dir) / "dataset_config.yaml"
+    data = yaml.safe_load(path.read_text())
+    for col in data["MicroLens_sample"]["feature_cols"]:
+        if col["name"] == column:
+            col.update(keys)
+    path.write_text(yaml.safe_dump(data))
+
+
 FAST = {"epochs": 2, "batch_size": 512, "verbose": 0}
 
 

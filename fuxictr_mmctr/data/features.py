@@ -43,9 +43,9 @@ import pyarrow.compute as pc
 from .. import compat
 from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike, atomic_path
-from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, VECTOR_NORMS, check_columns,
-                     check_finite_rows, column_max, is_list_type, list_column_values,
-                     normalise_vectors, open_parquet, warn_if_constant)
+from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, check_columns, check_finite_rows,
+                     column_max, is_list_type, list_column_values, normalise_vectors,
+                     open_parquet, vector_norm_of, warn_if_constant)
 
 from fuxictr.preprocess import FeatureProcessor
 from fuxictr.preprocess.tokenizer import load_pretrain_emb
@@ -421,10 +421,7 @@ def _resolve_pretrained(col: dict, item_info: Optional[PathLike], pretrained_dir
         raise ConfigError(f"feature {name}: pretrain_dim must be an integer")
     source = str(col["pretrained_emb"])
     column = col.pop("pretrained_emb_column", "item_emb_d128")
-    norm = col.get("normalize_vectors", "none")
-    if norm not in VECTOR_NORMS:
-        raise ConfigError(f"feature {name}: normalize_vectors={norm!r}, expected one of "
-                          f"{list(VECTOR_NORMS)}")
+    norm = vector_norm_of(name, col)
     if norm != "none" and not source.endswith(".parquet"):
         raise ConfigError(f"feature {name}: normalize_vectors={norm!r} rescales a parquet "
                           f"source as it is read; {source} is an h5 file, written as it is "

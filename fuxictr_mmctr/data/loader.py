@@ -48,8 +48,9 @@ from ..config_contract import check_value
 from ..errors import ConfigError
 from .device import host_empty, loader_device, prefetch_to_device
 from .features import feature_sides
-from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, VECTOR_NORMS, ItemTable, SplitArrays,
-                     check_item_table, normalise_vectors, read_item_info, read_split)
+from .schema import (SEQUENCE_COLUMN, TARGET_COLUMN, ItemTable, SplitArrays, check_item_table,
+                     mean_vector_norm, normalise_vectors, read_item_info, read_split,
+                     vector_norm_of)
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +107,9 @@ def item_table(item_info, feature_map=None) -> ItemTable:
             for name, array in raw.columns.items()})
         for name, mode in norms.items():
             logger.info("%s: %s normalize_vectors %s (mean L2 norm %.4g -> %.4g)", raw.path, name,
-                        mode, _mean_norm(raw.columns[name]),
-                        _mean_norm(_SCALED_CACHE[scaled_key].columns[name]))
+                        mode, mean_vector_norm(raw.columns[name]),
+                        mean_vector_norm(_SCALED_CACHE[scaled_key].columns[name]))
     return _SCALED_CACHE[scaled_key]
-
-
-def _mean_norm(values: np.ndarray) -> float:
-    norms = np.linalg.norm(values, axis=1)
-    return float(norms[norms > 0].mean()) if (norms > 0).any() else 0.0
 
 
 def vector_norms(feature_map, columns) -> Dict[str, str]:
@@ -123,10 +119,7 @@ def vector_norms(feature_map, columns) -> Dict[str, str]:
     found = {}
     for name in columns:
         spec = feature_map.features[name]
-        mode = spec.get("normalize_vectors", "none")
-        if mode not in VECTOR_NORMS:
-            raise ConfigError(f"feature {name}: normalize_vectors={mode!r}, expected one of "
-                              f"{list(VECTOR_NORMS)}")
+        mode = vector_norm_of(name, spec)
         if mode != "none":
             if spec.get("type") != "embedding":
                 raise ConfigError(f"feature {name}: normalize_vectors needs a dense "

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..errors import DataFileNotFound, DataValidationError
+from ..errors import ConfigError, DataFileNotFound, DataValidationError
 from ..io import PathLike
 
 logger = logging.getLogger(__name__)
@@ -334,6 +334,27 @@ def _check_range(path, name: str, values: np.ndarray, low: int, high: Optional[i
 VECTOR_NORMS = ("none", "mean_norm", "l2", "standard")
 
 
+def vector_norm_of(name: str, spec: Mapping) -> str:
+    """The ``normalize_vectors`` mode of feature ``name``'s spec (``none`` when unset).
+
+    Raises:
+        ConfigError: naming the feature, for a mode not in :data:`VECTOR_NORMS`.
+    """
+    mode = spec.get("normalize_vectors", "none")
+    if mode not in VECTOR_NORMS:
+        raise ConfigError(f"feature {name}: normalize_vectors={mode!r}, expected one of "
+                          f"{list(VECTOR_NORMS)}")
+    return mode
+
+
+def mean_vector_norm(values: np.ndarray) -> float:
+    """The mean L2 norm of the rows of ``(N, D)`` ``values`` that are not all zero (the
+    padding row and items without a vector do not count); 0 when every row is."""
+    norms = np.linalg.norm(values, axis=1)
+    real = norms[norms > 0]
+    return float(real.mean()) if real.size else 0.0
+
+
 def normalise_vectors(values: np.ndarray, mode: str) -> np.ndarray:
     """An item vector column rescaled as its feature's ``normalize_vectors`` key says.
 
@@ -356,8 +377,7 @@ def normalise_vectors(values: np.ndarray, mode: str) -> np.ndarray:
         return values
     norms = np.linalg.norm(values, axis=1, keepdims=True)               # (n+1, 1)
     if mode == "mean_norm":
-        real = norms[norms > 0]                                         # the padding row: 0
-        scale = float(real.mean()) if real.size else 1.0
+        scale = mean_vector_norm(values) or 1.0
         return (values / np.float32(scale)).astype(np.float32, copy=False)
     if mode == "l2":
         return np.divide(values, norms, out=np.zeros_like(values), where=norms > 0)

@@ -7,8 +7,7 @@ import logging
 
 import numpy as np
 import pytest
-import yaml
-from helpers import ITEM_TYPES, make_item_info_columns, write_table
+from helpers import ITEM_TYPES, make_item_info_columns, set_sample_feature, write_table
 
 from fuxictr_mmctr.data import loader
 from fuxictr_mmctr.errors import DataValidationError
@@ -37,12 +36,7 @@ def _item_info(handmade, **change):
 
 def _features(handmade_config, expid="DIN_sample", tags_vocab=None):
     if tags_vocab is not None:
-        path = handmade_config / "dataset_config.yaml"
-        data = yaml.safe_load(path.read_text())
-        for col in data["MicroLens_sample"]["feature_cols"]:
-            if col["name"] == "item_tags":
-                col["vocab_size"] = tags_vocab
-        path.write_text(yaml.safe_dump(data))
+        set_sample_feature(handmade_config, "item_tags", vocab_size=tags_vocab)
     params = experiment.load_params(handmade_config, expid)
     feature_map = experiment.build_feature_map(params)
     return loader.item_table(params["item_info"], feature_map)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
-from helpers import ITEM_TYPES, make_item_info_columns, write_table
+from helpers import ITEM_TYPES, make_item_info_columns, set_sample_feature, write_table
 
 from fuxictr_mmctr.data import loader
 from fuxictr_mmctr.data.schema import normalise_vectors
@@ -56,12 +55,7 @@ def test_mean_norm_is_one_factor_and_l2_one_length():
 
 def _config(handmade_config, handmade, mode):
     write_table(handmade / "item_info.parquet", make_item_info_columns(12), ITEM_TYPES)
-    path = handmade_config / "dataset_config.yaml"
-    data = yaml.safe_load(path.read_text())
-    for col in data["MicroLens_sample"]["feature_cols"]:
-        if col["name"] == "item_emb_d128":
-            col["normalize_vectors"] = mode
-    path.write_text(yaml.safe_dump(data))
+    set_sample_feature(handmade_config, "item_emb_d128", normalize_vectors=mode)
     params = experiment.load_params(handmade_config, "DIN_sample")
     return params, experiment.build_feature_map(params)
 
