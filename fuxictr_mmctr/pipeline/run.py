@@ -356,10 +356,7 @@ def _train_all(stages: Stages, cfg: PipelineConfig, config_dir: Path, expid_keys
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     order = list(expid_keys)                    # the report's order: item side, then model,
-    for expid in order:                         # not the order the workers finished in
-        name = f"train:{expid}"
-        if name in stages.records:
-            stages.records[name] = stages.records.pop(name)
+    stages.move_to_end(f"train:{e}" for e in order)   # not the order the workers finished in
     return {e: trained[e] for e in order if e in trained}, diverged
 
 

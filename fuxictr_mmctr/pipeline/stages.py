@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from ..errors import ConfigError
 from ..io import PathLike, file_digest, write_json
@@ -132,6 +132,14 @@ class Stages:
         self.records[name] = record
         logger.info("stage %s: done in %.1f s", name, record.seconds)
         return record
+
+
+    def move_to_end(self, names: Iterable[str]) -> None:
+        """Put the records of ``names`` last, in that order (the report lists ``records`` in
+        order: stages that ran in worker processes are recorded as they finish)."""
+        for name in names:
+            if name in self.records:
+                self.records[name] = self.records.pop(name)
 
 
 def _key_digest(key: Mapping[str, Any]) -> str:
