@@ -16,7 +16,11 @@ package builds several, to train on each (each file beside ``item_info.parquet``
   precomputed text and image vectors of ``item_feature.parquet`` (``txt_emb_BERT``,
   ``img_emb_CLIPRN50``), each L2-normalised, PCA to 128 (the Task-2 winner's recipe; an input,
   written by ``mmctr build-embeddings --source columns --fusion pca``);
-* ``content_codes``: ``item_info_content_codes.parquet``, + the codes of that vector.
+* ``content_codes``: ``item_info_content_codes.parquet``, + the codes of that vector;
+* ``content_task1``: ``item_info_content_task1.parquet``, the content vector + Task 1's as
+  ``item_emb_task1`` (``both`` with the content vector in the given one's place);
+* ``content_task1_codes``: ``item_info_content_task1_codes.parquet``, + the codes of
+  ``item_emb_task1``.
 
 :func:`build_item_side` writes one table from parts: a base ``item_info`` (its rows and columns
 kept), vector columns joined from other item tables (keyed by ``item_id``, any row order, under
@@ -293,7 +297,7 @@ class Candidate:
 
     Attributes:
         name: ``given``, ``given_codes``, ``task1``, ``task1_codes``, ``both``, ``both_codes``,
-            ``content``, ``content_codes``.
+            ``content``, ``content_codes``, ``content_task1``, ``content_task1_codes``.
         file: its table's file name in the folder.
         base: ``given`` (``item_info.parquet``), ``task1`` (Task 1's item_info) or
             ``content`` (the content-only table of ``build-embeddings --source columns
@@ -333,6 +337,9 @@ CANDIDATES: Dict[str, Candidate] = {c.name: c for c in (
     Candidate("content", CONTENT_FILE, "content"),
     Candidate("content_codes", "item_info_content_codes.parquet", "content",
               codes_of=GIVEN_COLUMN),
+    Candidate("content_task1", "item_info_content_task1.parquet", "content", add_task1=True),
+    Candidate("content_task1_codes", "item_info_content_task1_codes.parquet", "content",
+              add_task1=True, codes_of=TASK1_COLUMN),
 )}
 
 

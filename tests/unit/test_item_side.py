@@ -186,14 +186,18 @@ def test_candidates_of_a_data_folder(handmade):
     for name, path in made.items():
         assert path.name == CANDIDATES[name].file
         names = pq.read_table(path).column_names
-        assert ("item_emb_task1" in names) == name.startswith("both")
+        assert ("item_emb_task1" in names) == CANDIDATES[name].add_task1
         assert (names[-3:] == SID) == name.endswith("codes")
     np.testing.assert_array_equal(vectors_of(made["both"], "item_emb_task1"), task1)
     np.testing.assert_array_equal(vectors_of(made["both"]), given)
+    np.testing.assert_array_equal(vectors_of(made["content_task1"]), vectors_of(content))
+    np.testing.assert_array_equal(vectors_of(made["content_task1"], "item_emb_task1"), task1)
     np.testing.assert_array_equal(vectors_of(made["task1_codes"]), task1)
-    # both_codes quantises Task 1's vector: the same codes as task1_codes
-    codes = {n: pq.read_table(made[n], columns=SID) for n in ("task1_codes", "both_codes")}
+    # both_codes and content_task1_codes quantise Task 1's vector: the codes of task1_codes
+    codes = {n: pq.read_table(made[n], columns=SID)
+             for n in ("task1_codes", "both_codes", "content_task1_codes")}
     assert codes["task1_codes"].equals(codes["both_codes"])
+    assert codes["task1_codes"].equals(codes["content_task1_codes"])
     with pytest.raises(ConfigError, match="unknown candidate"):
         build_candidates(handmade, names=["given_code"])
 
