@@ -45,7 +45,7 @@ $(OLDEST_STAMP): setup.cfg constraints-oldest.txt pyproject.toml
 	$(OLDEST_VENV)/bin/pip install -q -c constraints-oldest.txt -e '.$(EXTRAS)'
 	touch $(OLDEST_STAMP)
 
-## The main job on the sample: Task 1's item sides -> three models on each (3 epochs, the official
+## The main job on the sample: Task 1's item sides -> two models on each of three (3 epochs, the official
 ## budget) -> a blend -> a checked submission (runs/pipeline/submission.zip; rerun resumes)
 pipeline: $(STAMP)
 	$(BIN)/mmctr make-sample --out data/sample --preset default

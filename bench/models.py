@@ -93,10 +93,12 @@ def start(threads, out) -> Tuple[Path, dict, list]:
 
 
 def save_rows(out: Path, rows) -> None:
-    """Write ``{"machine": ..., "rows": rows}`` to ``out`` (JSON), replacing it atomically."""
+    """Write ``{"machine": ..., "rows": rows}`` to ``out`` (JSON), replacing it atomically;
+    any other key the file held (earlier runs kept beside the rows, a note) is kept."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    kept = json.loads(out.read_text()) if out.exists() else {}
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(machine=machine(), rows=rows), indent=1))
+    tmp.write_text(json.dumps({**kept, "machine": machine(), "rows": rows}, indent=1))
     os.replace(tmp, out)
 
 

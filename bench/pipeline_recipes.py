@@ -1,8 +1,8 @@
 """Which pipeline recipe (models x item sides)? Compare them offline from the trainings that
 ``bench/pipeline.py`` left in its work root.
 
-    python bench/pipeline.py --worlds partial good --seeds 1 2 \
-        --item-sides given_codes task1_codes content_codes        # train every model once
+    python bench/pipeline.py --worlds partial good --seeds 1 2 --models DIN DCNv2 DIN_DCN \
+        --item-sides content_codes task1_codes content_task1_codes both_codes  # every model once
     python bench/pipeline_recipes.py --runs partial_s1 partial_s2 good_s1 good_s2 \
         [--work-root bench/work/pipeline] [--data-root data/worlds] [--out FILE.json]
 
@@ -12,7 +12,8 @@ the valid split (:func:`fuxictr_mmctr.submit.blend.select_members`, rank blend, 
 defaults), then scores the blend on the sample's hidden test labels. Predictions come from the
 pipeline's cache, so nothing is trained. Prints each recipe's test AUC per run and the mean
 AUC/oracle; the rule for a default is the best mean, and within 0.001 of it the recipe with
-fewer trainings. Defaults are picked on data seeds 1-2 and reported on 3-4 (``bench/pipeline.py``).
+fewer trainings. A recipe whose trainings a run lacks is left out. Defaults are picked on data
+seeds 1-2 and reported on 3-4 (``bench/pipeline.py``).
 """
 from __future__ import annotations
 
@@ -49,6 +50,21 @@ RECIPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
                                                     ("content_codes", "task1_codes")),
     "DCNv2, DIN_DCN x given_codes, task1_codes, content_codes":
         (("DCNv2", "DIN_DCN"), ("given_codes", "task1_codes", "content_codes")),
+    # one model on both vectors (content_task1_codes: the content vector and Task 1's, with
+    # the codes of Task 1's), alone and beside the one-vector sides
+    "3 models x content_task1_codes": (THREE, ("content_task1_codes",)),
+    "3 models x content_task1_codes, task1_codes": (THREE, ("content_task1_codes", "task1_codes")),
+    "3 models x content_task1_codes, content_codes":
+        (THREE, ("content_task1_codes", "content_codes")),
+    "3 models x content_codes, task1_codes, content_task1_codes":
+        (THREE, ("content_codes", "task1_codes", "content_task1_codes")),
+    "3 models x both_codes, task1_codes": (THREE, ("both_codes", "task1_codes")),
+    "3 models x content_codes, task1_codes, both_codes":
+        (THREE, ("content_codes", "task1_codes", "both_codes")),
+    "DCNv2, DIN_DCN x content_codes, task1_codes, content_task1_codes":
+        (("DCNv2", "DIN_DCN"), ("content_codes", "task1_codes", "content_task1_codes")),
+    "DCNv2, DIN_DCN x content_codes, task1_codes, both_codes":
+        (("DCNv2", "DIN_DCN"), ("content_codes", "task1_codes", "both_codes")),
 }
 
 
@@ -59,6 +75,8 @@ def score_recipes(config_dir: Path, data_dir: Path) -> Dict[str, float]:
     row = {"oracle": float(sample_oracle(data_dir)["test"]["AUC"])}
     for name, (models, sides) in RECIPES.items():
         expids = [expid_for(m, s) for s in sides for m in models]
+        if not all((config_dir.parent / "stages" / f"train__{e}.json").exists() for e in expids):
+            continue  # a recipe whose trainings this run did not do
         preds = [experiment_predictions(config_dir, e) for e in expids]
         weights = select_members([p["valid"] for p in preds], y_valid, method="rank",
                                  max_rounds=10)
@@ -73,6 +91,8 @@ def table(rows: Dict[str, Dict[str, float]], runs: Sequence[str]) -> str:
     lines = ["| recipe | trainings | " + " | ".join(runs) + " | mean AUC/oracle |",
              "| --- | --- | " + " | ".join("---" for _ in runs) + " | --- |"]
     for name, (models, sides) in RECIPES.items():
+        if not all(name in rows[r] for r in runs):
+            continue
         ratio = np.mean([rows[r][name] / rows[r]["oracle"] for r in runs])
         lines.append(f"| {name} | {len(models) * len(sides)} | "
                      + " | ".join(f"{rows[r][name]:.4f}" for r in runs) + f" | {ratio:.4f} |")

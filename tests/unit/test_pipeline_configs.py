@@ -82,7 +82,8 @@ def test_default_item_sides_follow_item_feature_vectors(tmp_path, caplog):
                              "img_emb_CLIPRN50": pa.array([[0.0]], vec)}),
                    tmp_path / "item_feature.parquet")
     config = PipelineConfig(data_dir=tmp_path, work_dir=tmp_path / "w")
-    assert config.resolved().item_sides == DEFAULT_SIDES == ("content_codes", "task1_codes")
+    assert config.resolved().item_sides == DEFAULT_SIDES == ("content_codes", "task1_codes",
+                                                             "both_codes")
     pq.write_table(pa.table({"item_id": pa.array([1], pa.int64())}),
                    tmp_path / "item_feature.parquet")
     assert config.resolved().item_sides == SIDES_WITHOUT_VECTORS
