@@ -99,7 +99,7 @@ class PipelineConfig:
         rerun: stage names (or ``train:`` prefixes) to run even when up to date.
         jobs: trainings at a time, each in its own process with the torch threads split
             between them (``--jobs 2`` on a 2-core CPU: ``make pipeline``'s six trainings in
-            ~340 s instead of 426 s). Default: 1 (in this process).
+            ~440 s of wall time for 782 s of training). Default: 1 (in this process).
     """
 
     data_dir: Path
