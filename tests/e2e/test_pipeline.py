@@ -85,7 +85,11 @@ def test_a_changed_test_split_rewrites_the_zip_alone(run, image_sample):
     report = json.loads((run / "report.json").read_text())
     ran = {s["name"] for s in report["stages"] if not s["skipped"]}
     assert ran == {"validate", "submission"}     # checked again, scored again: nothing else
-    assert _zip_scores(run / "submission.zip") == pytest.approx(before[::-1])
+    # the rank blend's scores: a row's probability may move in its last bits with the rows
+    # batched beside it, which can swap two rows that tie to float precision (one rank, 1/n)
+    after, n = _zip_scores(run / "submission.zip"), len(before)
+    assert after == pytest.approx(before[::-1], abs=2.0 / n)
+    assert sum(a != b for a, b in zip(after, before[::-1])) <= n // 100
 
 
 def _zip_scores(path):
