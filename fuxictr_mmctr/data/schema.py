@@ -375,10 +375,10 @@ def normalise_vectors(values: np.ndarray, mode: str) -> np.ndarray:
     """
     if mode == "none":
         return values
-    norms = np.linalg.norm(values, axis=1, keepdims=True)               # (n+1, 1)
     if mode == "mean_norm":
         scale = mean_vector_norm(values) or 1.0
         return (values / np.float32(scale)).astype(np.float32, copy=False)
+    norms = np.linalg.norm(values, axis=1, keepdims=True)               # (n+1, 1)
     if mode == "l2":
         return np.divide(values, norms, out=np.zeros_like(values), where=norms > 0)
     if mode == "standard":

@@ -133,7 +133,6 @@ class Stages:
         logger.info("stage %s: done in %.1f s", name, record.seconds)
         return record
 
-
     def move_to_end(self, names: Iterable[str]) -> None:
         """Put the records of ``names`` last, in that order (the report lists ``records`` in
         order: stages that ran in worker processes are recorded as they finish)."""
