@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +34,7 @@ from fuxictr_mmctr.data.sample_store import sample_oracle  # noqa: E402
 from fuxictr_mmctr.data.schema import DATASET_DIR  # noqa: E402
 from fuxictr_mmctr.io import write_json  # noqa: E402
 from fuxictr_mmctr.pipeline.configs import expid_for  # noqa: E402
+from fuxictr_mmctr.pipeline.stages import Stages  # noqa: E402
 from fuxictr_mmctr.submit.blend import blend_predictions, read_labels, select_members  # noqa: E402
 from fuxictr_mmctr.submit.metrics import auc  # noqa: E402
 from fuxictr_mmctr.train.blend import experiment_predictions  # noqa: E402
@@ -68,14 +70,25 @@ RECIPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
 }
 
 
+def done_trainings(config_dir: Path) -> set:
+    """The expids of a pipeline work dir that were trained (a stage record) and that its last
+    run's config still holds (a rerun with fewer ``--models`` rewrites the config, not the
+    records of the others)."""
+    stages = Stages(config_dir.parent)
+    in_config = {expid for path in (config_dir / "model_config").glob("*.yaml")
+                 for expid in yaml.safe_load(path.read_text()) or {}}
+    return {e for e in in_config if stages.load(f"train:{e}") is not None}
+
+
 def score_recipes(config_dir: Path, data_dir: Path) -> Dict[str, float]:
     """Hidden-test AUC of each recipe's valid-chosen blend on one world/seed (plus ``oracle``)."""
     y_valid = read_labels(data_dir / DATASET_DIR / "valid.parquet")
     _, y_test = read_truth(data_dir, "test")
     row = {"oracle": float(sample_oracle(data_dir)["test"]["AUC"])}
+    trained = done_trainings(config_dir)
     for name, (models, sides) in RECIPES.items():
         expids = [expid_for(m, s) for s in sides for m in models]
-        if not all((config_dir.parent / "stages" / f"train__{e}.json").exists() for e in expids):
+        if not trained.issuperset(expids):
             continue  # a recipe whose trainings this run did not do
         preds = [experiment_predictions(config_dir, e) for e in expids]
         weights = select_members([p["valid"] for p in preds], y_valid, method="rank",
